@@ -1,0 +1,90 @@
+//! The configuration a layer shares with every connection it authenticates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use serde::de::DeserializeOwned;
+
+use crate::token::source::SourceConfig;
+use crate::token::{JwtValidator, TokenError, ValidatedToken};
+
+pub(crate) type ClaimsCheck<C> = Arc<dyn Fn(&C) -> bool + Send + Sync>;
+
+/// Immutable after the builder finishes; shared as `Arc<Settings<C>>`.
+pub(crate) struct Settings<C> {
+    pub(crate) validator: JwtValidator,
+    pub(crate) sources: SourceConfig,
+    pub(crate) allowed_origins: Option<Vec<HeaderValue>>,
+    pub(crate) allow_missing_origin: bool,
+    pub(crate) protocols: Vec<HeaderValue>,
+    pub(crate) realm: Arc<str>,
+    pub(crate) authorize: Option<ClaimsCheck<C>>,
+    pub(crate) revoked: Option<ClaimsCheck<C>>,
+    pub(crate) session: SessionConfig,
+}
+
+/// Per-connection behaviour after the upgrade.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionConfig {
+    pub(crate) notify_before: Duration,
+    pub(crate) leeway: Duration,
+    pub(crate) renew_limit: u32,
+    pub(crate) renew_window: Duration,
+    pub(crate) invalid_control_limit: u32,
+    pub(crate) max_control_bytes: usize,
+    pub(crate) channel_capacity: usize,
+    pub(crate) close_timeout: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            notify_before: Duration::from_secs(30),
+            leeway: Duration::from_secs(5),
+            renew_limit: 10,
+            renew_window: Duration::from_secs(60),
+            invalid_control_limit: 3,
+            max_control_bytes: 16 * 1024,
+            channel_capacity: 16,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a token that may be cryptographically fine is still not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Invalid(TokenError),
+    InsufficientScope,
+}
+
+impl<C: DeserializeOwned> Settings<C> {
+    /// The single gate every token passes, at the handshake and on renewal.
+    pub(crate) fn check_token(&self, token: &str) -> Result<ValidatedToken<C>, Refusal> {
+        let valid = self.validator.validate::<C>(token).map_err(Refusal::Invalid)?;
+        if self.revoked.as_ref().is_some_and(|revoked| revoked(&valid.claims)) {
+            return Err(Refusal::Invalid(TokenError::Revoked));
+        }
+        if self.authorize.as_ref().is_some_and(|authorize| !authorize(&valid.claims)) {
+            return Err(Refusal::InsufficientScope);
+        }
+        Ok(valid)
+    }
+}
+
+impl<C> std::fmt::Debug for Settings<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("validator", &self.validator)
+            .field("sources", &self.sources)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("allow_missing_origin", &self.allow_missing_origin)
+            .field("protocols", &self.protocols)
+            .field("realm", &self.realm)
+            .field("authorize", &self.authorize.is_some())
+            .field("revoked", &self.revoked.is_some())
+            .field("session", &self.session)
+            .finish()
+    }
+}

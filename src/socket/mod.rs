@@ -1,0 +1,313 @@
+//! The authenticated socket handed to route handlers, and the driver task
+//! that keeps it authenticated.
+//!
+//! The driver owns the real WebSocket. It interleaves the expiry and notice
+//! timers and the `auth.*` control messages with the application's frames,
+//! which cross to and from the application through two bounded channels.
+//! Because the driver runs on its own task, a connection closes on time even
+//! when the application is busy elsewhere.
+
+mod clock;
+mod driver;
+#[cfg(test)]
+mod tests;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use axum::extract::ws::Message;
+use futures_core::Stream;
+use futures_sink::Sink;
+use futures_util::SinkExt;
+use http::HeaderValue;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::PollSender;
+
+use crate::token::TokenSource;
+use crate::upgrade::Authenticated;
+use clock::SharedDeadline;
+
+/// The connection has been closed (or its token has expired); nothing more
+/// can be sent or received. Wrapped in [`axum::Error`].
+#[derive(Debug, Clone, Copy, Default, thiserror::Error)]
+#[error("the authenticated WebSocket is closed")]
+#[non_exhaustive]
+pub struct SocketClosed;
+
+fn closed() -> axum::Error {
+    axum::Error::new(SocketClosed)
+}
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Starts the driver for an upgraded connection and returns the
+/// application's end of it.
+pub(crate) fn spawn<T, C>(transport: T, authenticated: Authenticated<C>) -> AuthWebSocket<C>
+where
+    T: driver::Transport,
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    let capacity = authenticated.settings.session.channel_capacity;
+    let (inbound_tx, inbound_rx) = mpsc::channel(capacity);
+    let (outbound_tx, outbound_rx) = mpsc::channel(capacity);
+    let (claims_tx, claims_rx) = watch::channel(Arc::clone(&authenticated.claims));
+    let deadline_at = driver::deadline_of(authenticated.exp, &authenticated.settings.session);
+    let deadline = Arc::new(SharedDeadline::new(authenticated.exp, deadline_at));
+    let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    let socket = AuthWebSocket {
+        sender: AuthSender {
+            outbound: PollSender::new(outbound_tx),
+            deadline: Arc::clone(&deadline),
+        },
+        receiver: AuthReceiver {
+            inbound: inbound_rx,
+            deadline: Arc::clone(&deadline),
+        },
+        claims: claims_rx,
+        id,
+        sub: authenticated.sub.clone(),
+        source: authenticated.source,
+        protocol: authenticated.protocol.clone(),
+    };
+    let driver = driver::Driver::new(
+        transport,
+        authenticated,
+        id,
+        deadline,
+        inbound_tx,
+        outbound_rx,
+        claims_tx,
+    );
+    tokio::spawn(driver.run());
+    socket
+}
+
+/// A WebSocket whose peer is authenticated, and stays so.
+///
+/// It yields only the application's own frames: `auth.*` control messages
+/// are answered by the connection's driver and never appear here. Once the
+/// token expires (with no accepted renewal) [`recv`](Self::recv) returns
+/// `None` and [`send`](Self::send) fails, even for frames already queued.
+///
+/// Use it like axum's `WebSocket`, or [`split`](Self::split) it to read and
+/// write from separate tasks.
+///
+/// ```
+/// use axum_ws_auth::AuthWebSocket;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Claims { sub: String }
+///
+/// async fn echo(mut socket: AuthWebSocket<Claims>) {
+///     while let Some(Ok(message)) = socket.recv().await {
+///         if socket.send(message).await.is_err() {
+///             break;
+///         }
+///     }
+/// }
+/// ```
+pub struct AuthWebSocket<C> {
+    sender: AuthSender,
+    receiver: AuthReceiver,
+    claims: watch::Receiver<Arc<C>>,
+    id: u64,
+    sub: Option<String>,
+    source: TokenSource,
+    protocol: Option<HeaderValue>,
+}
+
+impl<C> AuthWebSocket<C> {
+    /// Receives the next application message; `None` once the connection is
+    /// closed or its token has expired.
+    pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
+        self.receiver.recv().await
+    }
+
+    /// Sends an application message.
+    pub async fn send(&mut self, message: Message) -> Result<(), axum::Error> {
+        self.sender.send(message).await
+    }
+
+    /// The claims of the current token (replaced by every accepted renewal).
+    pub fn claims(&self) -> Arc<C> {
+        Arc::clone(&self.claims.borrow())
+    }
+
+    /// A receiver that observes every accepted renewal.
+    ///
+    /// ```
+    /// # async fn f(socket: axum_ws_auth::AuthWebSocket<serde_json::Value>) {
+    /// let mut claims = socket.watch_claims();
+    /// tokio::spawn(async move {
+    ///     while claims.changed().await.is_ok() {
+    ///         println!("renewed: {}", claims.borrow_and_update());
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn watch_claims(&self) -> watch::Receiver<Arc<C>> {
+        self.claims.clone()
+    }
+
+    /// The current token's `exp` (seconds since the Unix epoch).
+    pub fn expires_at(&self) -> u64 {
+        self.receiver.deadline.exp()
+    }
+
+    /// The `sub` of the connection; renewals cannot change it.
+    pub fn subject(&self) -> Option<&str> {
+        self.sub.as_deref()
+    }
+
+    /// Where the opening token was found.
+    pub fn token_source(&self) -> TokenSource {
+        self.source
+    }
+
+    /// The selected subprotocol, if any.
+    pub fn protocol(&self) -> Option<&HeaderValue> {
+        self.protocol.as_ref()
+    }
+
+    /// A process-unique id of this connection, as used in log events.
+    pub fn connection_id(&self) -> u64 {
+        self.id
+    }
+
+    /// Splits into independently usable halves. Dropping both ends the
+    /// connection with a normal close.
+    pub fn split(self) -> (AuthSender, AuthReceiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+impl<C> std::fmt::Debug for AuthWebSocket<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthWebSocket")
+            .field("id", &self.id)
+            .field("sub", &self.sub)
+            .field("source", &self.source)
+            .field("protocol", &self.protocol)
+            .field("expires_at", &self.expires_at())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> Stream for AuthWebSocket<C> {
+    type Item = Result<Message, axum::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.receiver).poll_next(cx)
+    }
+}
+
+impl<C> Sink<Message> for AuthWebSocket<C> {
+    type Error = axum::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.sender).poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        Pin::new(&mut self.sender).start_send(item)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.sender).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.sender).poll_close(cx)
+    }
+}
+
+/// The sending half of an [`AuthWebSocket`]. Cloning it gives another
+/// sender onto the same connection.
+#[derive(Clone)]
+pub struct AuthSender {
+    outbound: PollSender<Message>,
+    deadline: Arc<SharedDeadline>,
+}
+
+impl AuthSender {
+    /// Sends an application message; fails once the connection is closed or
+    /// its token has expired.
+    pub async fn send(&mut self, message: Message) -> Result<(), axum::Error> {
+        SinkExt::send(self, message).await
+    }
+}
+
+impl std::fmt::Debug for AuthSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSender").finish_non_exhaustive()
+    }
+}
+
+impl Sink<Message> for AuthSender {
+    type Error = axum::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.deadline.has_passed() {
+            return Poll::Ready(Err(closed()));
+        }
+        self.outbound.poll_reserve(cx).map_err(|_| closed())
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        if self.deadline.has_passed() {
+            return Err(closed());
+        }
+        self.outbound.send_item(item).map_err(|_| closed())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The driver writes and flushes as soon as it takes a frame.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.outbound.close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The receiving half of an [`AuthWebSocket`].
+pub struct AuthReceiver {
+    inbound: mpsc::Receiver<Result<Message, axum::Error>>,
+    deadline: Arc<SharedDeadline>,
+}
+
+impl AuthReceiver {
+    /// Receives the next application message; `None` once the connection is
+    /// closed or its token has expired.
+    pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+impl std::fmt::Debug for AuthReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthReceiver").finish_non_exhaustive()
+    }
+}
+
+impl Stream for AuthReceiver {
+    type Item = Result<Message, axum::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Frames queued before the deadline are still withheld after it.
+        if self.deadline.has_passed() {
+            self.inbound.close();
+            return Poll::Ready(None);
+        }
+        let item = ready!(self.inbound.poll_recv(cx));
+        if self.deadline.has_passed() {
+            self.inbound.close();
+            return Poll::Ready(None);
+        }
+        Poll::Ready(item)
+    }
+}

@@ -1,0 +1,99 @@
+/// Why a token was refused (RFC 6750 `invalid_token`).
+///
+/// The [`Display`](std::fmt::Display) text is the short `error_description`
+/// sent to clients; it never contains the token or any of its claims.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not a compact JWS, bad base64 or JSON, or an unknown `alg`.
+    #[error("malformed token")]
+    Malformed,
+    /// Longer than the configured maximum; not even parsed.
+    #[error("token too large")]
+    TooLarge,
+    /// The signature does not verify with the configured key.
+    #[error("signature invalid")]
+    InvalidSignature,
+    /// The header's `alg` is not on the allow-list (this includes `none`
+    /// and algorithm-confusion attempts).
+    #[error("algorithm not allowed")]
+    AlgorithmNotAllowed,
+    /// `exp` (plus leeway) has passed.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` (minus leeway) is still in the future.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `aud` does not name this service.
+    #[error("invalid audience")]
+    InvalidAudience,
+    /// `iss` is not an accepted issuer.
+    #[error("invalid issuer")]
+    InvalidIssuer,
+    /// A claim the validation requires (`exp`, and as configured `sub`,
+    /// `iss`, `aud`, `nbf`) is absent.
+    #[error("missing required claim")]
+    MissingClaim,
+    /// A registered claim has the wrong type, e.g. `exp` as a string.
+    #[error("invalid claim format")]
+    InvalidClaimFormat,
+    /// The claims do not deserialize into the application's claims type.
+    #[error("claims do not match the expected shape")]
+    UnexpectedClaims,
+    /// The application's revocation check refused the token.
+    #[error("token revoked")]
+    Revoked,
+    /// A renewal whose `exp` is not later than the current token's.
+    #[error("token not newer than the current one")]
+    NotNewer,
+}
+
+impl TokenError {
+    pub(crate) fn from_jwt(error: &jsonwebtoken::errors::Error) -> Self {
+        use jsonwebtoken::errors::ErrorKind;
+        match error.kind() {
+            ErrorKind::InvalidSignature => TokenError::InvalidSignature,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                TokenError::AlgorithmNotAllowed
+            }
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+            ErrorKind::InvalidAudience => TokenError::InvalidAudience,
+            ErrorKind::InvalidIssuer => TokenError::InvalidIssuer,
+            ErrorKind::MissingRequiredClaim(_) => TokenError::MissingClaim,
+            ErrorKind::InvalidClaimFormat(_) | ErrorKind::InvalidSubject => {
+                TokenError::InvalidClaimFormat
+            }
+            _ => TokenError::Malformed,
+        }
+    }
+}
+
+/// Why an upgrade request is unusable as sent (RFC 6750 `invalid_request`,
+/// status 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidRequest {
+    /// An `Authorization: Bearer` header without a well-formed token.
+    #[error("malformed authorization header")]
+    MalformedAuthorization,
+    /// More than one `Authorization` header.
+    #[error("multiple authorization headers")]
+    DuplicateAuthorization,
+    /// `Sec-WebSocket-Protocol` is not a list of tokens.
+    #[error("malformed subprotocol list")]
+    MalformedSubprotocols,
+    /// More than one `bearer.` entry.
+    #[error("multiple bearer subprotocol entries")]
+    DuplicateBearerSubprotocol,
+    /// Protocols were offered but none the server can select (including a
+    /// list holding only the `bearer.` entry).
+    #[error("no acceptable subprotocol offered")]
+    NoAcceptableSubprotocol,
+    /// The token cookie appears more than once.
+    #[error("multiple token cookies")]
+    DuplicateCookie,
+    /// `access_token` appears more than once, or is not decodable.
+    #[error("malformed access_token parameter")]
+    MalformedQuery,
+}

@@ -1,0 +1,13 @@
+//! Where a token comes from and whether it is good.
+//!
+//! [`source`] finds the token in an upgrade request (header, `bearer.`
+//! subprotocol entry, cookie, query) and [`JwtValidator`] checks it. Both
+//! run on the handshake; the validator runs again for every in-band renewal.
+
+mod error;
+pub(crate) mod source;
+mod validator;
+
+pub use error::{InvalidRequest, TokenError};
+pub use source::TokenSource;
+pub use validator::{DEFAULT_MAX_TOKEN_BYTES, JwtValidator, ValidatedToken};

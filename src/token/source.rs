@@ -1,0 +1,364 @@
+//! Finding the token in an upgrade request.
+//!
+//! Sources are tried in a fixed order of precedence (header, subprotocol,
+//! cookie, query); the first one present wins and the others are ignored,
+//! so a request never gets authenticated by a token the client did not
+//! mean to use.
+
+use std::borrow::Cow;
+
+use http::header::{AUTHORIZATION, COOKIE, SEC_WEBSOCKET_PROTOCOL};
+use http::{HeaderMap, HeaderValue, Uri};
+
+use super::InvalidRequest;
+use crate::protocol::BEARER_PROTOCOL_PREFIX;
+
+/// Where the token of a connection came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// `Authorization: Bearer <jwt>`.
+    Header,
+    /// A `bearer.<jwt>` entry of `Sec-WebSocket-Protocol`.
+    Subprotocol,
+    /// A cookie of the configured name.
+    Cookie,
+    /// The `access_token` query parameter.
+    Query,
+}
+
+impl TokenSource {
+    /// A stable lowercase name, used in logs and metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::Header => "header",
+            TokenSource::Subprotocol => "subprotocol",
+            TokenSource::Cookie => "cookie",
+            TokenSource::Query => "query",
+        }
+    }
+}
+
+/// Which sources are enabled.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceConfig {
+    pub(crate) header: bool,
+    pub(crate) subprotocol: bool,
+    pub(crate) cookie: Option<String>,
+    pub(crate) query: bool,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            header: true,
+            subprotocol: true,
+            cookie: None,
+            query: false,
+        }
+    }
+}
+
+/// The parsed `Sec-WebSocket-Protocol` list.
+#[derive(Debug, Default)]
+pub(crate) struct OfferedProtocols<'a> {
+    /// The token of the single `bearer.` entry, if any.
+    pub(crate) bearer: Option<&'a str>,
+    /// Every other entry, in the client's order.
+    pub(crate) protocols: Vec<&'a str>,
+}
+
+impl<'a> OfferedProtocols<'a> {
+    pub(crate) fn parse(headers: &'a HeaderMap) -> Result<Self, InvalidRequest> {
+        let mut offered = OfferedProtocols::default();
+        for value in headers.get_all(SEC_WEBSOCKET_PROTOCOL) {
+            let list = value
+                .to_str()
+                .map_err(|_| InvalidRequest::MalformedSubprotocols)?;
+            for entry in list.split(',').map(|entry| entry.trim_matches([' ', '\t'])) {
+                if entry.is_empty() || !entry.bytes().all(is_tchar) {
+                    return Err(InvalidRequest::MalformedSubprotocols);
+                }
+                match entry.strip_prefix(BEARER_PROTOCOL_PREFIX) {
+                    Some(_) if offered.bearer.is_some() => {
+                        return Err(InvalidRequest::DuplicateBearerSubprotocol);
+                    }
+                    Some("") => return Err(InvalidRequest::MalformedSubprotocols),
+                    Some(token) => offered.bearer = Some(token),
+                    None => offered.protocols.push(entry),
+                }
+            }
+        }
+        Ok(offered)
+    }
+
+    /// Picks the first of the server's `supported` protocols the client
+    /// offered. A client that offered anything must get an answer (Chromium
+    /// fails the connection otherwise), so no match is an error; a client
+    /// that offered nothing gets no `Sec-WebSocket-Protocol` back.
+    pub(crate) fn select(&self, supported: &[HeaderValue]) -> Result<Option<HeaderValue>, InvalidRequest> {
+        if self.bearer.is_none() && self.protocols.is_empty() {
+            return Ok(None);
+        }
+        supported
+            .iter()
+            .find(|candidate| self.protocols.iter().any(|p| p.as_bytes() == candidate.as_bytes()))
+            .cloned()
+            .map(Some)
+            .ok_or(InvalidRequest::NoAcceptableSubprotocol)
+    }
+}
+
+/// A token and where it was found.
+#[derive(Debug)]
+pub(crate) struct FoundToken<'a> {
+    pub(crate) source: TokenSource,
+    pub(crate) token: Cow<'a, str>,
+}
+
+/// Finds the token of highest precedence among the enabled sources.
+pub(crate) fn find_token<'a>(
+    config: &SourceConfig,
+    headers: &'a HeaderMap,
+    uri: &'a Uri,
+    offered: &OfferedProtocols<'a>,
+) -> Result<Option<FoundToken<'a>>, InvalidRequest> {
+    let found = |source, token| Ok(Some(FoundToken { source, token }));
+    if config.header {
+        if let Some(token) = from_authorization(headers)? {
+            return found(TokenSource::Header, Cow::Borrowed(token));
+        }
+    }
+    if config.subprotocol {
+        if let Some(token) = offered.bearer {
+            return found(TokenSource::Subprotocol, Cow::Borrowed(token));
+        }
+    }
+    if let Some(name) = &config.cookie {
+        if let Some(token) = from_cookie(headers, name)? {
+            return found(TokenSource::Cookie, Cow::Borrowed(token));
+        }
+    }
+    if config.query {
+        if let Some(token) = from_query(uri)? {
+            return found(TokenSource::Query, token);
+        }
+    }
+    Ok(None)
+}
+
+/// `Authorization: Bearer <b64token>` (RFC 6750 section 2.1). Another
+/// scheme means "no bearer token here"; a broken bearer header is an error.
+fn from_authorization(headers: &HeaderMap) -> Result<Option<&str>, InvalidRequest> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(InvalidRequest::DuplicateAuthorization);
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| InvalidRequest::MalformedAuthorization)?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim_matches(' ');
+    if is_b64token(token) {
+        Ok(Some(token))
+    } else {
+        Err(InvalidRequest::MalformedAuthorization)
+    }
+}
+
+fn from_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, InvalidRequest> {
+    let mut token = None;
+    let pairs = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='));
+    for (key, value) in pairs {
+        if key != name {
+            continue;
+        }
+        if token.is_some() {
+            return Err(InvalidRequest::DuplicateCookie);
+        }
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        token = Some(value);
+    }
+    Ok(token.filter(|value| !value.is_empty()))
+}
+
+fn from_query(uri: &Uri) -> Result<Option<Cow<'_, str>>, InvalidRequest> {
+    let mut token = None;
+    for pair in uri.query().unwrap_or_default().split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "access_token" {
+            continue;
+        }
+        if token.is_some() {
+            return Err(InvalidRequest::MalformedQuery);
+        }
+        let value = percent_decode(value).ok_or(InvalidRequest::MalformedQuery)?;
+        if value.is_empty() {
+            return Err(InvalidRequest::MalformedQuery);
+        }
+        token = Some(value);
+    }
+    Ok(token)
+}
+
+fn percent_decode(text: &str) -> Option<Cow<'_, str>> {
+    if !text.contains('%') {
+        return Some(Cow::Borrowed(text));
+    }
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = tail.get(..2)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok().map(Cow::Owned)
+}
+
+/// RFC 7230 `tchar`.
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn find(config: &SourceConfig, map: &HeaderMap, uri: &str) -> Result<Option<(TokenSource, String)>, InvalidRequest> {
+        let uri: Uri = uri.parse().unwrap();
+        let offered = OfferedProtocols::parse(map)?;
+        Ok(find_token(config, map, &uri, &offered)?.map(|f| (f.source, f.token.into_owned())))
+    }
+
+    fn all_sources() -> SourceConfig {
+        SourceConfig {
+            header: true,
+            subprotocol: true,
+            cookie: Some("jwt".into()),
+            query: true,
+        }
+    }
+
+    #[test]
+    fn precedence_is_header_subprotocol_cookie_query() {
+        let config = all_sources();
+        let every = headers(&[
+            ("authorization", "Bearer h.h.h"),
+            ("sec-websocket-protocol", "wsauth.v1, bearer.s.s.s"),
+            ("cookie", "a=1; jwt=c.c.c"),
+        ]);
+        let uri = "/ws?access_token=q.q.q";
+        assert_eq!(find(&config, &every, uri).unwrap(), Some((TokenSource::Header, "h.h.h".into())));
+        let no_header = headers(&[
+            ("sec-websocket-protocol", "wsauth.v1, bearer.s.s.s"),
+            ("cookie", "a=1; jwt=c.c.c"),
+        ]);
+        assert_eq!(find(&config, &no_header, uri).unwrap(), Some((TokenSource::Subprotocol, "s.s.s".into())));
+        let cookie_only = headers(&[("cookie", "a=1; jwt=c.c.c")]);
+        assert_eq!(find(&config, &cookie_only, uri).unwrap(), Some((TokenSource::Cookie, "c.c.c".into())));
+        assert_eq!(find(&config, &HeaderMap::new(), uri).unwrap(), Some((TokenSource::Query, "q.q.q".into())));
+        assert_eq!(find(&config, &HeaderMap::new(), "/ws").unwrap(), None);
+    }
+
+    #[test]
+    fn disabled_sources_are_not_read() {
+        let config = SourceConfig::default();
+        let map = headers(&[("cookie", "jwt=c.c.c")]);
+        assert_eq!(find(&config, &map, "/ws?access_token=q.q.q").unwrap(), None);
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_other_schemes_are_absent() {
+        let config = SourceConfig::default();
+        for value in ["bearer a.b.c", "BEARER a.b.c", "Bearer   a.b.c"] {
+            let map = headers(&[("authorization", value)]);
+            assert_eq!(find(&config, &map, "/").unwrap(), Some((TokenSource::Header, "a.b.c".into())), "{value}");
+        }
+        let basic = headers(&[("authorization", "Basic dXNlcjpwYXNz")]);
+        assert_eq!(find(&config, &basic, "/").unwrap(), None);
+    }
+
+    #[test]
+    fn broken_requests_are_invalid_requests() {
+        let config = all_sources();
+        let cases: &[(&[(&str, &str)], &str, InvalidRequest)] = &[
+            (&[("authorization", "Bearer")], "/", InvalidRequest::MalformedAuthorization),
+            (&[("authorization", "Bearer a b")], "/", InvalidRequest::MalformedAuthorization),
+            (&[("authorization", "Bearer a.b.c"), ("authorization", "Bearer a.b.c")], "/", InvalidRequest::DuplicateAuthorization),
+            (&[("sec-websocket-protocol", "wsauth.v1, bearer.a, bearer.b")], "/", InvalidRequest::DuplicateBearerSubprotocol),
+            (&[("sec-websocket-protocol", "wsauth.v1,, bearer.a")], "/", InvalidRequest::MalformedSubprotocols),
+            (&[("sec-websocket-protocol", "wsauth.v1, bearer.")], "/", InvalidRequest::MalformedSubprotocols),
+            (&[("sec-websocket-protocol", "wsauth v1")], "/", InvalidRequest::MalformedSubprotocols),
+            (&[("cookie", "jwt=a.b.c"), ("cookie", "jwt=d.e.f")], "/", InvalidRequest::DuplicateCookie),
+            (&[], "/ws?access_token=a&access_token=b", InvalidRequest::MalformedQuery),
+            (&[], "/ws?access_token=%zz", InvalidRequest::MalformedQuery),
+            (&[], "/ws?access_token=", InvalidRequest::MalformedQuery),
+        ];
+        for (pairs, uri, expected) in cases {
+            assert_eq!(find(&config, &headers(pairs), uri).unwrap_err(), *expected, "{pairs:?} {uri}");
+        }
+    }
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        let config = all_sources();
+        assert_eq!(
+            find(&config, &HeaderMap::new(), "/ws?x=1&access_token=a%2Eb.c").unwrap(),
+            Some((TokenSource::Query, "a.b.c".into()))
+        );
+    }
+
+    #[test]
+    fn selection_follows_server_preference_and_never_picks_bearer() {
+        let supported = [HeaderValue::from_static("graphql-transport-ws"), HeaderValue::from_static("wsauth.v1")];
+        let select = |list: &str| {
+            let map = headers(&[("sec-websocket-protocol", list)]);
+            OfferedProtocols::parse(&map).unwrap().select(&supported)
+        };
+        assert_eq!(select("wsauth.v1, bearer.x, graphql-transport-ws").unwrap().unwrap(), "graphql-transport-ws");
+        assert_eq!(select("bearer.x, wsauth.v1").unwrap().unwrap(), "wsauth.v1");
+        assert_eq!(select("bearer.x").unwrap_err(), InvalidRequest::NoAcceptableSubprotocol);
+        assert_eq!(select("soap, bearer.x").unwrap_err(), InvalidRequest::NoAcceptableSubprotocol);
+        assert_eq!(OfferedProtocols::parse(&HeaderMap::new()).unwrap().select(&supported).unwrap(), None);
+    }
+}

@@ -1,0 +1,200 @@
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use super::TokenError;
+use crate::ConfigError;
+
+/// Tokens longer than this are refused before any parsing, by default.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Checks compact JWTs against one prepared key and a [`Validation`].
+///
+/// The key is parsed once, when the validator is built; validating a token
+/// never touches PEM or JWK text. The `Validation` is jsonwebtoken's own
+/// plain-data type, tightened on construction: `exp` is always required and
+/// checked, and `nbf` is checked when present. Leeway is set by
+/// [`WsAuthLayerBuilder::leeway`](crate::WsAuthLayerBuilder::leeway) so
+/// that the handshake check and the connection's deadline agree.
+///
+/// ```
+/// use axum_ws_auth::JwtValidator;
+///
+/// let validator = JwtValidator::hs256(b"a secret of at least thirty-two bytes!")?
+///     .with_audience(&["chat"])
+///     .with_issuer(&["https://auth.example.com"]);
+/// # Ok::<_, axum_ws_auth::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct JwtValidator {
+    key: DecodingKey,
+    validation: Validation,
+    max_token_bytes: usize,
+}
+
+impl JwtValidator {
+    /// A validator for `key`, accepting the algorithms in `validation`.
+    ///
+    /// Fails when no algorithm is allowed or when an allowed algorithm does
+    /// not belong to the key's family (which is what makes algorithm
+    /// confusion possible).
+    ///
+    /// ```
+    /// use axum_ws_auth::JwtValidator;
+    /// use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    ///
+    /// let key = DecodingKey::from_secret(&[7; 32]);
+    /// assert!(JwtValidator::new(key.clone(), Validation::new(Algorithm::HS512)).is_ok());
+    /// assert!(JwtValidator::new(key, Validation::new(Algorithm::RS256)).is_err());
+    /// ```
+    pub fn new(key: DecodingKey, mut validation: Validation) -> Result<Self, ConfigError> {
+        if validation.algorithms.is_empty() {
+            return Err(ConfigError::NoAlgorithm);
+        }
+        if let Some(alg) = validation
+            .algorithms
+            .iter()
+            .find(|alg| alg.family() != key.family())
+        {
+            return Err(ConfigError::AlgorithmKeyMismatch(format!("{alg:?}")));
+        }
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.required_spec_claims.insert("exp".to_owned());
+        validation.leeway = 0;
+        Ok(Self {
+            key,
+            validation,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+        })
+    }
+
+    /// An `HS256` validator for a shared secret of at least 32 bytes.
+    pub fn hs256(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let secret = secret.as_ref();
+        if secret.len() < 32 {
+            return Err(ConfigError::WeakSecret);
+        }
+        Self::new(
+            DecodingKey::from_secret(secret),
+            Validation::new(Algorithm::HS256),
+        )
+    }
+
+    /// Accept only tokens whose `aud` names one of `audience`; `aud` becomes
+    /// a required claim.
+    pub fn with_audience<T: ToString>(mut self, audience: &[T]) -> Self {
+        self.validation.set_audience(audience);
+        self.validation.required_spec_claims.insert("aud".to_owned());
+        self
+    }
+
+    /// Accept only tokens whose `iss` is one of `issuers`; `iss` becomes a
+    /// required claim.
+    pub fn with_issuer<T: ToString>(mut self, issuers: &[T]) -> Self {
+        self.validation.set_issuer(issuers);
+        self.validation.required_spec_claims.insert("iss".to_owned());
+        self
+    }
+
+    /// Refuse tokens longer than `bytes` before parsing them
+    /// (default [`DEFAULT_MAX_TOKEN_BYTES`]).
+    pub fn with_max_token_bytes(mut self, bytes: usize) -> Self {
+        self.max_token_bytes = bytes;
+        self
+    }
+
+    /// The validation rules in force.
+    pub fn validation(&self) -> &Validation {
+        &self.validation
+    }
+
+    /// The size limit in force.
+    pub fn max_token_bytes(&self) -> usize {
+        self.max_token_bytes
+    }
+
+    pub(crate) fn set_leeway_secs(&mut self, leeway: u64) {
+        self.validation.leeway = leeway;
+    }
+
+    /// Verifies `token` and deserializes its claims into `C`.
+    ///
+    /// ```
+    /// use axum_ws_auth::{JwtValidator, TokenError};
+    ///
+    /// let validator = JwtValidator::hs256([1u8; 32])?;
+    /// let result = validator.validate::<serde_json::Value>("not.a.jwt");
+    /// assert_eq!(result.unwrap_err(), TokenError::Malformed);
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    pub fn validate<C: DeserializeOwned>(&self, token: &str) -> Result<ValidatedToken<C>, TokenError> {
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        let data = jsonwebtoken::decode::<Box<RawValue>>(token, &self.key, &self.validation)
+            .map_err(|error| TokenError::from_jwt(&error))?;
+        let payload = data.claims.get();
+        let registered: Registered =
+            serde_json::from_str(payload).map_err(|_| TokenError::InvalidClaimFormat)?;
+        let claims = serde_json::from_str(payload).map_err(|_| TokenError::UnexpectedClaims)?;
+        Ok(ValidatedToken {
+            claims,
+            sub: registered.sub,
+            exp: registered.exp.0,
+        })
+    }
+}
+
+impl std::fmt::Debug for JwtValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtValidator")
+            .field("key", &"<redacted>")
+            .field("algorithms", &self.validation.algorithms)
+            .field("aud", &self.validation.aud)
+            .field("iss", &self.validation.iss)
+            .field("required", &self.validation.required_spec_claims)
+            .field("max_token_bytes", &self.max_token_bytes)
+            .finish()
+    }
+}
+
+/// A token that passed validation, with the registered claims the socket
+/// needs and the application's own claims type.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ValidatedToken<C> {
+    /// The application's claims.
+    pub claims: C,
+    /// The `sub` claim, if present.
+    pub sub: Option<String>,
+    /// The `exp` claim (seconds since the Unix epoch).
+    pub exp: u64,
+}
+
+#[derive(Deserialize)]
+struct Registered {
+    #[serde(default)]
+    sub: Option<String>,
+    exp: NumericDate,
+}
+
+/// RFC 7519 NumericDate: a JSON number, possibly fractional, rounded the
+/// same way jsonwebtoken rounds it for its own `exp` check.
+struct NumericDate(u64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let number = serde_json::Number::deserialize(deserializer)?;
+        if let Some(value) = number.as_u64() {
+            return Ok(NumericDate(value));
+        }
+        match number.as_f64() {
+            Some(value) if value.is_finite() && value >= 0.0 && value < u64::MAX as f64 => {
+                Ok(NumericDate(value.round() as u64))
+            }
+            _ => Err(serde::de::Error::custom("exp is not a NumericDate")),
+        }
+    }
+}

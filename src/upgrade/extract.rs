@@ -1,0 +1,165 @@
+use std::future::Future;
+
+use axum::extract::FromRequestParts;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::Authenticated;
+use crate::socket::{self, AuthWebSocket};
+use crate::telemetry;
+use crate::token::TokenSource;
+
+/// Extractor for an upgrade request that [`WsAuthLayer`](super::WsAuthLayer)
+/// has authenticated; finish it with [`on_upgrade`](Self::on_upgrade).
+///
+/// `C` must be the claims type of the layer in front of the route.
+///
+/// ```
+/// use axum::response::Response;
+/// use axum_ws_auth::AuthUpgrade;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Claims { sub: String }
+///
+/// async fn handler(upgrade: AuthUpgrade<Claims>) -> Response {
+///     let user = upgrade.claims().sub.clone();
+///     upgrade.on_upgrade(move |mut socket| async move {
+///         let _ = socket.send(format!("hello {user}").into()).await;
+///     })
+/// }
+/// ```
+pub struct AuthUpgrade<C> {
+    upgrade: WebSocketUpgrade,
+    authenticated: Authenticated<C>,
+}
+
+impl<C> AuthUpgrade<C> {
+    /// The claims of the token that opened the connection.
+    pub fn claims(&self) -> &C {
+        &self.authenticated.claims
+    }
+
+    /// Where the token was found.
+    pub fn token_source(&self) -> TokenSource {
+        self.authenticated.source
+    }
+
+    /// The subprotocol that will be selected, if the client offered any.
+    pub fn selected_protocol(&self) -> Option<&HeaderValue> {
+        self.authenticated.protocol.as_ref()
+    }
+
+    /// Adjusts the underlying [`WebSocketUpgrade`] (message and buffer
+    /// sizes). The subprotocol is chosen by the layer and cannot be changed
+    /// here.
+    ///
+    /// ```
+    /// # use axum_ws_auth::AuthUpgrade;
+    /// # fn f(upgrade: AuthUpgrade<serde_json::Value>) -> AuthUpgrade<serde_json::Value> {
+    /// upgrade.map_upgrade(|ws| ws.max_message_size(64 * 1024).read_buffer_size(4 * 1024))
+    /// # }
+    /// ```
+    pub fn map_upgrade(mut self, configure: impl FnOnce(WebSocketUpgrade) -> WebSocketUpgrade) -> Self {
+        self.upgrade = configure(self.upgrade);
+        self
+    }
+}
+
+impl<C> AuthUpgrade<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    /// Completes the upgrade and runs `callback` with the authenticated
+    /// socket. The connection's expiry, notice and renewal run on their own
+    /// task, whether or not `callback` is reading or writing.
+    #[must_use = "the upgrade only happens when this response is returned"]
+    pub fn on_upgrade<F, Fut>(self, callback: F) -> Response
+    where
+        F: FnOnce(AuthWebSocket<C>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Self {
+            mut upgrade,
+            authenticated,
+        } = self;
+        if let Some(protocol) = &authenticated.protocol {
+            upgrade.set_selected_protocol(protocol.clone());
+        }
+        upgrade
+            .on_failed_upgrade(telemetry::upgrade_failed)
+            .on_upgrade(move |websocket| async move {
+                callback(socket::spawn(websocket, authenticated)).await;
+            })
+    }
+}
+
+impl<C> std::fmt::Debug for AuthUpgrade<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthUpgrade")
+            .field("upgrade", &self.upgrade)
+            .field("token_source", &self.authenticated.source)
+            .field("protocol", &self.authenticated.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C> FromRequestParts<S> for AuthUpgrade<C>
+where
+    S: Send + Sync,
+    C: Send + Sync + 'static,
+{
+    type Rejection = AuthUpgradeRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let authenticated = parts
+            .extensions
+            .remove::<Authenticated<C>>()
+            .ok_or(AuthUpgradeRejection::MissingAuthLayer(MissingAuthLayer))?;
+        let upgrade = WebSocketUpgrade::from_request_parts(parts, state)
+            .await
+            .map_err(AuthUpgradeRejection::WebSocketUpgrade)?;
+        Ok(Self {
+            upgrade,
+            authenticated,
+        })
+    }
+}
+
+/// The route is not behind a [`WsAuthLayer`](super::WsAuthLayer) with the
+/// same claims type: a server bug, answered with 500.
+#[derive(Debug, Clone, Copy, Default, thiserror::Error)]
+#[error("AuthUpgrade used on a route without a WsAuthLayer for this claims type")]
+#[non_exhaustive]
+pub struct MissingAuthLayer;
+
+impl IntoResponse for MissingAuthLayer {
+    fn into_response(self) -> Response {
+        tracing::error!(target: "axum_ws_auth", "{self}");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n").into_response()
+    }
+}
+
+/// Rejection of [`AuthUpgrade`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthUpgradeRejection {
+    /// See [`MissingAuthLayer`].
+    #[error(transparent)]
+    MissingAuthLayer(MissingAuthLayer),
+    /// The request is not a valid WebSocket upgrade.
+    #[error(transparent)]
+    WebSocketUpgrade(WebSocketUpgradeRejection),
+}
+
+impl IntoResponse for AuthUpgradeRejection {
+    fn into_response(self) -> Response {
+        match self {
+            AuthUpgradeRejection::MissingAuthLayer(rejection) => rejection.into_response(),
+            AuthUpgradeRejection::WebSocketUpgrade(rejection) => rejection.into_response(),
+        }
+    }
+}

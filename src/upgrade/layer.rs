@@ -1,0 +1,382 @@
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use tower_layer::Layer;
+
+use super::WsAuth;
+use crate::ConfigError;
+use crate::config::{ClaimsCheck, SessionConfig, Settings};
+use crate::protocol::PROTOCOL_V1;
+use crate::token::JwtValidator;
+use crate::token::source::SourceConfig;
+
+/// Longest leeway the builder accepts (RFC 7519: "usually no more than a few
+/// minutes").
+const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
+/// A [`Layer`] that authenticates WebSocket upgrades with a JWT and hands
+/// the claims of type `C` to [`AuthUpgrade`](super::AuthUpgrade).
+///
+/// Cloning is cheap: all configuration sits behind one `Arc`, built once.
+///
+/// ```
+/// use axum::{Router, response::Response, routing::any};
+/// use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize)]
+/// struct Claims { sub: String, scope: String }
+///
+/// async fn ws(upgrade: AuthUpgrade<Claims>) -> Response {
+///     upgrade.on_upgrade(|mut socket| async move {
+///         while let Some(Ok(message)) = socket.recv().await {
+///             if socket.send(message).await.is_err() { break; }
+///         }
+///     })
+/// }
+///
+/// let layer = WsAuthLayer::<Claims>::builder(JwtValidator::hs256([42u8; 32])?)
+///     .realm("chat")
+///     .authorize(|claims| claims.scope.split(' ').any(|s| s == "chat"))
+///     .build()?;
+/// let app: Router = Router::new().route("/ws", any(ws)).layer(layer);
+/// # Ok::<_, axum_ws_auth::ConfigError>(())
+/// ```
+pub struct WsAuthLayer<C> {
+    settings: Arc<Settings<C>>,
+}
+
+impl<C> WsAuthLayer<C> {
+    /// Starts a configuration that validates tokens with `validator`.
+    pub fn builder(validator: JwtValidator) -> WsAuthLayerBuilder<C> {
+        WsAuthLayerBuilder {
+            validator,
+            sources: SourceConfig::default(),
+            allowed_origins: None,
+            allow_missing_origin: false,
+            protocols: vec![PROTOCOL_V1.to_owned()],
+            realm: "websocket".to_owned(),
+            authorize: None,
+            revoked: None,
+            session: SessionConfig::default(),
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<C> Clone for WsAuthLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for WsAuthLayer<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsAuthLayer")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl<S, C> Layer<S> for WsAuthLayer<C> {
+    type Service = WsAuth<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WsAuth::new(inner, Arc::clone(&self.settings))
+    }
+}
+
+/// Builder for [`WsAuthLayer`]; every setting has a safe default, and
+/// [`build`](Self::build) refuses unsafe combinations.
+#[must_use]
+pub struct WsAuthLayerBuilder<C> {
+    validator: JwtValidator,
+    sources: SourceConfig,
+    allowed_origins: Option<Vec<String>>,
+    allow_missing_origin: bool,
+    protocols: Vec<String>,
+    realm: String,
+    authorize: Option<ClaimsCheck<C>>,
+    revoked: Option<ClaimsCheck<C>>,
+    session: SessionConfig,
+    _claims: PhantomData<fn() -> C>,
+}
+
+impl<C> WsAuthLayerBuilder<C> {
+    /// The `realm` of `WWW-Authenticate` challenges (default `websocket`).
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = realm.into();
+        self
+    }
+
+    /// Read `Authorization: Bearer` (default on).
+    pub fn header_source(mut self, enabled: bool) -> Self {
+        self.sources.header = enabled;
+        self
+    }
+
+    /// Read a `bearer.<jwt>` entry of `Sec-WebSocket-Protocol` (default on).
+    /// This is how browsers authenticate, since they cannot set headers on a
+    /// WebSocket.
+    pub fn subprotocol_source(mut self, enabled: bool) -> Self {
+        self.sources.subprotocol = enabled;
+        self
+    }
+
+    /// Read the token from the cookie `name` (default off).
+    ///
+    /// Browsers attach cookies to cross-site WebSocket requests, so
+    /// [`build`](Self::build) refuses this source unless
+    /// [`allowed_origins`](Self::allowed_origins) is set.
+    pub fn cookie_source(mut self, name: impl Into<String>) -> Self {
+        self.sources.cookie = Some(name.into());
+        self
+    }
+
+    /// Read `?access_token=<jwt>` (default off).
+    ///
+    /// Discouraged (RFC 6750 section 2.3): URLs end up in proxy and server
+    /// logs, and with them the token.
+    pub fn query_source(mut self, enabled: bool) -> Self {
+        self.sources.query = enabled;
+        self
+    }
+
+    /// Refuse (403) requests whose `Origin` is not one of `origins`, e.g.
+    /// `https://app.example.com`. Compared case-insensitively.
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// With an allow-list, also admit requests without `Origin` (non-browser
+    /// clients, which cannot be hijacked cross-site). Default off.
+    pub fn allow_missing_origin(mut self, allow: bool) -> Self {
+        self.allow_missing_origin = allow;
+        self
+    }
+
+    /// The application's subprotocols, in order of preference; replaces the
+    /// default `["wsauth.v1"]`. Include [`PROTOCOL_V1`] to keep accepting
+    /// clients that only speak this crate's control messages.
+    pub fn protocols<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The application's authorization check (scope, role); a valid token
+    /// it refuses gets 403 `insufficient_scope` at the handshake and
+    /// `auth.renew_rejected` with `insufficient_scope` on renewal.
+    pub fn authorize<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&C) -> bool + Send + Sync + 'static,
+    {
+        self.authorize = Some(Arc::new(check));
+        self
+    }
+
+    /// A revocation check consulted at the handshake and on every renewal;
+    /// a revoked token is refused as `invalid_token` ("token revoked").
+    pub fn revoked<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&C) -> bool + Send + Sync + 'static,
+    {
+        self.revoked = Some(Arc::new(check));
+        self
+    }
+
+    /// How long before `exp` the `auth.expiring` notice is sent (default 30 s).
+    pub fn notify_before(mut self, ahead: Duration) -> Self {
+        self.session.notify_before = ahead;
+        self
+    }
+
+    /// Clock-skew allowance for `exp` and `nbf`, whole seconds up to 300
+    /// (default 5 s). The connection closes at `exp + leeway`.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.session.leeway = leeway;
+        self
+    }
+
+    /// Renewal attempts allowed per connection in any 60 s (default 10);
+    /// one more closes the connection with 4429.
+    pub fn renew_limit(mut self, attempts: u32) -> Self {
+        self.session.renew_limit = attempts;
+        self
+    }
+
+    /// Invalid control messages tolerated per connection (default 3); one
+    /// more closes the connection with 4400.
+    pub fn invalid_control_limit(mut self, messages: u32) -> Self {
+        self.session.invalid_control_limit = messages;
+        self
+    }
+
+    /// Largest control message processed (default 16 KiB); a larger one is
+    /// answered with `invalid_request`.
+    pub fn max_control_bytes(mut self, bytes: usize) -> Self {
+        self.session.max_control_bytes = bytes;
+        self
+    }
+
+    /// How many application frames may wait between the socket and the
+    /// application, in each direction (default 16).
+    pub fn channel_capacity(mut self, frames: usize) -> Self {
+        self.session.channel_capacity = frames;
+        self
+    }
+
+    /// How long a closing handshake may take before the connection is
+    /// dropped (default 5 s).
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.session.close_timeout = timeout;
+        self
+    }
+
+    /// Checks the configuration and prepares it for sharing.
+    pub fn build(self) -> Result<WsAuthLayer<C>, ConfigError> {
+        let Self {
+            mut validator,
+            sources,
+            allowed_origins,
+            allow_missing_origin,
+            protocols,
+            realm,
+            authorize,
+            revoked,
+            session,
+            _claims,
+        } = self;
+        if !(sources.header || sources.subprotocol || sources.cookie.is_some() || sources.query) {
+            return Err(ConfigError::NoTokenSource);
+        }
+        if sources.cookie.is_some() && allowed_origins.is_none() {
+            return Err(ConfigError::CookieWithoutOriginAllowList);
+        }
+        if let Some(name) = &sources.cookie {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) {
+                return Err(ConfigError::InvalidHeaderText("cookie name"));
+            }
+        }
+        if session.leeway.subsec_nanos() != 0 || session.leeway > MAX_LEEWAY {
+            return Err(ConfigError::Leeway);
+        }
+        if realm.bytes().any(|b| b == b'"' || b == b'\\' || !(b == b' ' || b.is_ascii_graphic())) {
+            return Err(ConfigError::InvalidHeaderText("realm"));
+        }
+        for (limit, name) in [
+            (session.renew_limit as usize, "renew limit"),
+            (session.channel_capacity, "channel capacity"),
+            (session.max_control_bytes, "control message size"),
+        ] {
+            if limit == 0 {
+                return Err(ConfigError::ZeroLimit(name));
+            }
+        }
+        let protocols = to_header_values(protocols, "subprotocol", |p| {
+            !p.is_empty() && !p.starts_with(crate::protocol::BEARER_PROTOCOL_PREFIX)
+        })?;
+        let allowed_origins = allowed_origins
+            .map(|origins| to_header_values(origins, "origin", |o| !o.is_empty()))
+            .transpose()?;
+        validator.set_leeway_secs(session.leeway.as_secs());
+        Ok(WsAuthLayer {
+            settings: Arc::new(Settings {
+                validator,
+                sources,
+                allowed_origins,
+                allow_missing_origin,
+                protocols,
+                realm: realm.into(),
+                authorize,
+                revoked,
+                session,
+            }),
+        })
+    }
+}
+
+fn to_header_values(
+    items: Vec<String>,
+    what: &'static str,
+    valid: impl Fn(&str) -> bool,
+) -> Result<Vec<HeaderValue>, ConfigError> {
+    items
+        .into_iter()
+        .map(|item| {
+            if !valid(&item) {
+                return Err(ConfigError::InvalidHeaderText(what));
+            }
+            HeaderValue::try_from(item).map_err(|_| ConfigError::InvalidHeaderText(what))
+        })
+        .collect()
+}
+
+impl<C> std::fmt::Debug for WsAuthLayerBuilder<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsAuthLayerBuilder")
+            .field("validator", &self.validator)
+            .field("sources", &self.sources)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("protocols", &self.protocols)
+            .field("realm", &self.realm)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Builder = WsAuthLayerBuilder<serde_json::Value>;
+
+    fn builder() -> Builder {
+        WsAuthLayer::builder(JwtValidator::hs256([9u8; 32]).unwrap())
+    }
+
+    #[test]
+    fn cookie_source_requires_an_origin_allow_list() {
+        assert_eq!(
+            builder().cookie_source("jwt").build().unwrap_err(),
+            ConfigError::CookieWithoutOriginAllowList
+        );
+        assert!(
+            builder()
+                .cookie_source("jwt")
+                .allowed_origins(["https://app.example"])
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn unsafe_or_unusable_settings_are_refused() {
+        let cases: Vec<(Builder, ConfigError)> = vec![
+            (builder().leeway(Duration::from_secs(301)), ConfigError::Leeway),
+            (builder().leeway(Duration::from_millis(1500)), ConfigError::Leeway),
+            (builder().realm("a\"b"), ConfigError::InvalidHeaderText("realm")),
+            (builder().protocols(["bearer.x"]), ConfigError::InvalidHeaderText("subprotocol")),
+            (builder().renew_limit(0), ConfigError::ZeroLimit("renew limit")),
+            (
+                builder().header_source(false).subprotocol_source(false),
+                ConfigError::NoTokenSource,
+            ),
+        ];
+        for (builder, expected) in cases {
+            assert_eq!(builder.build().unwrap_err(), expected);
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Authenticating the HTTP upgrade: the tower layer, its service and
+//! future, the rejections, and the extractor handed to route handlers.
+
+mod extract;
+mod future;
+mod layer;
+mod rejection;
+mod service;
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+pub use extract::{AuthUpgrade, AuthUpgradeRejection, MissingAuthLayer};
+pub use future::ResponseFuture;
+pub use layer::{WsAuthLayer, WsAuthLayerBuilder};
+pub use rejection::{AuthRejection, RejectionKind};
+pub use service::WsAuth;
+
+use crate::config::Settings;
+use crate::token::TokenSource;
+
+/// What the layer learned about a request it let through; travels to the
+/// extractor in the request's extensions.
+pub(crate) struct Authenticated<C> {
+    pub(crate) claims: Arc<C>,
+    pub(crate) sub: Option<String>,
+    pub(crate) exp: u64,
+    pub(crate) source: TokenSource,
+    pub(crate) protocol: Option<HeaderValue>,
+    pub(crate) settings: Arc<Settings<C>>,
+}
+
+impl<C> Clone for Authenticated<C> {
+    fn clone(&self) -> Self {
+        Self {
+            claims: Arc::clone(&self.claims),
+            sub: self.sub.clone(),
+            exp: self.exp,
+            source: self.source,
+            protocol: self.protocol.clone(),
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}

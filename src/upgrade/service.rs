@@ -1,0 +1,121 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::response::{IntoResponse, Response};
+use http::header::ORIGIN;
+use http::{HeaderMap, Request, Uri};
+use serde::de::DeserializeOwned;
+use tower_service::Service;
+
+use super::{AuthRejection, Authenticated, RejectionKind, ResponseFuture};
+use crate::config::{Refusal, Settings};
+use crate::telemetry;
+use crate::token::source::{OfferedProtocols, find_token};
+
+/// Middleware that authenticates WebSocket upgrade requests; made by
+/// [`WsAuthLayer`](super::WsAuthLayer).
+///
+/// A request that passes reaches the inner service with its claims attached
+/// for [`AuthUpgrade`](super::AuthUpgrade); one that fails is answered here
+/// and never upgraded.
+pub struct WsAuth<S, C> {
+    inner: S,
+    settings: Arc<Settings<C>>,
+}
+
+impl<S, C> WsAuth<S, C> {
+    pub(super) fn new(inner: S, settings: Arc<Settings<C>>) -> Self {
+        Self { inner, settings }
+    }
+}
+
+impl<S: Clone, C> Clone for WsAuth<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, C> std::fmt::Debug for WsAuth<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsAuth")
+            .field("inner", &self.inner)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl<S, C, B> Service<Request<B>> for WsAuth<S, C>
+where
+    S: Service<Request<B>, Response = Response>,
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        match authenticate(&self.settings, request.headers(), request.uri()) {
+            Ok(authenticated) => {
+                request.extensions_mut().insert(authenticated);
+                ResponseFuture::inner(self.inner.call(request))
+            }
+            Err(kind) => {
+                let rejection = AuthRejection::new(Arc::clone(&self.settings.realm), kind);
+                telemetry::upgrade_refused(&rejection);
+                ResponseFuture::rejected(rejection.into_response())
+            }
+        }
+    }
+}
+
+fn authenticate<C: DeserializeOwned>(
+    settings: &Arc<Settings<C>>,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Authenticated<C>, RejectionKind> {
+    check_origin(settings, headers)?;
+    let offered = OfferedProtocols::parse(headers).map_err(RejectionKind::InvalidRequest)?;
+    let protocol = offered
+        .select(&settings.protocols)
+        .map_err(RejectionKind::InvalidRequest)?;
+    let found = find_token(&settings.sources, headers, uri, &offered)
+        .map_err(RejectionKind::InvalidRequest)?
+        .ok_or(RejectionKind::MissingToken)?;
+    let valid = settings.check_token(&found.token).map_err(|refusal| match refusal {
+        Refusal::Invalid(error) => RejectionKind::InvalidToken(error),
+        Refusal::InsufficientScope => RejectionKind::InsufficientScope,
+    })?;
+    Ok(Authenticated {
+        claims: Arc::new(valid.claims),
+        sub: valid.sub,
+        exp: valid.exp,
+        source: found.source,
+        protocol,
+        settings: Arc::clone(settings),
+    })
+}
+
+fn check_origin<C>(settings: &Settings<C>, headers: &HeaderMap) -> Result<(), RejectionKind> {
+    let Some(allowed) = &settings.allowed_origins else {
+        return Ok(());
+    };
+    let mut origins = headers.get_all(ORIGIN).iter();
+    match (origins.next(), origins.next()) {
+        (None, _) if settings.allow_missing_origin => Ok(()),
+        (Some(origin), None)
+            if allowed
+                .iter()
+                .any(|candidate| candidate.as_bytes().eq_ignore_ascii_case(origin.as_bytes())) =>
+        {
+            Ok(())
+        }
+        _ => Err(RejectionKind::OriginNotAllowed),
+    }
+}

@@ -1,0 +1,387 @@
+//! Timer and control-message behaviour of the driver, on tokio's paused
+//! clock with an in-memory transport, so every deadline is checked to the
+//! millisecond without waiting for it.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::Message;
+use futures_core::Stream;
+use futures_sink::Sink;
+use jsonwebtoken::{EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{AuthWebSocket, spawn};
+use crate::token::TokenSource;
+use crate::upgrade::Authenticated;
+use crate::{JwtValidator, WsAuthLayer, WsAuthLayerBuilder};
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+const OTHER_SECRET: &[u8] = b"fedcba9876543210fedcba9876543210";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    generation: u32,
+}
+
+fn wall_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn sign(secret: &[u8], sub: &str, exp: u64, generation: u32) -> String {
+    let claims = Claims {
+        sub: sub.into(),
+        exp,
+        generation,
+    };
+    jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+/// The socket's side of an in-memory WebSocket.
+struct MemoryTransport {
+    from_peer: mpsc::UnboundedReceiver<Result<Message, axum::Error>>,
+    to_peer: mpsc::UnboundedSender<Message>,
+}
+
+impl Stream for MemoryTransport {
+    type Item = Result<Message, axum::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.from_peer.poll_recv(cx)
+    }
+}
+
+impl Sink<Message> for MemoryTransport {
+    type Error = axum::Error;
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        self.to_peer.send(item).map_err(axum::Error::new)
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The client's side.
+struct Peer {
+    to_socket: Option<mpsc::UnboundedSender<Result<Message, axum::Error>>>,
+    from_socket: mpsc::UnboundedReceiver<Message>,
+}
+
+impl Peer {
+    fn send_text(&self, text: impl Into<String>) {
+        let text: String = text.into();
+        self.to_socket
+            .as_ref()
+            .unwrap()
+            .send(Ok(Message::Text(text.into())))
+            .unwrap();
+    }
+
+    fn renew(&self, token: &str, id: &str) {
+        self.send_text(json!({"type": "auth.renew", "token": token, "id": id}).to_string());
+    }
+
+    async fn next(&mut self) -> Message {
+        self.from_socket.recv().await.expect("socket side went away")
+    }
+
+    async fn next_json(&mut self) -> Value {
+        match self.next().await {
+            Message::Text(text) => serde_json::from_str(text.as_str()).unwrap(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    async fn expect_close(&mut self) -> (u16, String) {
+        match self.next().await {
+            Message::Close(Some(frame)) => {
+                // The closing handshake ends when the peer's side goes away.
+                self.to_socket = None;
+                (frame.code, frame.reason.as_str().to_owned())
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+struct Setup {
+    socket: AuthWebSocket<Claims>,
+    peer: Peer,
+}
+
+fn start_with(configure: impl FnOnce(WsAuthLayerBuilder<Claims>) -> WsAuthLayerBuilder<Claims>, token: &str) -> Setup {
+    let builder = WsAuthLayer::<Claims>::builder(JwtValidator::hs256(SECRET).unwrap());
+    let layer = configure(builder).build().unwrap();
+    let settings = Arc::clone(layer.settings());
+    let valid = settings.check_token(token).expect("test token is valid");
+    let authenticated = Authenticated {
+        claims: Arc::new(valid.claims),
+        sub: valid.sub,
+        exp: valid.exp,
+        source: TokenSource::Header,
+        protocol: None,
+        settings,
+    };
+    let (to_socket, from_peer) = mpsc::unbounded_channel();
+    let (to_peer, from_socket) = mpsc::unbounded_channel();
+    let socket = spawn(MemoryTransport { from_peer, to_peer }, authenticated);
+    Setup {
+        socket,
+        peer: Peer {
+            to_socket: Some(to_socket),
+            from_socket,
+        },
+    }
+}
+
+/// Notice 30 s before exp, leeway 5 s.
+fn defaults(builder: WsAuthLayerBuilder<Claims>) -> WsAuthLayerBuilder<Claims> {
+    builder
+        .notify_before(Duration::from_secs(30))
+        .leeway(Duration::from_secs(5))
+}
+
+/// Tokio's timer wheel has millisecond slots: a timer fires at its instant
+/// rounded up to the next millisecond, never before it.
+#[track_caller]
+fn assert_fired_at(expected: Instant) {
+    let now = Instant::now();
+    assert!(
+        now >= expected && now - expected < Duration::from_millis(1),
+        "fired at {now:?}, expected {expected:?}"
+    );
+}
+
+/// `expires_in` as the contract defines it: whole seconds left, rounded down.
+fn expires_in_now(exp_at: Instant) -> u64 {
+    exp_at.saturating_duration_since(Instant::now()).as_secs()
+}
+
+fn deadline(socket: &AuthWebSocket<Claims>) -> Instant {
+    socket.receiver.deadline.deadline()
+}
+
+#[tokio::test(start_paused = true)]
+async fn notice_comes_notify_before_ahead_of_exp_and_close_at_exp_plus_leeway() {
+    let exp = wall_now() + 120;
+    let Setup { socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    let deadline = deadline(&socket);
+    let exp_at = deadline - Duration::from_secs(5);
+
+    let notice = peer.next_json().await;
+    assert_fired_at(exp_at - Duration::from_secs(30));
+    let expires_in = expires_in_now(exp_at);
+    assert_eq!(expires_in, 29, "30 s minus the sub-millisecond timer slack, rounded down");
+    assert_eq!(notice, json!({"type": "auth.expiring", "exp": exp, "expires_in": expires_in}));
+
+    // The application never reads, yet the close comes exactly on time.
+    let (code, reason) = peer.expect_close().await;
+    assert_fired_at(deadline);
+    assert_eq!((code, reason.as_str()), (4401, "token expired"));
+    drop(socket);
+}
+
+#[tokio::test(start_paused = true)]
+async fn notice_is_immediate_inside_the_window() {
+    let exp = wall_now() + 10;
+    let Setup { socket: _socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    let start = Instant::now();
+    let exp_at = deadline(&_socket) - Duration::from_secs(5);
+    let notice = peer.next_json().await;
+    assert_fired_at(start);
+    assert_eq!(notice, json!({"type": "auth.expiring", "exp": exp, "expires_in": expires_in_now(exp_at)}));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_frame_is_delivered_after_the_deadline_even_if_queued_before() {
+    let exp = wall_now() + 60;
+    let Setup { mut socket, mut peer } = start_with(
+        |b| defaults(b).notify_before(Duration::ZERO),
+        &sign(SECRET, "alice", exp, 0),
+    );
+    let deadline = deadline(&socket);
+    tokio::time::sleep_until(deadline - Duration::from_millis(1)).await;
+    peer.send_text("just in time");
+    assert_eq!(socket.recv().await.unwrap().unwrap(), Message::Text("just in time".into()));
+
+    peer.send_text("queued before the deadline, read after it");
+    tokio::task::yield_now().await;
+    tokio::time::sleep_until(deadline).await;
+    assert!(socket.recv().await.is_none());
+    assert!(socket.send(Message::Text("too late".into())).await.is_err());
+    // The notice (notify_before 0) comes at exp, then the close.
+    assert_eq!(peer.next_json().await["type"], "auth.expiring");
+    assert_eq!(peer.expect_close().await.0, 4401);
+}
+
+#[tokio::test(start_paused = true)]
+async fn accepted_renewal_replaces_claims_and_rearms_both_timers() {
+    let exp = wall_now() + 60;
+    let Setup { socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    let mut claims = socket.watch_claims();
+    assert_eq!(peer.next_json().await["type"], "auth.expiring");
+
+    let new_exp = exp + 600;
+    peer.renew(&sign(SECRET, "alice", new_exp, 1), "r1");
+    assert_eq!(peer.next_json().await, json!({"type": "auth.renewed", "exp": new_exp, "id": "r1"}));
+    claims.changed().await.unwrap();
+    assert_eq!(claims.borrow().generation, 1);
+    assert_eq!(socket.claims().generation, 1);
+    assert_eq!(socket.expires_at(), new_exp);
+
+    let renewed_deadline = deadline(&socket);
+    let notice = peer.next_json().await;
+    let new_exp_at = renewed_deadline - Duration::from_secs(5);
+    assert_fired_at(new_exp_at - Duration::from_secs(30));
+    assert_eq!(
+        notice,
+        json!({"type": "auth.expiring", "exp": new_exp, "expires_in": expires_in_now(new_exp_at)})
+    );
+    assert_eq!(peer.expect_close().await.0, 4401);
+    assert_fired_at(renewed_deadline);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejected_renewals_change_nothing() {
+    let exp = wall_now() + 300;
+    let Setup { mut socket, mut peer } = start_with(
+        |b| defaults(b).authorize(|claims: &Claims| claims.generation != 99),
+        &sign(SECRET, "alice", exp, 0),
+    );
+    let before = deadline(&socket);
+    let cases = [
+        (sign(OTHER_SECRET, "alice", exp + 60, 1), "invalid_token", "signature invalid"),
+        (sign(SECRET, "alice", exp, 1), "invalid_token", "token not newer than the current one"),
+        (sign(SECRET, "alice", wall_now() - 60, 1), "invalid_token", "token expired"),
+        ("garbage".to_owned(), "invalid_token", "malformed token"),
+        (sign(SECRET, "alice", exp + 60, 99), "insufficient_scope", "insufficient scope"),
+    ];
+    for (n, (token, error, description)) in cases.iter().enumerate() {
+        let id = format!("r{n}");
+        peer.renew(token, &id);
+        let answer = peer.next_json().await;
+        assert_eq!(
+            answer,
+            json!({"type": "auth.renew_rejected", "error": error, "error_description": description, "id": id})
+        );
+    }
+    assert_eq!(deadline(&socket), before);
+    assert_eq!(socket.claims().generation, 0);
+    peer.send_text("still alive");
+    assert_eq!(socket.recv().await.unwrap().unwrap(), Message::Text("still alive".into()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn renewal_for_another_subject_closes_with_4403() {
+    let exp = wall_now() + 300;
+    let Setup { socket: _socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    peer.renew(&sign(SECRET, "mallory", exp + 60, 1), "r");
+    assert_eq!(peer.expect_close().await, (4403, "forbidden".to_owned()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn renewal_rate_limit_closes_with_4429() {
+    let exp = wall_now() + 3600;
+    let Setup { socket: _socket, mut peer } = start_with(|b| defaults(b).renew_limit(3), &sign(SECRET, "alice", exp, 0));
+    // Three attempts, then wait out the window: allowed.
+    for n in 0..3 {
+        peer.renew(&sign(SECRET, "alice", exp + 10 + n, 1), "a");
+        assert_eq!(peer.next_json().await["type"], "auth.renewed");
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    for n in 0..3 {
+        peer.renew(&sign(SECRET, "alice", exp + 20 + n, 1), "b");
+        assert_eq!(peer.next_json().await["type"], "auth.renewed");
+    }
+    // A fourth inside the same 60 s closes, even though it is a valid token.
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    peer.renew(&sign(SECRET, "alice", exp + 30, 1), "c");
+    assert_eq!(peer.expect_close().await, (4429, "too many renewals".to_owned()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_control_messages_are_answered_then_closed_with_4400() {
+    let exp = wall_now() + 3600;
+    let Setup { socket: _socket, mut peer } =
+        start_with(|b| defaults(b).invalid_control_limit(2), &sign(SECRET, "alice", exp, 0));
+    peer.send_text(r#"{"type":"auth.renew","id":"x"}"#);
+    assert_eq!(
+        peer.next_json().await,
+        json!({"type": "auth.renew_rejected", "error": "invalid_request", "error_description": "token must be a string", "id": "x"})
+    );
+    peer.send_text(r#"{"type":"auth.bogus","id":"y"}"#);
+    assert_eq!(peer.next_json().await["id"], "y");
+    peer.send_text(r#"{"type":"auth.bogus"}"#);
+    assert_eq!(peer.expect_close().await, (4400, "bad request".to_owned()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn application_frames_pass_through_byte_for_byte_in_order() {
+    let exp = wall_now() + 3600;
+    let Setup { mut socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    let frames = [
+        Message::Text(r#"{"type":"chat","text":"auth.renew"}"#.into()),
+        Message::Binary(br#"{"type":"auth.renew","token":"x"}"#.to_vec().into()),
+        Message::Text("not json {".into()),
+        Message::Text(r#" {"type":"auth"} "#.into()),
+    ];
+    for frame in &frames {
+        peer.to_socket.as_ref().unwrap().send(Ok(frame.clone())).unwrap();
+    }
+    for frame in &frames {
+        assert_eq!(&socket.recv().await.unwrap().unwrap(), frame);
+    }
+    for frame in &frames {
+        socket.send(frame.clone()).await.unwrap();
+    }
+    for frame in &frames {
+        assert_eq!(&peer.next().await, frame);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn split_halves_work_independently_and_dropping_both_closes_normally() {
+    let exp = wall_now() + 3600;
+    let Setup { socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    let (mut sender, mut receiver) = socket.split();
+    let echo = tokio::spawn(async move {
+        while let Some(Ok(message)) = receiver.recv().await {
+            if sender.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    peer.send_text("ping");
+    assert_eq!(peer.next().await, Message::Text("ping".into()));
+    echo.abort();
+    let _ = echo.await;
+    assert_eq!(peer.expect_close().await.0, 1000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_application_does_not_delay_expiry() {
+    let exp = wall_now() + 60;
+    let Setup { socket: _socket, mut peer } = start_with(
+        |b| defaults(b).channel_capacity(1).notify_before(Duration::ZERO),
+        &sign(SECRET, "alice", exp, 0),
+    );
+    // Fill the channel and the driver's hand; the application never reads.
+    for n in 0..10 {
+        peer.send_text(format!("frame {n}"));
+    }
+    assert_eq!(peer.next_json().await["type"], "auth.expiring");
+    assert_eq!(peer.expect_close().await.0, 4401);
+}

@@ -31,8 +31,9 @@ pub enum TokenError {
     #[error("invalid issuer")]
     InvalidIssuer,
     /// A claim the validation requires (`exp`, and as configured `sub`,
-    /// `iss`, `aud`, `nbf`) is absent.
-    #[error("missing required claim")]
+    /// `iss`, `aud`, `nbf`) is absent or not of its type (jsonwebtoken does
+    /// not tell the two apart: `"exp": "1700000000"` lands here).
+    #[error("missing or malformed required claim")]
     MissingClaim,
     /// A registered claim has the wrong type, e.g. `exp` as a string.
     #[error("invalid claim format")]

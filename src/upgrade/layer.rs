@@ -66,6 +66,13 @@ impl<C> WsAuthLayer<C> {
     }
 }
 
+#[cfg(test)]
+impl<C> WsAuthLayer<C> {
+    pub(crate) fn settings(&self) -> &Arc<Settings<C>> {
+        &self.settings
+    }
+}
+
 impl<C> Clone for WsAuthLayer<C> {
     fn clone(&self) -> Self {
         Self {

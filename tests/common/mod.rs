@@ -1,0 +1,197 @@
+//! A real server on 127.0.0.1:0 and a real tokio-tungstenite client.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::ws::Message;
+use axum::response::Response;
+use axum::routing::any;
+use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer, WsAuthLayerBuilder};
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Request, StatusCode};
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &[u8] = b"test secret of more than 32 bytes, for HS256";
+pub const AUDIENCE: &str = "axum-ws-auth-tests";
+pub const ISSUER: &str = "https://issuer.test";
+pub const REALM: &str = "tests";
+
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default)]
+    pub scope: String,
+}
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Standard claims for `sub`, valid for `ttl` seconds.
+pub fn claims(sub: &str, ttl: i64) -> Value {
+    json!({
+        "sub": sub,
+        "exp": (now() as i64 + ttl),
+        "aud": AUDIENCE,
+        "iss": ISSUER,
+        "scope": "chat",
+    })
+}
+
+pub fn sign_with(claims: &Value, header: &Header, key: &EncodingKey) -> String {
+    jsonwebtoken::encode(header, claims, key).unwrap()
+}
+
+pub fn sign(claims: &Value) -> String {
+    sign_with(claims, &Header::new(Algorithm::HS256), &EncodingKey::from_secret(SECRET))
+}
+
+pub fn token(sub: &str, ttl: i64) -> String {
+    sign(&claims(sub, ttl))
+}
+
+/// A compact JWS with any header and payload JSON and the given signature bytes.
+pub fn forge(header: &Value, payload: &Value, signature: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(payload.to_string()),
+        b64.encode(signature)
+    )
+}
+
+pub fn validator() -> JwtValidator {
+    JwtValidator::hs256(SECRET)
+        .unwrap()
+        .with_audience(&[AUDIENCE])
+        .with_issuer(&[ISSUER])
+}
+
+pub fn builder() -> WsAuthLayerBuilder<Claims> {
+    WsAuthLayer::builder(validator()).realm(REALM)
+}
+
+/// Echoes every frame; the text `claims` answers with the current claims.
+pub async fn echo(upgrade: AuthUpgrade<Claims>) -> Response {
+    upgrade.on_upgrade(|mut socket| async move {
+        while let Some(Ok(message)) = socket.recv().await {
+            let reply = match message {
+                Message::Text(text) if text.as_str() == "claims" => {
+                    Message::Text(serde_json::to_string(&*socket.claims()).unwrap().into())
+                }
+                Message::Close(_) => break,
+                other => other,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+pub async fn serve_router(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+pub async fn serve(builder: WsAuthLayerBuilder<Claims>) -> SocketAddr {
+    serve_router(Router::new().route("/ws", any(echo)).layer(builder.build().unwrap())).await
+}
+
+/// What a refused handshake looked like.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub challenge: Option<String>,
+    pub body: String,
+}
+
+pub struct Connected {
+    pub client: Client,
+    pub protocol: Option<String>,
+}
+
+pub fn request(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Request<()> {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    for (name, value) in headers {
+        request.headers_mut().append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    request
+}
+
+pub async fn connect_request(request: Request<()>) -> Result<Connected, Refused> {
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((client, response)) => Ok(Connected {
+            client,
+            protocol: response
+                .headers()
+                .get("sec-websocket-protocol")
+                .map(|v| v.to_str().unwrap().to_owned()),
+        }),
+        Err(tungstenite::Error::Http(response)) => Err(Refused {
+            status: response.status(),
+            challenge: response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            body: String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned(),
+        }),
+        Err(other) => panic!("handshake failed below HTTP: {other}"),
+    }
+}
+
+pub async fn connect(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Connected, Refused> {
+    connect_request(request(addr, "/ws", headers)).await
+}
+
+pub async fn connect_bearer(addr: SocketAddr, token: &str) -> Client {
+    let auth = format!("Bearer {token}");
+    connect(addr, &[("authorization", &auth)]).await.unwrap().client
+}
+
+pub async fn next_message(client: &mut Client) -> WsMessage {
+    tokio::time::timeout(std::time::Duration::from_secs(10), client.next())
+        .await
+        .expect("no frame within 10 s")
+        .expect("stream ended")
+        .expect("websocket error")
+}
+
+pub async fn next_json(client: &mut Client) -> Value {
+    match next_message(client).await {
+        WsMessage::Text(text) => serde_json::from_str(text.as_str()).unwrap(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+pub async fn expect_close(client: &mut Client) -> (u16, String) {
+    loop {
+        match next_message(client).await {
+            WsMessage::Close(Some(frame)) => return (frame.code.into(), frame.reason.as_str().to_owned()),
+            WsMessage::Close(None) => return (1005, String::new()),
+            _ => continue,
+        }
+    }
+}
+
+pub async fn send_text(client: &mut Client, text: &str) {
+    client.send(WsMessage::Text(text.into())).await.unwrap();
+}

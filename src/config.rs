@@ -62,11 +62,22 @@ pub(crate) enum Refusal {
 impl<C: DeserializeOwned> Settings<C> {
     /// The single gate every token passes, at the handshake and on renewal.
     pub(crate) fn check_token(&self, token: &str) -> Result<ValidatedToken<C>, Refusal> {
-        let valid = self.validator.validate::<C>(token).map_err(Refusal::Invalid)?;
-        if self.revoked.as_ref().is_some_and(|revoked| revoked(&valid.claims)) {
+        let valid = self
+            .validator
+            .validate::<C>(token)
+            .map_err(Refusal::Invalid)?;
+        if self
+            .revoked
+            .as_ref()
+            .is_some_and(|revoked| revoked(&valid.claims))
+        {
             return Err(Refusal::Invalid(TokenError::Revoked));
         }
-        if self.authorize.as_ref().is_some_and(|authorize| !authorize(&valid.claims)) {
+        if self
+            .authorize
+            .as_ref()
+            .is_some_and(|authorize| !authorize(&valid.claims))
+        {
             return Err(Refusal::InsufficientScope);
         }
         Ok(valid)

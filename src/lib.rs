@@ -85,3 +85,8 @@ pub use upgrade::{
 /// Re-exported so applications name the same `jsonwebtoken` types
 /// (`DecodingKey`, `Validation`, `Algorithm`) as this crate.
 pub use jsonwebtoken;
+
+/// The Rust snippets of README.md, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -28,7 +28,10 @@ async fn header_token_upgrades_and_echoes() {
     let addr = serve(builder()).await;
     let mut client = connect_bearer(addr, &token("alice", 60)).await;
     send_text(&mut client, "hello").await;
-    assert_eq!(next_message(&mut client).await, WsMessage::Text("hello".into()));
+    assert_eq!(
+        next_message(&mut client).await,
+        WsMessage::Text("hello".into())
+    );
     send_text(&mut client, "claims").await;
     assert_eq!(next_json(&mut client).await["sub"], "alice");
 }
@@ -38,7 +41,10 @@ async fn bearer_scheme_is_case_insensitive() {
     let addr = serve(builder()).await;
     for scheme in ["bearer", "BEARER", "BeArEr"] {
         let value = format!("{scheme} {}", token("alice", 60));
-        assert!(connect(addr, &[("authorization", &value)]).await.is_ok(), "{scheme}");
+        assert!(
+            connect(addr, &[("authorization", &value)]).await.is_ok(),
+            "{scheme}"
+        );
     }
 }
 
@@ -46,22 +52,36 @@ async fn bearer_scheme_is_case_insensitive() {
 async fn subprotocol_token_selects_wsauth_v1_and_is_never_echoed() {
     let addr = serve(builder()).await;
     let list = format!("wsauth.v1, bearer.{}", token("alice", 60));
-    let connected = connect(addr, &[("sec-websocket-protocol", &list)]).await.unwrap();
+    let connected = connect(addr, &[("sec-websocket-protocol", &list)])
+        .await
+        .unwrap();
     assert_eq!(connected.protocol.as_deref(), Some("wsauth.v1"));
 }
 
 #[tokio::test]
 async fn application_protocols_are_negotiated_among_the_other_entries() {
     let addr = serve(builder().protocols(["graphql-transport-ws", "wsauth.v1"])).await;
-    let list = format!("wsauth.v1, graphql-transport-ws, bearer.{}", token("alice", 60));
-    let connected = connect(addr, &[("sec-websocket-protocol", &list)]).await.unwrap();
+    let list = format!(
+        "wsauth.v1, graphql-transport-ws, bearer.{}",
+        token("alice", 60)
+    );
+    let connected = connect(addr, &[("sec-websocket-protocol", &list)])
+        .await
+        .unwrap();
     assert_eq!(connected.protocol.as_deref(), Some("graphql-transport-ws"));
 
     // A custom list replaces wsauth.v1.
     let addr = serve(builder().protocols(["graphql-transport-ws"])).await;
     let list = format!("wsauth.v1, bearer.{}", token("alice", 60));
-    let refused = connect(addr, &[("sec-websocket-protocol", &list)]).await.err().unwrap();
-    assert_refused(&refused, 400, Some(&invalid_request("no acceptable subprotocol offered")));
+    let refused = connect(addr, &[("sec-websocket-protocol", &list)])
+        .await
+        .err()
+        .unwrap();
+    assert_refused(
+        &refused,
+        400,
+        Some(&invalid_request("no acceptable subprotocol offered")),
+    );
 }
 
 #[tokio::test]
@@ -70,12 +90,24 @@ async fn unusable_subprotocol_lists_are_400() {
     let jwt = token("alice", 60);
     let cases = [
         (format!("bearer.{jwt}"), "no acceptable subprotocol offered"),
-        (format!("wsauth.v1, bearer.{jwt}, bearer.{jwt}"), "multiple bearer subprotocol entries"),
-        (format!("soap, bearer.{jwt}"), "no acceptable subprotocol offered"),
-        (format!("wsauth.v1,,bearer.{jwt}"), "malformed subprotocol list"),
+        (
+            format!("wsauth.v1, bearer.{jwt}, bearer.{jwt}"),
+            "multiple bearer subprotocol entries",
+        ),
+        (
+            format!("soap, bearer.{jwt}"),
+            "no acceptable subprotocol offered",
+        ),
+        (
+            format!("wsauth.v1,,bearer.{jwt}"),
+            "malformed subprotocol list",
+        ),
     ];
     for (list, description) in cases {
-        let refused = connect(addr, &[("sec-websocket-protocol", &list)]).await.err().unwrap();
+        let refused = connect(addr, &[("sec-websocket-protocol", &list)])
+            .await
+            .err()
+            .unwrap();
         assert_refused(&refused, 400, Some(&invalid_request(description)));
         assert!(!refused.body.contains(&jwt));
     }
@@ -86,16 +118,29 @@ async fn header_takes_precedence_over_subprotocol() {
     let addr = serve(builder()).await;
     let header = format!("Bearer {}", token("alice", 60));
     let list = format!("wsauth.v1, bearer.{}", token("bob", 60));
-    let connected = connect(addr, &[("authorization", &header), ("sec-websocket-protocol", &list)])
-        .await
-        .unwrap();
+    let connected = connect(
+        addr,
+        &[
+            ("authorization", &header),
+            ("sec-websocket-protocol", &list),
+        ],
+    )
+    .await
+    .unwrap();
     let mut client = connected.client;
     send_text(&mut client, "claims").await;
     assert_eq!(next_json(&mut client).await["sub"], "alice");
 
     // Even a bad lower-precedence token is ignored.
     let list = "wsauth.v1, bearer.not-a-jwt";
-    assert!(connect(addr, &[("authorization", &header), ("sec-websocket-protocol", list)]).await.is_ok());
+    assert!(
+        connect(
+            addr,
+            &[("authorization", &header), ("sec-websocket-protocol", list)]
+        )
+        .await
+        .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -104,7 +149,10 @@ async fn missing_token_is_401_without_error_code() {
     let refused = connect(addr, &[]).await.err().unwrap();
     assert_refused(&refused, 401, Some(&format!(r#"Bearer realm="{REALM}""#)));
     // Another scheme is not a bearer token.
-    let refused = connect(addr, &[("authorization", "Basic dXNlcjpwYXNz")]).await.err().unwrap();
+    let refused = connect(addr, &[("authorization", "Basic dXNlcjpwYXNz")])
+        .await
+        .err()
+        .unwrap();
     assert_refused(&refused, 401, Some(&format!(r#"Bearer realm="{REALM}""#)));
     // Disabled sources are not read.
     let cookie = format!("jwt={}", token("alice", 60));
@@ -117,14 +165,28 @@ async fn malformed_and_duplicate_headers_are_400() {
     let addr = serve(builder()).await;
     let jwt = token("alice", 60);
     let header = format!("Bearer {jwt}");
-    let refused = connect(addr, &[("authorization", &header), ("authorization", &header)])
-        .await
-        .err()
-        .unwrap();
-    assert_refused(&refused, 400, Some(&invalid_request("multiple authorization headers")));
+    let refused = connect(
+        addr,
+        &[("authorization", &header), ("authorization", &header)],
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_refused(
+        &refused,
+        400,
+        Some(&invalid_request("multiple authorization headers")),
+    );
     for value in ["Bearer", "Bearer a b", "Bearer {x}"] {
-        let refused = connect(addr, &[("authorization", value)]).await.err().unwrap();
-        assert_refused(&refused, 400, Some(&invalid_request("malformed authorization header")));
+        let refused = connect(addr, &[("authorization", value)])
+            .await
+            .err()
+            .unwrap();
+        assert_refused(
+            &refused,
+            400,
+            Some(&invalid_request("malformed authorization header")),
+        );
     }
 }
 
@@ -136,7 +198,11 @@ async fn bad_token_matrix_is_401_invalid_token() {
     let good = claims("alice", 60);
     let hs256 = json!({"alg": "HS256", "typ": "JWT"});
     let mut tampered = token("alice", 60);
-    let payload = forge(&hs256, &json!({"sub": "admin", "exp": now() + 60, "aud": AUDIENCE, "iss": ISSUER}), b"");
+    let payload = forge(
+        &hs256,
+        &json!({"sub": "admin", "exp": now() + 60, "aud": AUDIENCE, "iss": ISSUER}),
+        b"",
+    );
     let forged_payload = payload.split('.').nth(1).unwrap();
     let parts: Vec<&str> = tampered.split('.').collect();
     tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
@@ -154,37 +220,100 @@ async fn bad_token_matrix_is_401_invalid_token() {
     };
 
     let cases: Vec<(&str, String, &str)> = vec![
-        ("alg none", forge(&json!({"alg": "none", "typ": "JWT"}), &good, b""), "malformed token"),
+        (
+            "alg none",
+            forge(&json!({"alg": "none", "typ": "JWT"}), &good, b""),
+            "malformed token",
+        ),
         (
             "alg confusion: HS256 signed with the RSA public key",
-            sign_with(&good, &Header::new(Algorithm::HS256), &EncodingKey::from_secret(rsa_public)),
+            sign_with(
+                &good,
+                &Header::new(Algorithm::HS256),
+                &EncodingKey::from_secret(rsa_public),
+            ),
             "signature invalid",
         ),
         (
             "RS256 where only HS256 is allowed",
-            sign_with(&good, &Header::new(Algorithm::RS256), &EncodingKey::from_rsa_pem(rsa_private).unwrap()),
+            sign_with(
+                &good,
+                &Header::new(Algorithm::RS256),
+                &EncodingKey::from_rsa_pem(rsa_private).unwrap(),
+            ),
             "algorithm not allowed",
         ),
         ("tampered payload", tampered, "signature invalid"),
-        ("bad signature", sign_with(&good, &Header::new(Algorithm::HS256), &EncodingKey::from_secret(b"another secret that is long enough!!")), "signature invalid"),
+        (
+            "bad signature",
+            sign_with(
+                &good,
+                &Header::new(Algorithm::HS256),
+                &EncodingKey::from_secret(b"another secret that is long enough!!"),
+            ),
+            "signature invalid",
+        ),
         ("expired", with(json!({"exp": now() - 60})), "token expired"),
-        ("not yet valid", with(json!({"nbf": now() + 600})), "token not yet valid"),
-        ("wrong audience", with(json!({"aud": "someone-else"})), "invalid audience"),
-        ("wrong issuer", with(json!({"iss": "https://evil.test"})), "invalid issuer"),
-        ("missing exp", with(json!({"exp": null})), "missing or malformed required claim"),
-        ("missing aud", with(json!({"aud": null})), "missing or malformed required claim"),
-        ("exp as string", with(json!({"exp": (now() + 60).to_string()})), "missing or malformed required claim"),
-        ("nbf as string", with(json!({"nbf": "yesterday"})), "invalid claim format"),
-        ("claims of the wrong shape", with(json!({"scope": 7})), "claims do not match the expected shape"),
+        (
+            "not yet valid",
+            with(json!({"nbf": now() + 600})),
+            "token not yet valid",
+        ),
+        (
+            "wrong audience",
+            with(json!({"aud": "someone-else"})),
+            "invalid audience",
+        ),
+        (
+            "wrong issuer",
+            with(json!({"iss": "https://evil.test"})),
+            "invalid issuer",
+        ),
+        (
+            "missing exp",
+            with(json!({"exp": null})),
+            "missing or malformed required claim",
+        ),
+        (
+            "missing aud",
+            with(json!({"aud": null})),
+            "missing or malformed required claim",
+        ),
+        (
+            "exp as string",
+            with(json!({"exp": (now() + 60).to_string()})),
+            "missing or malformed required claim",
+        ),
+        (
+            "nbf as string",
+            with(json!({"nbf": "yesterday"})),
+            "invalid claim format",
+        ),
+        (
+            "claims of the wrong shape",
+            with(json!({"scope": 7})),
+            "claims do not match the expected shape",
+        ),
         ("unparseable", "a.b.c".to_owned(), "malformed token"),
-        ("oversize", format!("{}.{}.x", "a".repeat(6000), "b".repeat(3000)), "token too large"),
+        (
+            "oversize",
+            format!("{}.{}.x", "a".repeat(6000), "b".repeat(3000)),
+            "token too large",
+        ),
     ];
     for (name, jwt, description) in cases {
         let header = format!("Bearer {jwt}");
-        let refused = connect(addr, &[("authorization", &header)]).await.err().unwrap_or_else(|| panic!("{name} was accepted"));
+        let refused = connect(addr, &[("authorization", &header)])
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{name} was accepted"));
         assert_refused(&refused, 401, Some(&invalid_token(description)));
         assert!(!refused.body.contains(&jwt), "{name}: body leaks the token");
-        assert!(refused.body.contains(description), "{name}: {}", refused.body);
+        assert!(
+            refused.body.contains(description),
+            "{name}: {}",
+            refused.body
+        );
     }
 }
 
@@ -214,25 +343,64 @@ async fn rs256_and_es256_validators_accept_their_own_tokens() {
             .with_audience(&[AUDIENCE]);
         let addr = serve(axum_ws_auth::WsAuthLayer::builder(validator)).await;
         let jwt = sign_with(&claims("alice", 60), &Header::new(alg), &encoding);
-        assert!(connect(addr, &[("authorization", &format!("Bearer {jwt}"))]).await.is_ok(), "{alg:?}");
+        assert!(
+            connect(addr, &[("authorization", &format!("Bearer {jwt}"))])
+                .await
+                .is_ok(),
+            "{alg:?}"
+        );
         // An HS256 token made with the public key bytes must not pass.
         let forged = sign(&claims("alice", 60));
-        assert_eq!(connect(addr, &[("authorization", &format!("Bearer {forged}"))]).await.err().unwrap().status, 401);
+        assert_eq!(
+            connect(addr, &[("authorization", &format!("Bearer {forged}"))])
+                .await
+                .err()
+                .unwrap()
+                .status,
+            401
+        );
     }
 }
 
 #[tokio::test]
 async fn authorization_check_refusal_is_403_insufficient_scope() {
-    let addr = serve(builder().authorize(|claims: &Claims| claims.scope.split(' ').any(|s| s == "admin"))).await;
-    let refused = connect(addr, &[("authorization", &format!("Bearer {}", token("alice", 60)))]).await.err().unwrap();
-    assert_refused(&refused, 403, Some(&format!(r#"Bearer realm="{REALM}", error="insufficient_scope""#)));
+    let addr =
+        serve(builder().authorize(|claims: &Claims| claims.scope.split(' ').any(|s| s == "admin")))
+            .await;
+    let refused = connect(
+        addr,
+        &[("authorization", &format!("Bearer {}", token("alice", 60)))],
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_refused(
+        &refused,
+        403,
+        Some(&format!(
+            r#"Bearer realm="{REALM}", error="insufficient_scope""#
+        )),
+    );
 }
 
 #[tokio::test]
 async fn revoked_tokens_are_401() {
     let addr = serve(builder().revoked(|claims: &Claims| claims.sub == "mallory")).await;
-    assert!(connect(addr, &[("authorization", &format!("Bearer {}", token("alice", 60)))]).await.is_ok());
-    let refused = connect(addr, &[("authorization", &format!("Bearer {}", token("mallory", 60)))]).await.err().unwrap();
+    assert!(
+        connect(
+            addr,
+            &[("authorization", &format!("Bearer {}", token("alice", 60)))]
+        )
+        .await
+        .is_ok()
+    );
+    let refused = connect(
+        addr,
+        &[("authorization", &format!("Bearer {}", token("mallory", 60)))],
+    )
+    .await
+    .err()
+    .unwrap();
     assert_refused(&refused, 401, Some(&invalid_token("token revoked")));
 }
 
@@ -240,14 +408,26 @@ async fn revoked_tokens_are_401() {
 async fn origin_allow_list_is_403_without_challenge() {
     let addr = serve(builder().allowed_origins(["https://app.example"])).await;
     let auth = format!("Bearer {}", token("alice", 60));
-    assert!(connect(addr, &[("authorization", &auth), ("origin", "https://app.example")]).await.is_ok());
+    assert!(
+        connect(
+            addr,
+            &[("authorization", &auth), ("origin", "https://app.example")]
+        )
+        .await
+        .is_ok()
+    );
     for origin in [Some("https://evil.example"), None] {
         let mut headers = vec![("authorization", auth.as_str())];
         headers.extend(origin.map(|o| ("origin", o)));
         let refused = connect(addr, &headers).await.err().unwrap();
         assert_refused(&refused, 403, None);
     }
-    let addr = serve(builder().allowed_origins(["https://app.example"]).allow_missing_origin(true)).await;
+    let addr = serve(
+        builder()
+            .allowed_origins(["https://app.example"])
+            .allow_missing_origin(true),
+    )
+    .await;
     assert!(connect(addr, &[("authorization", &auth)]).await.is_ok());
 }
 
@@ -262,17 +442,26 @@ async fn cookie_and_query_sources_are_opt_in_and_last() {
     .await;
     let origin = ("origin", "https://app.example");
     let cookie = format!("theme=dark; session_jwt={}", token("carol", 60));
-    let mut client = connect(addr, &[origin, ("cookie", &cookie)]).await.unwrap().client;
+    let mut client = connect(addr, &[origin, ("cookie", &cookie)])
+        .await
+        .unwrap()
+        .client;
     send_text(&mut client, "claims").await;
     assert_eq!(next_json(&mut client).await["sub"], "carol");
 
     let path = format!("/ws?access_token={}", token("dave", 60));
-    let mut client = connect_request(request(addr, &path, &[origin])).await.unwrap().client;
+    let mut client = connect_request(request(addr, &path, &[origin]))
+        .await
+        .unwrap()
+        .client;
     send_text(&mut client, "claims").await;
     assert_eq!(next_json(&mut client).await["sub"], "dave");
 
     // Cookie beats query.
-    let mut client = connect_request(request(addr, &path, &[origin, ("cookie", &cookie)])).await.unwrap().client;
+    let mut client = connect_request(request(addr, &path, &[origin, ("cookie", &cookie)]))
+        .await
+        .unwrap()
+        .client;
     send_text(&mut client, "claims").await;
     assert_eq!(next_json(&mut client).await["sub"], "carol");
 }
@@ -282,9 +471,19 @@ async fn a_refused_request_never_disturbs_other_connections() {
     let addr = serve(builder()).await;
     let mut client = connect_bearer(addr, &token("alice", 60)).await;
     for _ in 0..20 {
-        assert!(connect(addr, &[("authorization", "Bearer x.y.z")]).await.is_err());
+        assert!(
+            connect(addr, &[("authorization", "Bearer x.y.z")])
+                .await
+                .is_err()
+        );
     }
-    client.send(WsMessage::Binary(vec![1, 2, 3].into())).await.unwrap();
-    assert_eq!(next_message(&mut client).await, WsMessage::Binary(vec![1, 2, 3].into()));
+    client
+        .send(WsMessage::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut client).await,
+        WsMessage::Binary(vec![1, 2, 3].into())
+    );
     tokio::time::sleep(Duration::from_millis(1)).await;
 }

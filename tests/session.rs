@@ -17,7 +17,12 @@ fn renew(token: &str, id: &str) -> String {
 
 #[tokio::test]
 async fn renewal_keeps_the_connection_past_its_first_exp_then_it_closes_4401() {
-    let addr = serve(builder().leeway(Duration::ZERO).notify_before(Duration::from_secs(1))).await;
+    let addr = serve(
+        builder()
+            .leeway(Duration::ZERO)
+            .notify_before(Duration::from_secs(1)),
+    )
+    .await;
     let first = claims("alice", 2);
     let first_exp = first["exp"].as_u64().unwrap();
     let mut client = connect_bearer(addr, &sign(&first)).await;
@@ -30,7 +35,10 @@ async fn renewal_keeps_the_connection_past_its_first_exp_then_it_closes_4401() {
     let mut second = claims("alice", 3);
     second["scope"] = json!("chat renewed");
     send_text(&mut client, &renew(&sign(&second), "r1")).await;
-    assert_eq!(next_json(&mut client).await, json!({"type": "auth.renewed", "exp": second["exp"], "id": "r1"}));
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"type": "auth.renewed", "exp": second["exp"], "id": "r1"})
+    );
 
     // Past the first exp, the connection still echoes and reports new claims.
     tokio::time::sleep(Duration::from_millis(
@@ -45,7 +53,10 @@ async fn renewal_keeps_the_connection_past_its_first_exp_then_it_closes_4401() {
     assert_eq!(reply["scope"], "chat renewed");
 
     let started = Instant::now();
-    assert_eq!(expect_close(&mut client).await, (4401, "token expired".to_owned()));
+    assert_eq!(
+        expect_close(&mut client).await,
+        (4401, "token expired".to_owned())
+    );
     assert!(started.elapsed() < Duration::from_secs(4));
     assert!(now_millis() >= second["exp"].as_u64().unwrap() * 1000);
 }
@@ -69,9 +80,15 @@ async fn rejected_renewal_is_answered_and_the_connection_lives_on() {
         json!({"type": "auth.renew_rejected", "error": "invalid_token", "error_description": "invalid audience", "id": "a"})
     );
     send_text(&mut client, &renew(&token("alice", 10), "b")).await;
-    assert_eq!(next_json(&mut client).await["error_description"], "token not newer than the current one");
+    assert_eq!(
+        next_json(&mut client).await["error_description"],
+        "token not newer than the current one"
+    );
     send_text(&mut client, "still here").await;
-    assert_eq!(next_message(&mut client).await, WsMessage::Text("still here".into()));
+    assert_eq!(
+        next_message(&mut client).await,
+        WsMessage::Text("still here".into())
+    );
 }
 
 #[tokio::test]
@@ -79,7 +96,10 @@ async fn renewal_changing_sub_closes_4403() {
     let addr = serve(builder()).await;
     let mut client = connect_bearer(addr, &token("alice", 600)).await;
     send_text(&mut client, &renew(&token("mallory", 900), "x")).await;
-    assert_eq!(expect_close(&mut client).await, (4403, "forbidden".to_owned()));
+    assert_eq!(
+        expect_close(&mut client).await,
+        (4403, "forbidden".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -91,7 +111,10 @@ async fn renewal_flood_closes_4429() {
         assert_eq!(next_json(&mut client).await["type"], "auth.renewed");
     }
     send_text(&mut client, &renew(&token("alice", 800), "flood")).await;
-    assert_eq!(expect_close(&mut client).await, (4429, "too many renewals".to_owned()));
+    assert_eq!(
+        expect_close(&mut client).await,
+        (4429, "too many renewals".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -104,7 +127,10 @@ async fn repeated_invalid_control_messages_close_4400() {
         json!({"type": "auth.renew_rejected", "error": "invalid_request", "error_description": "token must be a string", "id": "no-token"})
     );
     send_text(&mut client, r#"{"type":"auth.whatever"}"#).await;
-    assert_eq!(expect_close(&mut client).await, (4400, "bad request".to_owned()));
+    assert_eq!(
+        expect_close(&mut client).await,
+        (4400, "bad request".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -144,7 +170,13 @@ async fn client_close_is_answered_and_other_connections_carry_on() {
     let mut leaving = connect_bearer(addr, &token("alice", 600)).await;
     let mut staying = connect_bearer(addr, &token("bob", 600)).await;
     leaving.close(None).await.unwrap();
-    assert!(matches!(next_message(&mut leaving).await, WsMessage::Close(_)));
+    assert!(matches!(
+        next_message(&mut leaving).await,
+        WsMessage::Close(_)
+    ));
     send_text(&mut staying, "ping").await;
-    assert_eq!(next_message(&mut staying).await, WsMessage::Text("ping".into()));
+    assert_eq!(
+        next_message(&mut staying).await,
+        WsMessage::Text("ping".into())
+    );
 }

@@ -195,7 +195,10 @@ pub(crate) fn classify(text: &str, max_control_bytes: usize) -> Classified {
             };
         }
     };
-    let invalid = |reason| Classified::Invalid { id: id.clone(), reason };
+    let invalid = |reason| Classified::Invalid {
+        id: id.clone(),
+        reason,
+    };
     if text.len() > max_control_bytes {
         return invalid(InvalidControl::TooLarge);
     }

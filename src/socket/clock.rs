@@ -60,7 +60,9 @@ pub(crate) fn monotonic_instant_of(exp: u64) -> Instant {
         .unwrap_or_default();
     let exp = Duration::from_secs(exp);
     match exp.checked_sub(wall) {
-        Some(ahead) => now.checked_add(ahead).unwrap_or(now + Duration::from_secs(86400 * 365 * 100)),
+        Some(ahead) => now
+            .checked_add(ahead)
+            .unwrap_or(now + Duration::from_secs(86400 * 365 * 100)),
         None => now.checked_sub(wall - exp).unwrap_or(now),
     }
 }
@@ -137,7 +139,10 @@ mod tests {
         let ahead = monotonic_instant_of(exp) - Instant::now();
         let expected = Duration::from_secs(exp) - wall;
         let drift = ahead.abs_diff(expected);
-        assert!(drift < Duration::from_millis(50), "{ahead:?} vs {expected:?}");
+        assert!(
+            drift < Duration::from_millis(50),
+            "{ahead:?} vs {expected:?}"
+        );
         assert!(monotonic_instant_of(wall.as_secs() - 10) < Instant::now());
     }
 }

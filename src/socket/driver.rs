@@ -11,7 +11,9 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::clock::{RenewLimiter, SharedDeadline, monotonic_instant_of};
 use crate::config::{Refusal, SessionConfig, Settings};
-use crate::protocol::{Classified, CloseReason, InvalidControl, RenewRejection, ServerMessage, classify};
+use crate::protocol::{
+    Classified, CloseReason, InvalidControl, RenewRejection, ServerMessage, classify,
+};
 use crate::telemetry::{self, Connection};
 use crate::token::TokenError;
 use crate::upgrade::Authenticated;
@@ -19,12 +21,20 @@ use crate::upgrade::Authenticated;
 /// The real WebSocket under a connection: axum's `WebSocket`, or an
 /// in-memory stand-in in tests.
 pub(crate) trait Transport:
-    Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send + 'static
+    Stream<Item = Result<Message, axum::Error>>
+    + Sink<Message, Error = axum::Error>
+    + Unpin
+    + Send
+    + 'static
 {
 }
 
 impl<T> Transport for T where
-    T: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send + 'static
+    T: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Unpin
+        + Send
+        + 'static
 {
 }
 
@@ -215,11 +225,15 @@ where
             return Err(Ending::Close(CloseReason::TokenExpired));
         }
         match &message {
-            Message::Text(text) => match classify(text.as_str(), self.settings.session.max_control_bytes) {
-                Classified::Application => Ok(Some(message)),
-                Classified::Renew { token, id } => self.renew(token, id).await.map(|()| None),
-                Classified::Invalid { id, reason } => self.invalid_control(id, reason).await.map(|()| None),
-            },
+            Message::Text(text) => {
+                match classify(text.as_str(), self.settings.session.max_control_bytes) {
+                    Classified::Application => Ok(Some(message)),
+                    Classified::Renew { token, id } => self.renew(token, id).await.map(|()| None),
+                    Classified::Invalid { id, reason } => {
+                        self.invalid_control(id, reason).await.map(|()| None)
+                    }
+                }
+            }
             Message::Close(_) => {
                 // Send the close reply tungstenite has queued, hand the
                 // peer's frame to the application if it has room, and stop.
@@ -245,11 +259,17 @@ where
         let valid = match checked {
             Ok(valid) => valid,
             Err(Refusal::Invalid(error)) => {
-                return self.reject(RenewRejection::InvalidToken, error.to_string(), id).await;
+                return self
+                    .reject(RenewRejection::InvalidToken, error.to_string(), id)
+                    .await;
             }
             Err(Refusal::InsufficientScope) => {
                 return self
-                    .reject(RenewRejection::InsufficientScope, "insufficient scope".into(), id)
+                    .reject(
+                        RenewRejection::InsufficientScope,
+                        "insufficient scope".into(),
+                        id,
+                    )
                     .await;
             }
         };
@@ -259,7 +279,11 @@ where
         }
         if valid.exp <= self.exp {
             return self
-                .reject(RenewRejection::InvalidToken, TokenError::NotNewer.to_string(), id)
+                .reject(
+                    RenewRejection::InvalidToken,
+                    TokenError::NotNewer.to_string(),
+                    id,
+                )
                 .await;
         }
         self.exp = valid.exp;
@@ -276,7 +300,12 @@ where
             .await
     }
 
-    async fn reject(&mut self, error: RenewRejection, description: String, id: Option<String>) -> Result<(), Ending> {
+    async fn reject(
+        &mut self,
+        error: RenewRejection,
+        description: String,
+        id: Option<String>,
+    ) -> Result<(), Ending> {
         telemetry::renew_rejected(&self.connection, error, &description);
         self.send_control(&ServerMessage::RenewRejected {
             error,
@@ -286,13 +315,21 @@ where
         .await
     }
 
-    async fn invalid_control(&mut self, id: Option<String>, reason: InvalidControl) -> Result<(), Ending> {
+    async fn invalid_control(
+        &mut self,
+        id: Option<String>,
+        reason: InvalidControl,
+    ) -> Result<(), Ending> {
         self.invalid_controls += 1;
         if self.invalid_controls > self.settings.session.invalid_control_limit {
             return Err(Ending::Close(CloseReason::BadRequest));
         }
-        self.reject(RenewRejection::InvalidRequest, reason.description().into(), id)
-            .await
+        self.reject(
+            RenewRejection::InvalidRequest,
+            reason.description().into(),
+            id,
+        )
+        .await
     }
 
     async fn send_expiring(&mut self) -> Result<(), Ending> {

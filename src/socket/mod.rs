@@ -143,7 +143,8 @@ impl<C> AuthWebSocket<C> {
     /// let mut claims = socket.watch_claims();
     /// tokio::spawn(async move {
     ///     while claims.changed().await.is_ok() {
-    ///         println!("renewed: {}", claims.borrow_and_update());
+    ///         let current = std::sync::Arc::clone(&claims.borrow_and_update());
+    ///         println!("renewed: {current}");
     ///     }
     /// });
     /// # }
@@ -268,7 +269,10 @@ impl Sink<Message> for AuthSender {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_close(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_close(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Self::Error>> {
         self.outbound.close();
         Poll::Ready(Ok(()))
     }

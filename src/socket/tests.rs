@@ -33,7 +33,10 @@ struct Claims {
 }
 
 fn wall_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn sign(secret: &[u8], sub: &str, exp: u64, generation: u32) -> String {
@@ -42,7 +45,12 @@ fn sign(secret: &[u8], sub: &str, exp: u64, generation: u32) -> String {
         exp,
         generation,
     };
-    jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(secret)).unwrap()
+    jsonwebtoken::encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap()
 }
 
 /// The socket's side of an in-memory WebSocket.
@@ -95,7 +103,10 @@ impl Peer {
     }
 
     async fn next(&mut self) -> Message {
-        self.from_socket.recv().await.expect("socket side went away")
+        self.from_socket
+            .recv()
+            .await
+            .expect("socket side went away")
     }
 
     async fn next_json(&mut self) -> Value {
@@ -122,7 +133,10 @@ struct Setup {
     peer: Peer,
 }
 
-fn start_with(configure: impl FnOnce(WsAuthLayerBuilder<Claims>) -> WsAuthLayerBuilder<Claims>, token: &str) -> Setup {
+fn start_with(
+    configure: impl FnOnce(WsAuthLayerBuilder<Claims>) -> WsAuthLayerBuilder<Claims>,
+    token: &str,
+) -> Setup {
     let builder = WsAuthLayer::<Claims>::builder(JwtValidator::hs256(SECRET).unwrap());
     let layer = configure(builder).build().unwrap();
     let settings = Arc::clone(layer.settings());
@@ -184,8 +198,14 @@ async fn notice_comes_notify_before_ahead_of_exp_and_close_at_exp_plus_leeway() 
     let notice = peer.next_json().await;
     assert_fired_at(exp_at - Duration::from_secs(30));
     let expires_in = expires_in_now(exp_at);
-    assert_eq!(expires_in, 29, "30 s minus the sub-millisecond timer slack, rounded down");
-    assert_eq!(notice, json!({"type": "auth.expiring", "exp": exp, "expires_in": expires_in}));
+    assert_eq!(
+        expires_in, 29,
+        "30 s minus the sub-millisecond timer slack, rounded down"
+    );
+    assert_eq!(
+        notice,
+        json!({"type": "auth.expiring", "exp": exp, "expires_in": expires_in})
+    );
 
     // The application never reads, yet the close comes exactly on time.
     let (code, reason) = peer.expect_close().await;
@@ -197,25 +217,37 @@ async fn notice_comes_notify_before_ahead_of_exp_and_close_at_exp_plus_leeway() 
 #[tokio::test(start_paused = true)]
 async fn notice_is_immediate_inside_the_window() {
     let exp = wall_now() + 10;
-    let Setup { socket: _socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    let Setup {
+        socket: _socket,
+        mut peer,
+    } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
     let start = Instant::now();
     let exp_at = deadline(&_socket) - Duration::from_secs(5);
     let notice = peer.next_json().await;
     assert_fired_at(start);
-    assert_eq!(notice, json!({"type": "auth.expiring", "exp": exp, "expires_in": expires_in_now(exp_at)}));
+    assert_eq!(
+        notice,
+        json!({"type": "auth.expiring", "exp": exp, "expires_in": expires_in_now(exp_at)})
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn no_frame_is_delivered_after_the_deadline_even_if_queued_before() {
     let exp = wall_now() + 60;
-    let Setup { mut socket, mut peer } = start_with(
+    let Setup {
+        mut socket,
+        mut peer,
+    } = start_with(
         |b| defaults(b).notify_before(Duration::ZERO),
         &sign(SECRET, "alice", exp, 0),
     );
     let deadline = deadline(&socket);
     tokio::time::sleep_until(deadline - Duration::from_millis(1)).await;
     peer.send_text("just in time");
-    assert_eq!(socket.recv().await.unwrap().unwrap(), Message::Text("just in time".into()));
+    assert_eq!(
+        socket.recv().await.unwrap().unwrap(),
+        Message::Text("just in time".into())
+    );
 
     peer.send_text("queued before the deadline, read after it");
     tokio::task::yield_now().await;
@@ -236,7 +268,10 @@ async fn accepted_renewal_replaces_claims_and_rearms_both_timers() {
 
     let new_exp = exp + 600;
     peer.renew(&sign(SECRET, "alice", new_exp, 1), "r1");
-    assert_eq!(peer.next_json().await, json!({"type": "auth.renewed", "exp": new_exp, "id": "r1"}));
+    assert_eq!(
+        peer.next_json().await,
+        json!({"type": "auth.renewed", "exp": new_exp, "id": "r1"})
+    );
     claims.changed().await.unwrap();
     assert_eq!(claims.borrow().generation, 1);
     assert_eq!(socket.claims().generation, 1);
@@ -257,17 +292,36 @@ async fn accepted_renewal_replaces_claims_and_rearms_both_timers() {
 #[tokio::test(start_paused = true)]
 async fn rejected_renewals_change_nothing() {
     let exp = wall_now() + 300;
-    let Setup { mut socket, mut peer } = start_with(
+    let Setup {
+        mut socket,
+        mut peer,
+    } = start_with(
         |b| defaults(b).authorize(|claims: &Claims| claims.generation != 99),
         &sign(SECRET, "alice", exp, 0),
     );
     let before = deadline(&socket);
     let cases = [
-        (sign(OTHER_SECRET, "alice", exp + 60, 1), "invalid_token", "signature invalid"),
-        (sign(SECRET, "alice", exp, 1), "invalid_token", "token not newer than the current one"),
-        (sign(SECRET, "alice", wall_now() - 60, 1), "invalid_token", "token expired"),
+        (
+            sign(OTHER_SECRET, "alice", exp + 60, 1),
+            "invalid_token",
+            "signature invalid",
+        ),
+        (
+            sign(SECRET, "alice", exp, 1),
+            "invalid_token",
+            "token not newer than the current one",
+        ),
+        (
+            sign(SECRET, "alice", wall_now() - 60, 1),
+            "invalid_token",
+            "token expired",
+        ),
         ("garbage".to_owned(), "invalid_token", "malformed token"),
-        (sign(SECRET, "alice", exp + 60, 99), "insufficient_scope", "insufficient scope"),
+        (
+            sign(SECRET, "alice", exp + 60, 99),
+            "insufficient_scope",
+            "insufficient scope",
+        ),
     ];
     for (n, (token, error, description)) in cases.iter().enumerate() {
         let id = format!("r{n}");
@@ -281,13 +335,19 @@ async fn rejected_renewals_change_nothing() {
     assert_eq!(deadline(&socket), before);
     assert_eq!(socket.claims().generation, 0);
     peer.send_text("still alive");
-    assert_eq!(socket.recv().await.unwrap().unwrap(), Message::Text("still alive".into()));
+    assert_eq!(
+        socket.recv().await.unwrap().unwrap(),
+        Message::Text("still alive".into())
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn renewal_for_another_subject_closes_with_4403() {
     let exp = wall_now() + 300;
-    let Setup { socket: _socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    let Setup {
+        socket: _socket,
+        mut peer,
+    } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
     peer.renew(&sign(SECRET, "mallory", exp + 60, 1), "r");
     assert_eq!(peer.expect_close().await, (4403, "forbidden".to_owned()));
 }
@@ -295,7 +355,13 @@ async fn renewal_for_another_subject_closes_with_4403() {
 #[tokio::test(start_paused = true)]
 async fn renewal_rate_limit_closes_with_4429() {
     let exp = wall_now() + 3600;
-    let Setup { socket: _socket, mut peer } = start_with(|b| defaults(b).renew_limit(3), &sign(SECRET, "alice", exp, 0));
+    let Setup {
+        socket: _socket,
+        mut peer,
+    } = start_with(
+        |b| defaults(b).renew_limit(3),
+        &sign(SECRET, "alice", exp, 0),
+    );
     // Three attempts, then wait out the window: allowed.
     for n in 0..3 {
         peer.renew(&sign(SECRET, "alice", exp + 10 + n, 1), "a");
@@ -309,14 +375,22 @@ async fn renewal_rate_limit_closes_with_4429() {
     // A fourth inside the same 60 s closes, even though it is a valid token.
     tokio::time::sleep(Duration::from_secs(59)).await;
     peer.renew(&sign(SECRET, "alice", exp + 30, 1), "c");
-    assert_eq!(peer.expect_close().await, (4429, "too many renewals".to_owned()));
+    assert_eq!(
+        peer.expect_close().await,
+        (4429, "too many renewals".to_owned())
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn invalid_control_messages_are_answered_then_closed_with_4400() {
     let exp = wall_now() + 3600;
-    let Setup { socket: _socket, mut peer } =
-        start_with(|b| defaults(b).invalid_control_limit(2), &sign(SECRET, "alice", exp, 0));
+    let Setup {
+        socket: _socket,
+        mut peer,
+    } = start_with(
+        |b| defaults(b).invalid_control_limit(2),
+        &sign(SECRET, "alice", exp, 0),
+    );
     peer.send_text(r#"{"type":"auth.renew","id":"x"}"#);
     assert_eq!(
         peer.next_json().await,
@@ -331,7 +405,10 @@ async fn invalid_control_messages_are_answered_then_closed_with_4400() {
 #[tokio::test(start_paused = true)]
 async fn application_frames_pass_through_byte_for_byte_in_order() {
     let exp = wall_now() + 3600;
-    let Setup { mut socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    let Setup {
+        mut socket,
+        mut peer,
+    } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
     let frames = [
         Message::Text(r#"{"type":"chat","text":"auth.renew"}"#.into()),
         Message::Binary(br#"{"type":"auth.renew","token":"x"}"#.to_vec().into()),
@@ -339,7 +416,11 @@ async fn application_frames_pass_through_byte_for_byte_in_order() {
         Message::Text(r#" {"type":"auth"} "#.into()),
     ];
     for frame in &frames {
-        peer.to_socket.as_ref().unwrap().send(Ok(frame.clone())).unwrap();
+        peer.to_socket
+            .as_ref()
+            .unwrap()
+            .send(Ok(frame.clone()))
+            .unwrap();
     }
     for frame in &frames {
         assert_eq!(&socket.recv().await.unwrap().unwrap(), frame);
@@ -374,8 +455,15 @@ async fn split_halves_work_independently_and_dropping_both_closes_normally() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_application_does_not_delay_expiry() {
     let exp = wall_now() + 60;
-    let Setup { socket: _socket, mut peer } = start_with(
-        |b| defaults(b).channel_capacity(1).notify_before(Duration::ZERO),
+    let Setup {
+        socket: _socket,
+        mut peer,
+    } = start_with(
+        |b| {
+            defaults(b)
+                .channel_capacity(1)
+                .notify_before(Duration::ZERO)
+        },
         &sign(SECRET, "alice", exp, 0),
     );
     // Fill the channel and the driver's hand; the application never reads.

@@ -96,13 +96,20 @@ impl<'a> OfferedProtocols<'a> {
     /// offered. A client that offered anything must get an answer (Chromium
     /// fails the connection otherwise), so no match is an error; a client
     /// that offered nothing gets no `Sec-WebSocket-Protocol` back.
-    pub(crate) fn select(&self, supported: &[HeaderValue]) -> Result<Option<HeaderValue>, InvalidRequest> {
+    pub(crate) fn select(
+        &self,
+        supported: &[HeaderValue],
+    ) -> Result<Option<HeaderValue>, InvalidRequest> {
         if self.bearer.is_none() && self.protocols.is_empty() {
             return Ok(None);
         }
         supported
             .iter()
-            .find(|candidate| self.protocols.iter().any(|p| p.as_bytes() == candidate.as_bytes()))
+            .find(|candidate| {
+                self.protocols
+                    .iter()
+                    .any(|p| p.as_bytes() == candidate.as_bytes())
+            })
             .cloned()
             .map(Some)
             .ok_or(InvalidRequest::NoAcceptableSubprotocol)
@@ -124,25 +131,25 @@ pub(crate) fn find_token<'a>(
     offered: &OfferedProtocols<'a>,
 ) -> Result<Option<FoundToken<'a>>, InvalidRequest> {
     let found = |source, token| Ok(Some(FoundToken { source, token }));
-    if config.header {
-        if let Some(token) = from_authorization(headers)? {
-            return found(TokenSource::Header, Cow::Borrowed(token));
-        }
+    if config.header
+        && let Some(token) = from_authorization(headers)?
+    {
+        return found(TokenSource::Header, Cow::Borrowed(token));
     }
-    if config.subprotocol {
-        if let Some(token) = offered.bearer {
-            return found(TokenSource::Subprotocol, Cow::Borrowed(token));
-        }
+    if config.subprotocol
+        && let Some(token) = offered.bearer
+    {
+        return found(TokenSource::Subprotocol, Cow::Borrowed(token));
     }
-    if let Some(name) = &config.cookie {
-        if let Some(token) = from_cookie(headers, name)? {
-            return found(TokenSource::Cookie, Cow::Borrowed(token));
-        }
+    if let Some(name) = &config.cookie
+        && let Some(token) = from_cookie(headers, name)?
+    {
+        return found(TokenSource::Cookie, Cow::Borrowed(token));
     }
-    if config.query {
-        if let Some(token) = from_query(uri)? {
-            return found(TokenSource::Query, token);
-        }
+    if config.query
+        && let Some(token) = from_query(uri)?
+    {
+        return found(TokenSource::Query, token);
     }
     Ok(None)
 }
@@ -264,7 +271,11 @@ mod tests {
         map
     }
 
-    fn find(config: &SourceConfig, map: &HeaderMap, uri: &str) -> Result<Option<(TokenSource, String)>, InvalidRequest> {
+    fn find(
+        config: &SourceConfig,
+        map: &HeaderMap,
+        uri: &str,
+    ) -> Result<Option<(TokenSource, String)>, InvalidRequest> {
         let uri: Uri = uri.parse().unwrap();
         let offered = OfferedProtocols::parse(map)?;
         Ok(find_token(config, map, &uri, &offered)?.map(|f| (f.source, f.token.into_owned())))
@@ -288,15 +299,27 @@ mod tests {
             ("cookie", "a=1; jwt=c.c.c"),
         ]);
         let uri = "/ws?access_token=q.q.q";
-        assert_eq!(find(&config, &every, uri).unwrap(), Some((TokenSource::Header, "h.h.h".into())));
+        assert_eq!(
+            find(&config, &every, uri).unwrap(),
+            Some((TokenSource::Header, "h.h.h".into()))
+        );
         let no_header = headers(&[
             ("sec-websocket-protocol", "wsauth.v1, bearer.s.s.s"),
             ("cookie", "a=1; jwt=c.c.c"),
         ]);
-        assert_eq!(find(&config, &no_header, uri).unwrap(), Some((TokenSource::Subprotocol, "s.s.s".into())));
+        assert_eq!(
+            find(&config, &no_header, uri).unwrap(),
+            Some((TokenSource::Subprotocol, "s.s.s".into()))
+        );
         let cookie_only = headers(&[("cookie", "a=1; jwt=c.c.c")]);
-        assert_eq!(find(&config, &cookie_only, uri).unwrap(), Some((TokenSource::Cookie, "c.c.c".into())));
-        assert_eq!(find(&config, &HeaderMap::new(), uri).unwrap(), Some((TokenSource::Query, "q.q.q".into())));
+        assert_eq!(
+            find(&config, &cookie_only, uri).unwrap(),
+            Some((TokenSource::Cookie, "c.c.c".into()))
+        );
+        assert_eq!(
+            find(&config, &HeaderMap::new(), uri).unwrap(),
+            Some((TokenSource::Query, "q.q.q".into()))
+        );
         assert_eq!(find(&config, &HeaderMap::new(), "/ws").unwrap(), None);
     }
 
@@ -312,7 +335,11 @@ mod tests {
         let config = SourceConfig::default();
         for value in ["bearer a.b.c", "BEARER a.b.c", "Bearer   a.b.c"] {
             let map = headers(&[("authorization", value)]);
-            assert_eq!(find(&config, &map, "/").unwrap(), Some((TokenSource::Header, "a.b.c".into())), "{value}");
+            assert_eq!(
+                find(&config, &map, "/").unwrap(),
+                Some((TokenSource::Header, "a.b.c".into())),
+                "{value}"
+            );
         }
         let basic = headers(&[("authorization", "Basic dXNlcjpwYXNz")]);
         assert_eq!(find(&config, &basic, "/").unwrap(), None);
@@ -321,21 +348,65 @@ mod tests {
     #[test]
     fn broken_requests_are_invalid_requests() {
         let config = all_sources();
-        let cases: &[(&[(&str, &str)], &str, InvalidRequest)] = &[
-            (&[("authorization", "Bearer")], "/", InvalidRequest::MalformedAuthorization),
-            (&[("authorization", "Bearer a b")], "/", InvalidRequest::MalformedAuthorization),
-            (&[("authorization", "Bearer a.b.c"), ("authorization", "Bearer a.b.c")], "/", InvalidRequest::DuplicateAuthorization),
-            (&[("sec-websocket-protocol", "wsauth.v1, bearer.a, bearer.b")], "/", InvalidRequest::DuplicateBearerSubprotocol),
-            (&[("sec-websocket-protocol", "wsauth.v1,, bearer.a")], "/", InvalidRequest::MalformedSubprotocols),
-            (&[("sec-websocket-protocol", "wsauth.v1, bearer.")], "/", InvalidRequest::MalformedSubprotocols),
-            (&[("sec-websocket-protocol", "wsauth v1")], "/", InvalidRequest::MalformedSubprotocols),
-            (&[("cookie", "jwt=a.b.c"), ("cookie", "jwt=d.e.f")], "/", InvalidRequest::DuplicateCookie),
-            (&[], "/ws?access_token=a&access_token=b", InvalidRequest::MalformedQuery),
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, InvalidRequest);
+        let cases: &[Case<'_>] = &[
+            (
+                &[("authorization", "Bearer")],
+                "/",
+                InvalidRequest::MalformedAuthorization,
+            ),
+            (
+                &[("authorization", "Bearer a b")],
+                "/",
+                InvalidRequest::MalformedAuthorization,
+            ),
+            (
+                &[
+                    ("authorization", "Bearer a.b.c"),
+                    ("authorization", "Bearer a.b.c"),
+                ],
+                "/",
+                InvalidRequest::DuplicateAuthorization,
+            ),
+            (
+                &[("sec-websocket-protocol", "wsauth.v1, bearer.a, bearer.b")],
+                "/",
+                InvalidRequest::DuplicateBearerSubprotocol,
+            ),
+            (
+                &[("sec-websocket-protocol", "wsauth.v1,, bearer.a")],
+                "/",
+                InvalidRequest::MalformedSubprotocols,
+            ),
+            (
+                &[("sec-websocket-protocol", "wsauth.v1, bearer.")],
+                "/",
+                InvalidRequest::MalformedSubprotocols,
+            ),
+            (
+                &[("sec-websocket-protocol", "wsauth v1")],
+                "/",
+                InvalidRequest::MalformedSubprotocols,
+            ),
+            (
+                &[("cookie", "jwt=a.b.c"), ("cookie", "jwt=d.e.f")],
+                "/",
+                InvalidRequest::DuplicateCookie,
+            ),
+            (
+                &[],
+                "/ws?access_token=a&access_token=b",
+                InvalidRequest::MalformedQuery,
+            ),
             (&[], "/ws?access_token=%zz", InvalidRequest::MalformedQuery),
             (&[], "/ws?access_token=", InvalidRequest::MalformedQuery),
         ];
         for (pairs, uri, expected) in cases {
-            assert_eq!(find(&config, &headers(pairs), uri).unwrap_err(), *expected, "{pairs:?} {uri}");
+            assert_eq!(
+                find(&config, &headers(pairs), uri).unwrap_err(),
+                *expected,
+                "{pairs:?} {uri}"
+            );
         }
     }
 
@@ -350,15 +421,35 @@ mod tests {
 
     #[test]
     fn selection_follows_server_preference_and_never_picks_bearer() {
-        let supported = [HeaderValue::from_static("graphql-transport-ws"), HeaderValue::from_static("wsauth.v1")];
+        let supported = [
+            HeaderValue::from_static("graphql-transport-ws"),
+            HeaderValue::from_static("wsauth.v1"),
+        ];
         let select = |list: &str| {
             let map = headers(&[("sec-websocket-protocol", list)]);
             OfferedProtocols::parse(&map).unwrap().select(&supported)
         };
-        assert_eq!(select("wsauth.v1, bearer.x, graphql-transport-ws").unwrap().unwrap(), "graphql-transport-ws");
+        assert_eq!(
+            select("wsauth.v1, bearer.x, graphql-transport-ws")
+                .unwrap()
+                .unwrap(),
+            "graphql-transport-ws"
+        );
         assert_eq!(select("bearer.x, wsauth.v1").unwrap().unwrap(), "wsauth.v1");
-        assert_eq!(select("bearer.x").unwrap_err(), InvalidRequest::NoAcceptableSubprotocol);
-        assert_eq!(select("soap, bearer.x").unwrap_err(), InvalidRequest::NoAcceptableSubprotocol);
-        assert_eq!(OfferedProtocols::parse(&HeaderMap::new()).unwrap().select(&supported).unwrap(), None);
+        assert_eq!(
+            select("bearer.x").unwrap_err(),
+            InvalidRequest::NoAcceptableSubprotocol
+        );
+        assert_eq!(
+            select("soap, bearer.x").unwrap_err(),
+            InvalidRequest::NoAcceptableSubprotocol
+        );
+        assert_eq!(
+            OfferedProtocols::parse(&HeaderMap::new())
+                .unwrap()
+                .select(&supported)
+                .unwrap(),
+            None
+        );
     }
 }

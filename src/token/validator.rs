@@ -86,7 +86,9 @@ impl JwtValidator {
     /// a required claim.
     pub fn with_audience<T: ToString>(mut self, audience: &[T]) -> Self {
         self.validation.set_audience(audience);
-        self.validation.required_spec_claims.insert("aud".to_owned());
+        self.validation
+            .required_spec_claims
+            .insert("aud".to_owned());
         self
     }
 
@@ -94,7 +96,9 @@ impl JwtValidator {
     /// required claim.
     pub fn with_issuer<T: ToString>(mut self, issuers: &[T]) -> Self {
         self.validation.set_issuer(issuers);
-        self.validation.required_spec_claims.insert("iss".to_owned());
+        self.validation
+            .required_spec_claims
+            .insert("iss".to_owned());
         self
     }
 
@@ -129,7 +133,10 @@ impl JwtValidator {
     /// assert_eq!(result.unwrap_err(), TokenError::Malformed);
     /// # Ok::<_, axum_ws_auth::ConfigError>(())
     /// ```
-    pub fn validate<C: DeserializeOwned>(&self, token: &str) -> Result<ValidatedToken<C>, TokenError> {
+    pub fn validate<C: DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<ValidatedToken<C>, TokenError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }

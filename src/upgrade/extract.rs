@@ -63,7 +63,10 @@ impl<C> AuthUpgrade<C> {
     /// upgrade.map_upgrade(|ws| ws.max_message_size(64 * 1024).read_buffer_size(4 * 1024))
     /// # }
     /// ```
-    pub fn map_upgrade(mut self, configure: impl FnOnce(WebSocketUpgrade) -> WebSocketUpgrade) -> Self {
+    pub fn map_upgrade(
+        mut self,
+        configure: impl FnOnce(WebSocketUpgrade) -> WebSocketUpgrade,
+    ) -> Self {
         self.upgrade = configure(self.upgrade);
         self
     }

@@ -272,15 +272,21 @@ impl<C> WsAuthLayerBuilder<C> {
         if sources.cookie.is_some() && allowed_origins.is_none() {
             return Err(ConfigError::CookieWithoutOriginAllowList);
         }
-        if let Some(name) = &sources.cookie {
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) {
-                return Err(ConfigError::InvalidHeaderText("cookie name"));
-            }
+        if let Some(name) = &sources.cookie
+            && (name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)))
+        {
+            return Err(ConfigError::InvalidHeaderText("cookie name"));
         }
         if session.leeway.subsec_nanos() != 0 || session.leeway > MAX_LEEWAY {
             return Err(ConfigError::Leeway);
         }
-        if realm.bytes().any(|b| b == b'"' || b == b'\\' || !(b == b' ' || b.is_ascii_graphic())) {
+        if realm
+            .bytes()
+            .any(|b| b == b'"' || b == b'\\' || !(b == b' ' || b.is_ascii_graphic()))
+        {
             return Err(ConfigError::InvalidHeaderText("realm"));
         }
         for (limit, name) in [
@@ -372,11 +378,26 @@ mod tests {
     #[test]
     fn unsafe_or_unusable_settings_are_refused() {
         let cases: Vec<(Builder, ConfigError)> = vec![
-            (builder().leeway(Duration::from_secs(301)), ConfigError::Leeway),
-            (builder().leeway(Duration::from_millis(1500)), ConfigError::Leeway),
-            (builder().realm("a\"b"), ConfigError::InvalidHeaderText("realm")),
-            (builder().protocols(["bearer.x"]), ConfigError::InvalidHeaderText("subprotocol")),
-            (builder().renew_limit(0), ConfigError::ZeroLimit("renew limit")),
+            (
+                builder().leeway(Duration::from_secs(301)),
+                ConfigError::Leeway,
+            ),
+            (
+                builder().leeway(Duration::from_millis(1500)),
+                ConfigError::Leeway,
+            ),
+            (
+                builder().realm("a\"b"),
+                ConfigError::InvalidHeaderText("realm"),
+            ),
+            (
+                builder().protocols(["bearer.x"]),
+                ConfigError::InvalidHeaderText("subprotocol"),
+            ),
+            (
+                builder().renew_limit(0),
+                ConfigError::ZeroLimit("renew limit"),
+            ),
             (
                 builder().header_source(false).subprotocol_source(false),
                 ConfigError::NoTokenSource,

@@ -65,9 +65,13 @@ impl AuthRejection {
     /// The HTTP status of the response.
     pub fn status(&self) -> StatusCode {
         match self.kind {
-            RejectionKind::MissingToken | RejectionKind::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            RejectionKind::MissingToken | RejectionKind::InvalidToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             RejectionKind::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            RejectionKind::InsufficientScope | RejectionKind::OriginNotAllowed => StatusCode::FORBIDDEN,
+            RejectionKind::InsufficientScope | RejectionKind::OriginNotAllowed => {
+                StatusCode::FORBIDDEN
+            }
         }
     }
 
@@ -97,9 +101,9 @@ impl AuthRejection {
         match &self.kind {
             RejectionKind::OriginNotAllowed => None,
             RejectionKind::MissingToken => Some(format!(r#"Bearer realm="{realm}""#)),
-            RejectionKind::InsufficientScope => {
-                Some(format!(r#"Bearer realm="{realm}", error="insufficient_scope""#))
-            }
+            RejectionKind::InsufficientScope => Some(format!(
+                r#"Bearer realm="{realm}", error="insufficient_scope""#
+            )),
             RejectionKind::InvalidRequest(reason) => Some(format!(
                 r#"Bearer realm="{realm}", error="invalid_request", error_description="{reason}""#
             )),
@@ -126,7 +130,10 @@ impl IntoResponse for AuthRejection {
         let mut response = Response::new(Body::from(format!("{self}\n")));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = self.challenge().and_then(|c| HeaderValue::try_from(c).ok()) {
             headers.insert(WWW_AUTHENTICATE, challenge);
@@ -150,7 +157,10 @@ mod tests {
 
     #[test]
     fn every_kind_maps_to_its_rfc_6750_response() {
-        assert_eq!(challenge(RejectionKind::MissingToken), (StatusCode::UNAUTHORIZED, Some(r#"Bearer realm="r""#.into())));
+        assert_eq!(
+            challenge(RejectionKind::MissingToken),
+            (StatusCode::UNAUTHORIZED, Some(r#"Bearer realm="r""#.into()))
+        );
         assert_eq!(
             challenge(RejectionKind::InvalidRequest(InvalidRequest::DuplicateAuthorization)),
             (
@@ -167,8 +177,14 @@ mod tests {
         );
         assert_eq!(
             challenge(RejectionKind::InsufficientScope),
-            (StatusCode::FORBIDDEN, Some(r#"Bearer realm="r", error="insufficient_scope""#.into()))
+            (
+                StatusCode::FORBIDDEN,
+                Some(r#"Bearer realm="r", error="insufficient_scope""#.into())
+            )
         );
-        assert_eq!(challenge(RejectionKind::OriginNotAllowed), (StatusCode::FORBIDDEN, None));
+        assert_eq!(
+            challenge(RejectionKind::OriginNotAllowed),
+            (StatusCode::FORBIDDEN, None)
+        );
     }
 }

@@ -88,10 +88,12 @@ fn authenticate<C: DeserializeOwned>(
     let found = find_token(&settings.sources, headers, uri, &offered)
         .map_err(RejectionKind::InvalidRequest)?
         .ok_or(RejectionKind::MissingToken)?;
-    let valid = settings.check_token(&found.token).map_err(|refusal| match refusal {
-        Refusal::Invalid(error) => RejectionKind::InvalidToken(error),
-        Refusal::InsufficientScope => RejectionKind::InsufficientScope,
-    })?;
+    let valid = settings
+        .check_token(&found.token)
+        .map_err(|refusal| match refusal {
+            Refusal::Invalid(error) => RejectionKind::InvalidToken(error),
+            Refusal::InsufficientScope => RejectionKind::InsufficientScope,
+        })?;
     Ok(Authenticated {
         claims: Arc::new(valid.claims),
         sub: valid.sub,

@@ -36,7 +36,10 @@ pub struct Claims {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Standard claims for `sub`, valid for `ttl` seconds.
@@ -55,7 +58,11 @@ pub fn sign_with(claims: &Value, header: &Header, key: &EncodingKey) -> String {
 }
 
 pub fn sign(claims: &Value) -> String {
-    sign_with(claims, &Header::new(Algorithm::HS256), &EncodingKey::from_secret(SECRET))
+    sign_with(
+        claims,
+        &Header::new(Algorithm::HS256),
+        &EncodingKey::from_secret(SECRET),
+    )
 }
 
 pub fn token(sub: &str, ttl: i64) -> String {
@@ -110,7 +117,12 @@ pub async fn serve_router(app: Router) -> SocketAddr {
 }
 
 pub async fn serve(builder: WsAuthLayerBuilder<Claims>) -> SocketAddr {
-    serve_router(Router::new().route("/ws", any(echo)).layer(builder.build().unwrap())).await
+    serve_router(
+        Router::new()
+            .route("/ws", any(echo))
+            .layer(builder.build().unwrap()),
+    )
+    .await
 }
 
 /// What a refused handshake looked like.
@@ -152,7 +164,8 @@ pub async fn connect_request(request: Request<()>) -> Result<Connected, Refused>
                 .headers()
                 .get("www-authenticate")
                 .map(|v| v.to_str().unwrap().to_owned()),
-            body: String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned(),
+            body: String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned(),
         }),
         Err(other) => panic!("handshake failed below HTTP: {other}"),
     }
@@ -164,7 +177,10 @@ pub async fn connect(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Conne
 
 pub async fn connect_bearer(addr: SocketAddr, token: &str) -> Client {
     let auth = format!("Bearer {token}");
-    connect(addr, &[("authorization", &auth)]).await.unwrap().client
+    connect(addr, &[("authorization", &auth)])
+        .await
+        .unwrap()
+        .client
 }
 
 pub async fn next_message(client: &mut Client) -> WsMessage {
@@ -185,7 +201,9 @@ pub async fn next_json(client: &mut Client) -> Value {
 pub async fn expect_close(client: &mut Client) -> (u16, String) {
     loop {
         match next_message(client).await {
-            WsMessage::Close(Some(frame)) => return (frame.code.into(), frame.reason.as_str().to_owned()),
+            WsMessage::Close(Some(frame)) => {
+                return (frame.code.into(), frame.reason.as_str().to_owned());
+            }
             WsMessage::Close(None) => return (1005, String::new()),
             _ => continue,
         }

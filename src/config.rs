@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use serde::de::DeserializeOwned;
 
+use crate::connections::Connections;
 use crate::token::source::SourceConfig;
 use crate::token::{JwtValidator, TokenError, ValidatedToken};
 
@@ -22,6 +23,7 @@ pub(crate) struct Settings<C> {
     pub(crate) authorize: Option<ClaimsCheck<C>>,
     pub(crate) revoked: Option<ClaimsCheck<C>>,
     pub(crate) session: SessionConfig,
+    pub(crate) connections: Connections,
 }
 
 /// Per-connection behaviour after the upgrade.
@@ -96,6 +98,7 @@ impl<C> std::fmt::Debug for Settings<C> {
             .field("authorize", &self.authorize.is_some())
             .field("revoked", &self.revoked.is_some())
             .field("session", &self.session)
+            .field("connections", &self.connections.count())
             .finish()
     }
 }

@@ -65,6 +65,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
+mod connections;
 mod error;
 pub mod protocol;
 mod socket;
@@ -72,6 +73,7 @@ mod telemetry;
 mod token;
 mod upgrade;
 
+pub use connections::Connections;
 pub use error::ConfigError;
 pub use socket::{AuthReceiver, AuthSender, AuthWebSocket, SocketClosed};
 pub use token::{

@@ -1,5 +1,8 @@
-//! One `tracing` event per security event, all under the target
-//! `axum_ws_auth`. Events carry the connection id and `sub`, never a token.
+//! One `tracing` event and one `metrics` counter per security event.
+//!
+//! Events use the target `axum_ws_auth` and carry the connection id and
+//! `sub`, never a token. Metric names are the `METRIC_*` constants; labels
+//! have small fixed value sets (no `sub`, no reason text from clients).
 
 use crate::protocol::{CloseReason, RenewRejection};
 use crate::token::TokenSource;
@@ -7,7 +10,14 @@ use crate::upgrade::AuthRejection;
 
 const TARGET: &str = "axum_ws_auth";
 
-/// Who a connection's events are about.
+pub(crate) const METRIC_UPGRADES_REFUSED: &str = "ws_auth_upgrades_refused_total";
+pub(crate) const METRIC_CONNECTIONS_OPENED: &str = "ws_auth_connections_opened_total";
+pub(crate) const METRIC_CONNECTIONS_ACTIVE: &str = "ws_auth_connections_active";
+pub(crate) const METRIC_EXPIRY_NOTICES: &str = "ws_auth_expiry_notices_total";
+pub(crate) const METRIC_RENEWALS: &str = "ws_auth_renewals_total";
+pub(crate) const METRIC_CLOSES: &str = "ws_auth_server_closes_total";
+
+/// Who a connection's events are about; counted as active while it lives.
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) id: u64,
@@ -24,7 +34,19 @@ impl Connection {
     }
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        metrics::gauge!(METRIC_CONNECTIONS_ACTIVE).decrement(1.0);
+    }
+}
+
 pub(crate) fn upgrade_refused(rejection: &AuthRejection) {
+    metrics::counter!(
+        METRIC_UPGRADES_REFUSED,
+        "status" => rejection.status().as_str().to_owned(),
+        "error" => rejection.error_code().unwrap_or("none"),
+    )
+    .increment(1);
     tracing::warn!(
         target: TARGET,
         event = "upgrade_refused",
@@ -40,6 +62,8 @@ pub(crate) fn upgrade_failed(error: axum::Error) {
 }
 
 pub(crate) fn connected(connection: &Connection, source: TokenSource, exp: u64) {
+    metrics::counter!(METRIC_CONNECTIONS_OPENED, "source" => source.as_str()).increment(1);
+    metrics::gauge!(METRIC_CONNECTIONS_ACTIVE).increment(1.0);
     tracing::info!(
         target: TARGET,
         event = "connected",
@@ -52,6 +76,7 @@ pub(crate) fn connected(connection: &Connection, source: TokenSource, exp: u64) 
 }
 
 pub(crate) fn expiring(connection: &Connection, exp: u64, expires_in: u64) {
+    metrics::counter!(METRIC_EXPIRY_NOTICES).increment(1);
     tracing::debug!(
         target: TARGET,
         event = "expiring",
@@ -64,6 +89,7 @@ pub(crate) fn expiring(connection: &Connection, exp: u64, expires_in: u64) {
 }
 
 pub(crate) fn renewed(connection: &Connection, exp: u64) {
+    metrics::counter!(METRIC_RENEWALS, "result" => "accepted", "error" => "none").increment(1);
     tracing::info!(
         target: TARGET,
         event = "renewed",
@@ -75,6 +101,8 @@ pub(crate) fn renewed(connection: &Connection, exp: u64) {
 }
 
 pub(crate) fn renew_rejected(connection: &Connection, error: RenewRejection, reason: &str) {
+    metrics::counter!(METRIC_RENEWALS, "result" => "rejected", "error" => error.as_str())
+        .increment(1);
     tracing::warn!(
         target: TARGET,
         event = "renew_rejected",
@@ -97,6 +125,19 @@ pub(crate) fn subject_change_refused(connection: &Connection) {
 }
 
 pub(crate) fn closed(connection: &Connection, reason: CloseReason) {
+    metrics::counter!(METRIC_CLOSES, "code" => reason.code().to_string()).increment(1);
+    if reason == CloseReason::TokenExpired || reason == CloseReason::ServerShutdown {
+        tracing::info!(
+            target: TARGET,
+            event = "closed",
+            conn_id = connection.id,
+            sub = connection.sub(),
+            code = reason.code(),
+            reason = reason.phrase(),
+            "authenticated WebSocket closed by the server"
+        );
+        return;
+    }
     tracing::warn!(
         target: TARGET,
         event = "closed",

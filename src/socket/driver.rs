@@ -11,6 +11,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::clock::{RenewLimiter, SharedDeadline, monotonic_instant_of};
 use crate::config::{Refusal, SessionConfig, Settings};
+use crate::connections::LiveGuard;
 use crate::protocol::{
     Classified, CloseReason, InvalidControl, RenewRejection, ServerMessage, classify,
 };
@@ -69,6 +70,8 @@ pub(crate) struct Driver<T, C> {
     notice_sent: bool,
     renewals: RenewLimiter,
     invalid_controls: u32,
+    shutdown: watch::Receiver<bool>,
+    _live: LiveGuard,
 }
 
 impl<T, C> Driver<T, C>
@@ -96,6 +99,7 @@ where
         let at = deadline.deadline();
         let renewals = RenewLimiter::new(session.renew_limit, session.renew_window);
         let connection = Connection::new(id, sub);
+        let (live, shutdown) = settings.connections.register();
         telemetry::connected(&connection, source, exp);
         Self {
             expiry: Box::pin(sleep_until(at)),
@@ -110,6 +114,8 @@ where
             notice_sent: false,
             renewals,
             invalid_controls: 0,
+            shutdown,
+            _live: live,
             settings,
         }
     }
@@ -140,12 +146,20 @@ where
         let mut app_writing = true;
         // A local handle, so a reserved permit does not borrow `self`.
         let inbound = self.inbound.clone();
+        if *self.shutdown.borrow_and_update() {
+            return Ending::Close(CloseReason::ServerShutdown);
+        }
         loop {
             if !app_reading && !app_writing {
                 return Ending::ApplicationDone;
             }
             tokio::select! {
                 () = &mut self.expiry => return Ending::Close(CloseReason::TokenExpired),
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() || *self.shutdown.borrow_and_update() {
+                        return Ending::Close(CloseReason::ServerShutdown);
+                    }
+                }
                 () = &mut self.notice, if !self.notice_sent => {
                     if let Err(ending) = self.send_expiring().await {
                         return ending;

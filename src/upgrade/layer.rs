@@ -6,11 +6,11 @@ use http::HeaderValue;
 use tower_layer::Layer;
 
 use super::WsAuth;
-use crate::ConfigError;
 use crate::config::{ClaimsCheck, SessionConfig, Settings};
 use crate::protocol::PROTOCOL_V1;
 use crate::token::JwtValidator;
 use crate::token::source::SourceConfig;
+use crate::{ConfigError, Connections};
 
 /// Longest leeway the builder accepts (RFC 7519: "usually no more than a few
 /// minutes").
@@ -49,6 +49,12 @@ pub struct WsAuthLayer<C> {
 }
 
 impl<C> WsAuthLayer<C> {
+    /// The live connections this layer has authenticated, for graceful
+    /// shutdown. Every clone of the layer shares them.
+    pub fn connections(&self) -> Connections {
+        self.settings.connections.clone()
+    }
+
     /// Starts a configuration that validates tokens with `validator`.
     pub fn builder(validator: JwtValidator) -> WsAuthLayerBuilder<C> {
         WsAuthLayerBuilder {
@@ -316,6 +322,7 @@ impl<C> WsAuthLayerBuilder<C> {
                 authorize,
                 revoked,
                 session,
+                connections: Connections::new(),
             }),
         })
     }

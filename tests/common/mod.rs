@@ -198,16 +198,24 @@ pub async fn next_json(client: &mut Client) -> Value {
     }
 }
 
+/// Skips to the server's close frame, then completes the closing handshake
+/// (tungstenite sends its reply on the next read) as a real client would.
 pub async fn expect_close(client: &mut Client) -> (u16, String) {
-    loop {
+    let closed = loop {
         match next_message(client).await {
             WsMessage::Close(Some(frame)) => {
-                return (frame.code.into(), frame.reason.as_str().to_owned());
+                break (frame.code.into(), frame.reason.as_str().to_owned());
             }
-            WsMessage::Close(None) => return (1005, String::new()),
+            WsMessage::Close(None) => break (1005, String::new()),
             _ => continue,
         }
-    }
+    };
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(10), client.next()).await;
+    assert!(
+        matches!(rest, Ok(None | Some(Err(_)))),
+        "frames after the close: {rest:?}"
+    );
+    closed
 }
 
 pub async fn send_text(client: &mut Client, text: &str) {

@@ -1,0 +1,61 @@
+//! Graceful shutdown: every open authenticated socket gets 1001 and the
+//! server exits.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::any;
+use common::*;
+
+#[tokio::test]
+async fn shutdown_closes_every_socket_with_1001_and_the_server_exits() {
+    let layer = builder().build().unwrap();
+    let connections = layer.connections();
+    let app = Router::new().route("/ws", any(echo)).layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = connections.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+                stop.shutdown();
+            })
+            .await
+            .unwrap();
+    });
+
+    let mut clients = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        clients.push(connect_bearer(addr, &token(user, 600)).await);
+    }
+    // The drivers register as they start.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while connections.count() < 3 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+
+    stop_tx.send(()).unwrap();
+    for client in &mut clients {
+        assert_eq!(
+            expect_close(client).await,
+            (1001, "server shutting down".to_owned())
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(5), connections.closed())
+        .await
+        .expect("every connection ends");
+    assert_eq!(connections.count(), 0);
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server exits")
+        .unwrap();
+    // The listener is gone with the server.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

@@ -1,0 +1,146 @@
+//! Every security event is logged and counted, and no token ever appears in
+//! a log line. One test per binary: it installs the global subscriber and
+//! metrics recorder.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+fn renew(token: &str) -> String {
+    json!({"type": "auth.renew", "token": token, "id": "r"}).to_string()
+}
+
+#[tokio::test]
+async fn security_events_are_logged_and_counted_without_tokens() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .init();
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    metrics::set_global_recorder(recorder).unwrap();
+
+    let addr = serve(
+        builder()
+            .renew_limit(2)
+            .leeway(Duration::ZERO)
+            .notify_before(Duration::from_secs(1)),
+    )
+    .await;
+    let mut tokens = Vec::new();
+
+    // Refused: a tampered token, and a token of the wrong audience.
+    let mut foreign = claims("alice", 60);
+    foreign["aud"] = json!("elsewhere");
+    for token in [format!("{}x", token("alice", 60)), sign(&foreign)] {
+        assert!(
+            connect(addr, &[("authorization", &format!("Bearer {token}"))])
+                .await
+                .is_err()
+        );
+        tokens.push(token);
+    }
+
+    // Renewal rejected, then accepted, then a third attempt passes the
+    // limit of two per minute: 4429.
+    let opening = token("alice", 600);
+    let mut client = connect_bearer(addr, &opening).await;
+    let rejected = sign(&foreign);
+    send_text(&mut client, &renew(&rejected)).await;
+    assert_eq!(next_json(&mut client).await["type"], "auth.renew_rejected");
+    let accepted = token("alice", 900);
+    send_text(&mut client, &renew(&accepted)).await;
+    assert_eq!(next_json(&mut client).await["type"], "auth.renewed");
+    let flood = token("alice", 1200);
+    send_text(&mut client, &renew(&flood)).await;
+    assert_eq!(expect_close(&mut client).await.0, 4429);
+    tokens.extend([opening, rejected, accepted, flood]);
+
+    // A renewal for another subject: 4403.
+    let opening = token("bob", 600);
+    let mut client = connect_bearer(addr, &opening).await;
+    let hijack = token("mallory", 900);
+    send_text(&mut client, &renew(&hijack)).await;
+    assert_eq!(expect_close(&mut client).await.0, 4403);
+    tokens.extend([opening, hijack]);
+
+    // Expiry: a one-second token.
+    let short = token("carol", 1);
+    let mut client = connect_bearer(addr, &short).await;
+    assert_eq!(expect_close(&mut client).await.0, 4401);
+    tokens.push(short);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let text = logs.text();
+    for needle in [
+        "event=\"upgrade_refused\"",
+        "reason=signature invalid",
+        "reason=invalid audience",
+        "event=\"connected\"",
+        "event=\"renew_rejected\"",
+        "event=\"renewed\"",
+        "event=\"subject_change\"",
+        "code=4429",
+        "code=4403",
+        "code=4401",
+        "event=\"expiring\"",
+        "sub=\"alice\"",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in logs:\n{text}");
+    }
+    for token in &tokens {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(
+            !text.contains(token.as_str()),
+            "a token leaked into the logs"
+        );
+        assert!(
+            !text.contains(signature),
+            "a token signature leaked into the logs"
+        );
+    }
+
+    let rendered = metrics.render();
+    for needle in [
+        r#"ws_auth_upgrades_refused_total{status="401",error="invalid_token"} 2"#,
+        r#"ws_auth_connections_opened_total{source="header"} 3"#,
+        r#"ws_auth_renewals_total{result="rejected",error="invalid_token"} 1"#,
+        r#"ws_auth_renewals_total{result="accepted",error="none"} 1"#,
+        r#"ws_auth_server_closes_total{code="4429"} 1"#,
+        r#"ws_auth_server_closes_total{code="4403"} 1"#,
+        r#"ws_auth_server_closes_total{code="4401"} 1"#,
+        "ws_auth_connections_active 0",
+    ] {
+        assert!(
+            rendered.contains(needle),
+            "missing {needle} in metrics:\n{rendered}"
+        );
+    }
+}

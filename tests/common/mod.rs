@@ -221,3 +221,55 @@ pub async fn expect_close(client: &mut Client) -> (u16, String) {
 pub async fn send_text(client: &mut Client, text: &str) {
     client.send(WsMessage::Text(text.into())).await.unwrap();
 }
+
+/// A compiled example (cargo builds them for `cargo test`), killed on drop.
+pub struct ExampleProcess {
+    pub child: std::process::Child,
+    pub stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl ExampleProcess {
+    pub fn start(name: &str, env: &[(&str, &str)]) -> Self {
+        // Tests run from target/<profile>/deps; examples sit in target/<profile>/examples.
+        let exe = std::env::current_exe().unwrap();
+        let binary = exe
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("examples")
+            .join(name);
+        let mut child = std::process::Command::new(&binary)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stdout = child.stdout.take().unwrap();
+        Self {
+            child,
+            stdout: std::io::BufRead::lines(std::io::BufReader::new(stdout)),
+        }
+    }
+
+    pub fn line(&mut self) -> String {
+        self.stdout.next().expect("example closed stdout").unwrap()
+    }
+
+    /// Reads lines until one starts with `prefix`; returns the rest of it.
+    pub fn line_after(&mut self, prefix: &str) -> String {
+        loop {
+            let line = self.line();
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.to_owned();
+            }
+        }
+    }
+}
+
+impl Drop for ExampleProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,173 @@
+//! `wss://` with axum-server and rustls, Prometheus `/metrics`, and graceful
+//! shutdown: the production shape of the echo server.
+//!
+//! ```text
+//! cargo run --example wss
+//! ```
+//!
+//! - `/ws`: authenticated echo (the text `claims` answers the current claims).
+//! - `/metrics`: the crate's counters in Prometheus text format. It is not
+//!   behind the token layer; expose it only to your monitoring network.
+//! - SIGINT / SIGTERM: every open socket is closed with `1001 server shutting
+//!   down`, then the process exits.
+//!
+//! Environment: `WS_AUTH_ADDR` (default `127.0.0.1:3443`),
+//! `WS_AUTH_TLS_CERT` and `WS_AUTH_TLS_KEY` (PEM files; when unset, a
+//! self-signed certificate for `localhost` is generated and its path
+//! printed), `WS_AUTH_HS256_SECRET`, `WS_AUTH_AUDIENCE`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::ws::Message;
+use axum::response::Response;
+use axum::routing::{any, get};
+use axum_server::tls_rustls::RustlsConfig;
+use axum_ws_auth::{AuthUpgrade, Connections, JwtValidator, WsAuthLayer};
+use jsonwebtoken::{EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+
+const DEV_SECRET: &str = "development secret, replace me: 32+ bytes";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    aud: String,
+}
+
+async fn echo(upgrade: AuthUpgrade<Claims>) -> Response {
+    upgrade.on_upgrade(|mut socket| async move {
+        while let Some(Ok(message)) = socket.recv().await {
+            let reply = match message {
+                Message::Text(text) if text.as_str() == "claims" => {
+                    match serde_json::to_string(&*socket.claims()) {
+                        Ok(json) => Message::Text(json.into()),
+                        Err(_) => continue,
+                    }
+                }
+                Message::Close(_) => break,
+                other => other,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+async fn tls_config() -> Result<RustlsConfig, Box<dyn std::error::Error>> {
+    if let (Ok(cert), Ok(key)) = (
+        std::env::var("WS_AUTH_TLS_CERT"),
+        std::env::var("WS_AUTH_TLS_KEY"),
+    ) {
+        return Ok(RustlsConfig::from_pem_file(cert, key).await?);
+    }
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
+    let cert = generated.cert.pem();
+    let path = std::env::temp_dir().join("axum-ws-auth-wss-example.pem");
+    std::fs::write(&path, &cert)?;
+    println!("self-signed certificate for localhost: {}", path.display());
+    Ok(RustlsConfig::from_pem(
+        cert.into_bytes(),
+        generated.signing_key.serialize_pem().into_bytes(),
+    )
+    .await?)
+}
+
+/// On SIGINT or SIGTERM: close every authenticated socket with 1001, and
+/// let axum-server finish the HTTP side.
+async fn shutdown_on_signal(server: axum_server::Handle<SocketAddr>, connections: Connections) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+    println!("shutting down");
+    connections.shutdown();
+    server.graceful_shutdown(Some(Duration::from_secs(10)));
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "axum_ws_auth=info".into()),
+        )
+        .init();
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+
+    let addr: SocketAddr = std::env::var("WS_AUTH_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3443".into())
+        .parse()?;
+    let secret = std::env::var("WS_AUTH_HS256_SECRET").unwrap_or_else(|_| {
+        eprintln!("WS_AUTH_HS256_SECRET is unset: using the development secret");
+        DEV_SECRET.to_owned()
+    });
+    let audience = std::env::var("WS_AUTH_AUDIENCE").unwrap_or_else(|_| "axum-ws-auth-demo".into());
+
+    let validator = JwtValidator::hs256(&secret)?.with_audience(&[&audience]);
+    let layer = WsAuthLayer::<Claims>::builder(validator)
+        .realm("wss-echo")
+        .build()?;
+    let connections = layer.connections();
+    let app = Router::new().route("/ws", any(echo)).layer(layer).route(
+        "/metrics",
+        get(move || std::future::ready(metrics.render())),
+    );
+
+    let tls = tls_config().await?;
+    let handle = axum_server::Handle::new();
+    tokio::spawn(shutdown_on_signal(handle.clone(), connections.clone()));
+    let server = tokio::spawn(
+        axum_server::bind_rustls(addr, tls)
+            .handle(handle.clone())
+            .serve(app.into_make_service()),
+    );
+    let Some(local) = handle.listening().await else {
+        return Err(server
+            .await?
+            .err()
+            .map_or_else(|| "server did not start".into(), Into::into));
+    };
+    println!("listening on wss://{local}/ws");
+    println!(
+        "sample token (valid 1 hour, sub \"demo\"):\n{}",
+        sample_token(&secret, &audience)?
+    );
+
+    server.await??;
+    let _ = tokio::time::timeout(Duration::from_secs(10), connections.closed()).await;
+    println!("stopped");
+    Ok(())
+}
+
+fn sample_token(secret: &str, audience: &str) -> Result<String, jsonwebtoken::errors::Error> {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|now| now.as_secs() + 3600)
+        .unwrap_or_default();
+    let claims = Claims {
+        sub: "demo".into(),
+        exp,
+        aud: audience.into(),
+    };
+    jsonwebtoken::encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+}

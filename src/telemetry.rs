@@ -126,27 +126,25 @@ pub(crate) fn subject_change_refused(connection: &Connection) {
 
 pub(crate) fn closed(connection: &Connection, reason: CloseReason) {
     metrics::counter!(METRIC_CLOSES, "code" => reason.code().to_string()).increment(1);
-    if reason == CloseReason::TokenExpired || reason == CloseReason::ServerShutdown {
-        tracing::info!(
-            target: TARGET,
-            event = "closed",
-            conn_id = connection.id,
-            sub = connection.sub(),
-            code = reason.code(),
-            reason = reason.phrase(),
-            "authenticated WebSocket closed by the server"
-        );
-        return;
+    // Expiry and shutdown are routine; the other closes mean a misbehaving
+    // or hostile client.
+    macro_rules! closed_event {
+        ($level:ident) => {
+            tracing::$level!(
+                target: TARGET,
+                event = "closed",
+                conn_id = connection.id,
+                sub = connection.sub(),
+                code = reason.code(),
+                reason = reason.phrase(),
+                "authenticated WebSocket closed by the server"
+            )
+        };
     }
-    tracing::warn!(
-        target: TARGET,
-        event = "closed",
-        conn_id = connection.id,
-        sub = connection.sub(),
-        code = reason.code(),
-        reason = reason.phrase(),
-        "authenticated WebSocket closed by the server"
-    );
+    match reason {
+        CloseReason::TokenExpired | CloseReason::ServerShutdown => closed_event!(info),
+        _ => closed_event!(warn),
+    }
 }
 
 pub(crate) fn disconnected(connection: &Connection) {

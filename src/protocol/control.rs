@@ -174,17 +174,10 @@ impl InvalidControl {
 /// `{`, the text must contain `auth.` literally or a `\u` escape (the only
 /// way JSON can spell those characters otherwise).
 pub(crate) fn classify(text: &str, max_control_bytes: usize) -> Classified {
-    if !may_be_control(text) {
-        return Classified::Application;
-    }
-    let Ok(mut object) = serde_json::from_str::<Map<String, Value>>(text) else {
+    let Some(mut object) = control_object(text) else {
         return Classified::Application;
     };
-    let kind = match object.get("type") {
-        Some(Value::String(kind)) if kind.starts_with(CONTROL_TYPE_PREFIX) => kind.as_str(),
-        _ => return Classified::Application,
-    };
-    let is_renew = kind == "auth.renew";
+    let is_renew = object.get("type").and_then(Value::as_str) == Some("auth.renew");
     let id = match object.remove("id") {
         None => None,
         Some(Value::String(id)) if id.len() <= MAX_ID_BYTES => Some(id),
@@ -208,6 +201,18 @@ pub(crate) fn classify(text: &str, max_control_bytes: usize) -> Classified {
     match object.remove("token") {
         Some(Value::String(token)) => Classified::Renew { token, id },
         _ => invalid(InvalidControl::MissingToken),
+    }
+}
+
+/// The JSON object of a control message, or `None` for an application frame.
+pub(crate) fn control_object(text: &str) -> Option<Map<String, Value>> {
+    if !may_be_control(text) {
+        return None;
+    }
+    let object = serde_json::from_str::<Map<String, Value>>(text).ok()?;
+    match object.get("type") {
+        Some(Value::String(kind)) if kind.starts_with(CONTROL_TYPE_PREFIX) => Some(object),
+        _ => None,
     }
 }
 

@@ -11,6 +11,8 @@ mod control;
 pub use close::CloseReason;
 pub use control::{ClientMessage, RenewRejection, ServerMessage};
 
+#[cfg(feature = "client")]
+pub(crate) use control::control_object;
 pub(crate) use control::{Classified, InvalidControl, classify};
 
 /// The subprotocol a client offers to say "I speak the control messages of

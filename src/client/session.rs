@@ -288,10 +288,10 @@ impl<'a> Session<'a> {
                     Some(Ok(Message::Text(text))) => {
                         if let Some(control) = control_object(text.as_str()) {
                             let parsed = serde_json::from_value(serde_json::Value::Object(control));
-                            if let Some(event) = self.on_control(parsed.ok()) {
-                                if events.send(event).await.is_err() {
-                                    return self.close_normally().await;
-                                }
+                            if let Some(event) = self.on_control(parsed.ok())
+                                && events.send(event).await.is_err()
+                            {
+                                return self.close_normally().await;
                             }
                         } else if events.send(ClientEvent::Message(Message::Text(text))).await.is_err() {
                             return self.close_normally().await;

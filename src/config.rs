@@ -37,6 +37,8 @@ pub(crate) struct SessionConfig {
     pub(crate) max_control_bytes: usize,
     pub(crate) channel_capacity: usize,
     pub(crate) close_timeout: Duration,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) max_frame_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -50,6 +52,8 @@ impl Default for SessionConfig {
             max_control_bytes: 16 * 1024,
             channel_capacity: 16,
             close_timeout: Duration::from_secs(5),
+            max_message_bytes: 1 << 20,
+            max_frame_bytes: 1 << 20,
         }
     }
 }

@@ -296,6 +296,99 @@ async fn bad_token_matrix_is_401_invalid_token() {
         ),
         ("unparseable", "a.b.c".to_owned(), "malformed token"),
         (
+            "two segments",
+            {
+                let jwt = token("alice", 60);
+                jwt.rsplit_once('.').unwrap().0.to_owned()
+            },
+            "malformed token",
+        ),
+        (
+            "four segments",
+            format!("{}.extra", token("alice", 60)),
+            "malformed token",
+        ),
+        (
+            "empty signature",
+            {
+                let jwt = token("alice", 60);
+                format!("{}.", jwt.rsplit_once('.').unwrap().0)
+            },
+            "signature invalid",
+        ),
+        (
+            "lowercase alg",
+            forge(&json!({"alg": "hs256"}), &good, b"x"),
+            "malformed token",
+        ),
+        (
+            "payload is an array",
+            sign_with(
+                &json!([good.clone()]),
+                &Header::new(Algorithm::HS256),
+                &EncodingKey::from_secret(SECRET),
+            ),
+            "malformed token",
+        ),
+        (
+            "negative exp",
+            with(json!({"exp": -1})),
+            "missing or malformed required claim",
+        ),
+        (
+            "critical header extension",
+            {
+                let mut header = Header::new(Algorithm::HS256);
+                header.crit = Some(vec!["exp-ext".into()]);
+                sign_with(&good, &header, &EncodingKey::from_secret(SECRET))
+            },
+            "unsupported token header",
+        ),
+        (
+            "jku pointing at the attacker's keys",
+            {
+                let mut header = Header::new(Algorithm::HS256);
+                header.jku = Some("https://evil.test/jwks.json".into());
+                sign_with(
+                    &good,
+                    &header,
+                    &EncodingKey::from_secret(b"the attacker's own secret, 32+ bytes"),
+                )
+            },
+            "signature invalid",
+        ),
+        (
+            "x5u pointing at the attacker's cert",
+            {
+                let mut header = Header::new(Algorithm::RS256);
+                header.x5u = Some("https://evil.test/cert.pem".into());
+                sign_with(
+                    &good,
+                    &header,
+                    &EncodingKey::from_rsa_pem(rsa_private).unwrap(),
+                )
+            },
+            "algorithm not allowed",
+        ),
+        (
+            "embedded jwk of the attacker",
+            forge(
+                &json!({"alg": "HS256", "jwk": {"kty": "oct", "k": "YXR0YWNrZXI"}}),
+                &good,
+                b"forged",
+            ),
+            "signature invalid",
+        ),
+        (
+            "kid path injection",
+            {
+                let mut header = Header::new(Algorithm::HS256);
+                header.kid = Some("../../../../dev/null".into());
+                sign_with(&good, &header, &EncodingKey::from_secret(b""))
+            },
+            "signature invalid",
+        ),
+        (
             "oversize",
             format!("{}.{}.x", "a".repeat(6000), "b".repeat(3000)),
             "token too large",
@@ -313,6 +406,22 @@ async fn bad_token_matrix_is_401_invalid_token() {
             refused.body.contains(description),
             "{name}: {}",
             refused.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn well_formed_variants_are_accepted() {
+    let addr = serve(builder()).await;
+    let mut aud_list = claims("alice", 60);
+    aud_list["aud"] = json!(["other-service", AUDIENCE]);
+    // A fractional exp is covered by the validator's unit tests: this test
+    // application's claims type has `exp: u64`.
+    for (name, jwt) in [("aud as a list", sign(&aud_list))] {
+        let header = format!("Bearer {jwt}");
+        assert!(
+            connect(addr, &[("authorization", &header)]).await.is_ok(),
+            "{name}"
         );
     }
 }

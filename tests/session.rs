@@ -180,3 +180,29 @@ async fn client_close_is_answered_and_other_connections_carry_on() {
         WsMessage::Text("ping".into())
     );
 }
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_closes_1009_without_disturbing_others() {
+    let addr = serve(builder().max_message_bytes(1024)).await;
+    let mut big = connect_bearer(addr, &token("alice", 600)).await;
+    let mut other = connect_bearer(addr, &token("bob", 600)).await;
+    big.send(WsMessage::Binary(vec![7u8; 1024].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut big).await,
+        WsMessage::Binary(vec![7u8; 1024].into())
+    );
+    big.send(WsMessage::Binary(vec![7u8; 1025].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_close(&mut big).await,
+        (1009, "message too big".to_owned())
+    );
+    send_text(&mut other, "fine").await;
+    assert_eq!(
+        next_message(&mut other).await,
+        WsMessage::Text("fine".into())
+    );
+}

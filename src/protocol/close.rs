@@ -26,16 +26,19 @@ pub enum CloseReason {
     TooManyRenewals,
     /// Graceful server shutdown (1001). Reconnect with backoff.
     ServerShutdown,
+    /// A message over the size limit (1009). The client is broken.
+    MessageTooBig,
 }
 
 impl CloseReason {
     /// Every reason, for exhaustive tests and client tables.
-    pub const ALL: [CloseReason; 5] = [
+    pub const ALL: [CloseReason; 6] = [
         CloseReason::TokenExpired,
         CloseReason::Forbidden,
         CloseReason::BadRequest,
         CloseReason::TooManyRenewals,
         CloseReason::ServerShutdown,
+        CloseReason::MessageTooBig,
     ];
 
     /// The close code sent on the wire.
@@ -46,6 +49,7 @@ impl CloseReason {
             CloseReason::BadRequest => 4400,
             CloseReason::TooManyRenewals => 4429,
             CloseReason::ServerShutdown => 1001,
+            CloseReason::MessageTooBig => 1009,
         }
     }
 
@@ -58,6 +62,7 @@ impl CloseReason {
             CloseReason::BadRequest => "bad request",
             CloseReason::TooManyRenewals => "too many renewals",
             CloseReason::ServerShutdown => "server shutting down",
+            CloseReason::MessageTooBig => "message too big",
         }
     }
 
@@ -69,15 +74,19 @@ impl CloseReason {
             4400 => Some(CloseReason::BadRequest),
             4429 => Some(CloseReason::TooManyRenewals),
             1001 => Some(CloseReason::ServerShutdown),
+            1009 => Some(CloseReason::MessageTooBig),
             _ => None,
         }
     }
 
     /// Whether a client may reconnect after this close (with a fresh token
-    /// and backoff). Only [`CloseReason::Forbidden`] and
-    /// [`CloseReason::BadRequest`] say "do not try again as you are".
+    /// and backoff). [`CloseReason::Forbidden`], [`CloseReason::BadRequest`]
+    /// and [`CloseReason::MessageTooBig`] say "do not try again as you are".
     pub const fn may_reconnect(self) -> bool {
-        !matches!(self, CloseReason::Forbidden | CloseReason::BadRequest)
+        !matches!(
+            self,
+            CloseReason::Forbidden | CloseReason::BadRequest | CloseReason::MessageTooBig
+        )
     }
 
     pub(crate) fn to_message(self) -> Message {

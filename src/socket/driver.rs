@@ -70,8 +70,7 @@ pub(crate) struct Driver<T, C> {
     notice_sent: bool,
     renewals: RenewLimiter,
     invalid_controls: u32,
-    shutdown: watch::Receiver<bool>,
-    _live: LiveGuard,
+    live: LiveGuard,
 }
 
 impl<T, C> Driver<T, C>
@@ -98,8 +97,8 @@ where
         let session = &settings.session;
         let at = deadline.deadline();
         let renewals = RenewLimiter::new(session.renew_limit, session.renew_window);
+        let live = settings.connections.register(id, sub.as_deref());
         let connection = Connection::new(id, sub);
-        let (live, shutdown) = settings.connections.register();
         telemetry::connected(&connection, source, exp);
         Self {
             expiry: Box::pin(sleep_until(at)),
@@ -114,8 +113,7 @@ where
             notice_sent: false,
             renewals,
             invalid_controls: 0,
-            shutdown,
-            _live: live,
+            live,
             settings,
         }
     }
@@ -146,20 +144,13 @@ where
         let mut app_writing = true;
         // A local handle, so a reserved permit does not borrow `self`.
         let inbound = self.inbound.clone();
-        if *self.shutdown.borrow_and_update() {
-            return Ending::Close(CloseReason::ServerShutdown);
-        }
         loop {
             if !app_reading && !app_writing {
                 return Ending::ApplicationDone;
             }
             tokio::select! {
                 () = &mut self.expiry => return Ending::Close(CloseReason::TokenExpired),
-                changed = self.shutdown.changed() => {
-                    if changed.is_err() || *self.shutdown.borrow_and_update() {
-                        return Ending::Close(CloseReason::ServerShutdown);
-                    }
-                }
+                reason = self.live.signal().requested() => return Ending::Close(reason),
                 () = &mut self.notice, if !self.notice_sent => {
                     if let Err(ending) = self.send_expiring().await {
                         return ending;
@@ -189,8 +180,13 @@ where
                 frame = self.transport.next(), if pending.is_none() => match frame {
                     None => return Ending::PeerGone,
                     Some(Err(error)) => {
+                        let too_big = is_capacity_error(&error);
                         let _ = self.inbound.try_send(Err(error));
-                        return Ending::PeerGone;
+                        return if too_big {
+                            Ending::Close(CloseReason::MessageTooBig)
+                        } else {
+                            Ending::PeerGone
+                        };
                     }
                     Some(Ok(message)) => match self.read_frame(message).await {
                         Ok(Some(message)) if app_reading => pending = Some(Ok(message)),
@@ -387,6 +383,13 @@ where
         };
         let _ = tokio::time::timeout(settings.session.close_timeout, handshake).await;
     }
+}
+
+/// Whether the peer sent a message or frame over the size limits.
+fn is_capacity_error(error: &axum::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|error| matches!(error, tungstenite::Error::Capacity(_)))
 }
 
 /// When to send `auth.expiring`: `notify_before` ahead of `exp` (not of the

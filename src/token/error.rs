@@ -14,6 +14,10 @@ pub enum TokenError {
     /// The signature does not verify with the configured key.
     #[error("signature invalid")]
     InvalidSignature,
+    /// The header names critical extensions (`crit`) or JWE parameters
+    /// (`enc`, `zip`) this validator does not implement (RFC 7515 4.1.11).
+    #[error("unsupported token header")]
+    UnsupportedHeader,
     /// The header's `alg` is not on the allow-list (this includes `none`
     /// and algorithm-confusion attempts).
     #[error("algorithm not allowed")]

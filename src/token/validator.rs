@@ -14,7 +14,10 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The key is parsed once, when the validator is built; validating a token
 /// never touches PEM or JWK text. The `Validation` is jsonwebtoken's own
 /// plain-data type, tightened on construction: `exp` is always required and
-/// checked, and `nbf` is checked when present. Leeway is set by
+/// checked, and `nbf` is checked when present. Header parameters that
+/// name keys (`jku`, `x5u`, `jwk`, `x5c`, `kid`) are never followed: only the
+/// configured key verifies, and headers with `crit`, `enc` or `zip` are
+/// refused (RFC 8725 section 3.1). Leeway is set by
 /// [`WsAuthLayerBuilder::leeway`](crate::WsAuthLayerBuilder::leeway) so
 /// that the handshake check and the connection's deadline agree.
 ///
@@ -142,6 +145,10 @@ impl JwtValidator {
         }
         let data = jsonwebtoken::decode::<Box<RawValue>>(token, &self.key, &self.validation)
             .map_err(|error| TokenError::from_jwt(&error))?;
+        let header = &data.header;
+        if header.crit.is_some() || header.enc.is_some() || header.zip.is_some() {
+            return Err(TokenError::UnsupportedHeader);
+        }
         let payload = data.claims.get();
         let registered: Registered =
             serde_json::from_str(payload).map_err(|_| TokenError::InvalidClaimFormat)?;
@@ -203,5 +210,75 @@ impl<'de> Deserialize<'de> for NumericDate {
             }
             _ => Err(serde::de::Error::custom("exp is not a NumericDate")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::{Value, json};
+
+    const SECRET: &[u8] = b"unit test secret of 32 bytes or more";
+
+    fn sign(claims: &Value) -> String {
+        jsonwebtoken::encode(
+            &Header::default(),
+            claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    fn now() -> f64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    }
+
+    #[test]
+    fn fractional_exp_is_a_numeric_date() {
+        let validator = JwtValidator::hs256(SECRET).unwrap();
+        let exp = now().floor() + 60.6;
+        let valid = validator
+            .validate::<Value>(&sign(&json!({"sub": "a", "exp": exp})))
+            .unwrap();
+        assert_eq!(valid.exp, exp.round() as u64);
+        assert_eq!(valid.sub.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn secrets_and_key_families_are_checked_when_built() {
+        assert_eq!(
+            JwtValidator::hs256([0u8; 31]).unwrap_err(),
+            ConfigError::WeakSecret
+        );
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms.clear();
+        assert_eq!(
+            JwtValidator::new(DecodingKey::from_secret(SECRET), validation).unwrap_err(),
+            ConfigError::NoAlgorithm
+        );
+        let rsa = DecodingKey::from_rsa_pem(include_bytes!("../../tests/fixtures/rsa_public.pem"))
+            .unwrap();
+        assert!(matches!(
+            JwtValidator::new(rsa, Validation::new(Algorithm::HS256)),
+            Err(ConfigError::AlgorithmKeyMismatch(_))
+        ));
+    }
+
+    #[test]
+    fn exp_is_required_even_if_the_validation_says_otherwise() {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        let validator = JwtValidator::new(DecodingKey::from_secret(SECRET), validation).unwrap();
+        assert_eq!(
+            validator
+                .validate::<Value>(&sign(&json!({"sub": "a"})))
+                .unwrap_err(),
+            TokenError::MissingClaim
+        );
     }
 }

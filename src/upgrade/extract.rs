@@ -53,9 +53,9 @@ impl<C> AuthUpgrade<C> {
         self.authenticated.protocol.as_ref()
     }
 
-    /// Adjusts the underlying [`WebSocketUpgrade`] (message and buffer
-    /// sizes). The subprotocol is chosen by the layer and cannot be changed
-    /// here.
+    /// Adjusts the underlying [`WebSocketUpgrade`] (buffer sizes, or message
+    /// sizes beyond the layer's limits). The subprotocol is chosen by the
+    /// layer and cannot be changed here.
     ///
     /// ```
     /// # use axum_ws_auth::AuthUpgrade;
@@ -122,9 +122,12 @@ where
             .extensions
             .remove::<Authenticated<C>>()
             .ok_or(AuthUpgradeRejection::MissingAuthLayer(MissingAuthLayer))?;
+        let session = &authenticated.settings.session;
         let upgrade = WebSocketUpgrade::from_request_parts(parts, state)
             .await
-            .map_err(AuthUpgradeRejection::WebSocketUpgrade)?;
+            .map_err(AuthUpgradeRejection::WebSocketUpgrade)?
+            .max_message_size(session.max_message_bytes)
+            .max_frame_size(session.max_frame_bytes);
         Ok(Self {
             upgrade,
             authenticated,

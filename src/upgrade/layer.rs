@@ -251,6 +251,20 @@ impl<C> WsAuthLayerBuilder<C> {
         self
     }
 
+    /// Largest application message accepted, in bytes (default 1 MiB,
+    /// against axum's 64 MiB); a larger one closes the connection with 1009.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.session.max_message_bytes = bytes;
+        self
+    }
+
+    /// Largest single frame accepted, in bytes (default 1 MiB, against
+    /// axum's 16 MiB).
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.session.max_frame_bytes = bytes;
+        self
+    }
+
     /// How long a closing handshake may take before the connection is
     /// dropped (default 5 s).
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
@@ -299,6 +313,8 @@ impl<C> WsAuthLayerBuilder<C> {
             (session.renew_limit as usize, "renew limit"),
             (session.channel_capacity, "channel capacity"),
             (session.max_control_bytes, "control message size"),
+            (session.max_message_bytes, "message size"),
+            (session.max_frame_bytes, "frame size"),
         ] {
             if limit == 0 {
                 return Err(ConfigError::ZeroLimit(name));

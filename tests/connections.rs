@@ -1,5 +1,5 @@
-//! Graceful shutdown: every open authenticated socket gets 1001 and the
-//! server exits.
+//! The live-connection registry: graceful shutdown (1001, and the server
+//! exits) and revocation of a subject's sockets (4403).
 
 mod common;
 
@@ -58,4 +58,49 @@ async fn shutdown_closes_every_socket_with_1001_and_the_server_exits() {
         .unwrap();
     // The listener is gone with the server.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn close_subject_closes_only_that_subjects_sockets_with_4403() {
+    let revoked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let layer = builder()
+        .revoked({
+            let revoked = revoked.clone();
+            move |claims: &Claims| revoked.lock().unwrap().contains(&claims.sub)
+        })
+        .build()
+        .unwrap();
+    let connections = layer.connections();
+    let addr = serve_router(Router::new().route("/ws", any(echo)).layer(layer)).await;
+    let mut alice_phone = connect_bearer(addr, &token("alice", 600)).await;
+    let mut alice_laptop = connect_bearer(addr, &token("alice", 600)).await;
+    let mut bob = connect_bearer(addr, &token("bob", 600)).await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while connections.count() < 3 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+
+    revoked.lock().unwrap().push("alice".into());
+    assert_eq!(connections.close_subject("alice"), 2);
+    for client in [&mut alice_phone, &mut alice_laptop] {
+        assert_eq!(expect_close(client).await, (4403, "forbidden".to_owned()));
+    }
+    // Bob is untouched; Alice cannot come back with her token.
+    send_text(&mut bob, "still here").await;
+    assert_eq!(
+        next_message(&mut bob).await,
+        tokio_tungstenite::tungstenite::Message::Text("still here".into())
+    );
+    let refused = connect(
+        addr,
+        &[("authorization", &format!("Bearer {}", token("alice", 600)))],
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(refused.status, 401);
+    assert!(refused.challenge.unwrap().contains("token revoked"));
 }

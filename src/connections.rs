@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 use crate::protocol::CloseReason;
@@ -141,12 +142,14 @@ impl Connections {
     }
 }
 
-/// A request, from outside the connection, that it close.
+/// A request, from outside the connection, that it close. Polled on every
+/// turn of the driver's loop, so it is an atomic and a waker slot, not a
+/// lock.
 #[derive(Debug, Default)]
 pub(crate) struct CloseSignal {
     /// 0 while none; otherwise the close code of the first request.
     code: AtomicU16,
-    notify: Notify,
+    waker: AtomicWaker,
 }
 
 impl CloseSignal {
@@ -154,18 +157,20 @@ impl CloseSignal {
         let _ = self
             .code
             .compare_exchange(0, reason.code(), Ordering::AcqRel, Ordering::Acquire);
-        self.notify.notify_one();
+        self.waker.wake();
+    }
+
+    fn poll_requested(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<CloseReason> {
+        self.waker.register(cx.waker());
+        match CloseReason::from_code(self.code.load(Ordering::Acquire)) {
+            Some(reason) => std::task::Poll::Ready(reason),
+            None => std::task::Poll::Pending,
+        }
     }
 
     /// Resolves with the first requested reason.
     pub(crate) async fn requested(&self) -> CloseReason {
-        loop {
-            let notified = self.notify.notified();
-            if let Some(reason) = CloseReason::from_code(self.code.load(Ordering::Acquire)) {
-                return reason;
-            }
-            notified.await;
-        }
+        std::future::poll_fn(|cx| self.poll_requested(cx)).await
     }
 }
 

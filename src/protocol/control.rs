@@ -204,6 +204,21 @@ pub(crate) fn classify(text: &str, max_control_bytes: usize) -> Classified {
     }
 }
 
+/// Whether a text frame is a control message (section 2 of the contract):
+/// a JSON object whose `"type"` is a string starting with `auth.`.
+/// Binary frames never are.
+///
+/// ```
+/// use axum_ws_auth::protocol::is_control_message;
+///
+/// assert!(is_control_message(r#"{"type":"auth.renew","token":"t"}"#));
+/// assert!(!is_control_message(r#"{"type":"chat","text":"auth.renew"}"#));
+/// assert!(!is_control_message("auth.renew"));
+/// ```
+pub fn is_control_message(text: &str) -> bool {
+    control_object(text).is_some()
+}
+
 /// The JSON object of a control message, or `None` for an application frame.
 pub(crate) fn control_object(text: &str) -> Option<Map<String, Value>> {
     if !may_be_control(text) {

@@ -9,7 +9,7 @@ mod close;
 mod control;
 
 pub use close::CloseReason;
-pub use control::{ClientMessage, RenewRejection, ServerMessage};
+pub use control::{ClientMessage, RenewRejection, ServerMessage, is_control_message};
 
 #[cfg(feature = "client")]
 pub(crate) use control::control_object;

@@ -168,9 +168,14 @@ where
                         app_reading = false;
                     }
                 },
-                () = inbound.closed(), if app_reading && pending.is_none() => app_reading = false,
+                // Only needed to notice an application that dropped its
+                // receiver after its sender while the peer is silent.
+                () = inbound.closed(), if app_reading && !app_writing && pending.is_none() => app_reading = false,
                 message = self.outbound.recv(), if app_writing => match message {
-                    None => app_writing = false,
+                    None => {
+                        app_writing = false;
+                        app_reading &= !inbound.is_closed();
+                    }
                     Some(message) => {
                         if let Some(ending) = self.write_application(message).await {
                             return ending;
@@ -189,7 +194,13 @@ where
                         };
                     }
                     Some(Ok(message)) => match self.read_frame(message).await {
-                        Ok(Some(message)) if app_reading => pending = Some(Ok(message)),
+                        // Straight to the application when there is room;
+                        // otherwise wait for room on a later turn.
+                        Ok(Some(message)) if app_reading => match inbound.try_send(Ok(message)) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(item)) => pending = Some(item),
+                            Err(mpsc::error::TrySendError::Closed(_)) => app_reading = false,
+                        },
                         Ok(_) => {}
                         Err(ending) => return ending,
                     },

@@ -1,0 +1,88 @@
+//! Micro-benchmarks of the per-request and per-frame work:
+//! `cargo bench --bench micro`.
+
+use std::hint::black_box;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum_ws_auth::JwtValidator;
+use axum_ws_auth::protocol::is_control_message;
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    scope: String,
+}
+
+fn claims() -> serde_json::Value {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    json!({"sub": "user-1234", "exp": exp, "aud": "bench", "scope": "chat read write"})
+}
+
+fn validation(c: &mut Criterion) {
+    let secret = b"benchmark secret of at least 32 bytes";
+    let cases = [
+        (
+            "HS256",
+            Algorithm::HS256,
+            DecodingKey::from_secret(secret),
+            EncodingKey::from_secret(secret),
+        ),
+        (
+            "RS256",
+            Algorithm::RS256,
+            DecodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/rsa_public.pem")).unwrap(),
+            EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/rsa_private.pem")).unwrap(),
+        ),
+        (
+            "ES256",
+            Algorithm::ES256,
+            DecodingKey::from_ec_pem(include_bytes!("../tests/fixtures/ec_public.pem")).unwrap(),
+            EncodingKey::from_ec_pem(include_bytes!("../tests/fixtures/ec_private.pem")).unwrap(),
+        ),
+        (
+            "EdDSA",
+            Algorithm::EdDSA,
+            DecodingKey::from_ed_pem(include_bytes!("../tests/fixtures/ed_public.pem")).unwrap(),
+            EncodingKey::from_ed_pem(include_bytes!("../tests/fixtures/ed_private.pem")).unwrap(),
+        ),
+    ];
+    let mut group = c.benchmark_group("validate");
+    for (name, alg, decoding, encoding) in cases {
+        let validator = JwtValidator::new(decoding, Validation::new(alg))
+            .unwrap()
+            .with_audience(&["bench"]);
+        let token = jsonwebtoken::encode(&Header::new(alg), &claims(), &encoding).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| validator.validate::<Claims>(black_box(&token)).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn control_detection(c: &mut Criterion) {
+    let small = "x".repeat(64);
+    let chat = json!({"type": "chat", "room": "general", "text": "y".repeat(4000)}).to_string();
+    let renew = json!({"type": "auth.renew", "token": "a".repeat(300), "id": "r1"}).to_string();
+    let mut group = c.benchmark_group("is_control_message");
+    for (name, text) in [
+        ("app text 64 B", &small),
+        ("app JSON 4 KiB", &chat),
+        ("auth.renew", &renew),
+    ] {
+        group.bench_function(name, |b| b.iter(|| is_control_message(black_box(text))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, validation, control_detection);
+criterion_main!(benches);

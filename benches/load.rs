@@ -340,18 +340,46 @@ fn run_secs() -> Duration {
 }
 
 async fn throughput() {
-    println!("\n## Echo throughput, 100 connections (round trips/s, mean of 2 interleaved runs)\n");
-    println!("| frame | bare | wrapped | ratio |\n| --- | --- | --- | --- |");
+    const ROUNDS: usize = 4;
+    println!(
+        "\n## Echo throughput, 100 connections (round trips/s; median of {ROUNDS} interleaved rounds)\n"
+    );
+    println!(
+        "| frame | bare | wrapped | ratio (median of per-round ratios) |\n| --- | --- | --- | --- |"
+    );
     let bare = serve_in_process(router(Mode::Bare, None).0).await;
     let wrapped = serve_in_process(router(Mode::Wrapped, None).0).await;
     for size in [64, 4096] {
-        let mut totals = [0.0, 0.0];
-        for _ in 0..2 {
-            totals[0] += echo_rate(bare, 100, size, run_secs()).await;
-            totals[1] += echo_rate(wrapped, 100, size, run_secs()).await;
+        let (mut bare_rates, mut wrapped_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            // Alternate which goes first, so warm-up and drift favour neither.
+            let (b, w) = if round % 2 == 0 {
+                let b = echo_rate(bare, 100, size, run_secs()).await;
+                (b, echo_rate(wrapped, 100, size, run_secs()).await)
+            } else {
+                let w = echo_rate(wrapped, 100, size, run_secs()).await;
+                (echo_rate(bare, 100, size, run_secs()).await, w)
+            };
+            bare_rates.push(b);
+            wrapped_rates.push(w);
+            ratios.push(w / b);
         }
-        let (b, w) = (totals[0] / 2.0, totals[1] / 2.0);
-        println!("| {size} B | {b:.0} | {w:.0} | {:.3} |", w / b);
+        println!(
+            "| {size} B | {:.0} | {:.0} | {:.3} |",
+            median(&mut bare_rates),
+            median(&mut wrapped_rates),
+            median(&mut ratios)
+        );
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
     }
 }
 

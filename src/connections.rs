@@ -160,7 +160,10 @@ impl CloseSignal {
         self.waker.wake();
     }
 
-    fn poll_requested(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<CloseReason> {
+    pub(crate) fn poll_requested(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<CloseReason> {
         self.waker.register(cx.waker());
         match CloseReason::from_code(self.code.load(Ordering::Acquire)) {
             Some(reason) => std::task::Poll::Ready(reason),
@@ -169,6 +172,7 @@ impl CloseSignal {
     }
 
     /// Resolves with the first requested reason.
+    #[cfg(test)]
     pub(crate) async fn requested(&self) -> CloseReason {
         std::future::poll_fn(|cx| self.poll_requested(cx)).await
     }

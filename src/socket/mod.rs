@@ -8,14 +8,15 @@
 //! when the application is busy elsewhere.
 
 mod clock;
-mod driver;
+mod core;
 #[cfg(test)]
 mod tests;
+mod watchdog;
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use axum::extract::ws::Message;
 use futures_core::Stream;
@@ -23,12 +24,12 @@ use futures_sink::Sink;
 use futures_util::SinkExt;
 use http::HeaderValue;
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, watch};
-use tokio_util::sync::PollSender;
+use tokio::sync::watch;
 
+use crate::telemetry::{self, Connection};
 use crate::token::TokenSource;
 use crate::upgrade::Authenticated;
-use clock::SharedDeadline;
+use core::{Half, Shared, Transport, deadline_of};
 
 /// The connection has been closed (or its token has expired); nothing more
 /// can be sent or received. Wrapped in [`axum::Error`].
@@ -43,46 +44,47 @@ fn closed() -> axum::Error {
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Starts the driver for an upgraded connection and returns the
+/// Starts the watchdog for an upgraded connection and returns the
 /// application's end of it.
 pub(crate) fn spawn<T, C>(transport: T, authenticated: Authenticated<C>) -> AuthWebSocket<C>
 where
-    T: driver::Transport,
+    T: Transport,
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    let capacity = authenticated.settings.session.channel_capacity;
-    let (inbound_tx, inbound_rx) = mpsc::channel(capacity);
-    let (outbound_tx, outbound_rx) = mpsc::channel(capacity);
-    let (claims_tx, claims_rx) = watch::channel(Arc::clone(&authenticated.claims));
-    let deadline_at = driver::deadline_of(authenticated.exp, &authenticated.settings.session);
-    let deadline = Arc::new(SharedDeadline::new(authenticated.exp, deadline_at));
+    let Authenticated {
+        claims,
+        sub,
+        exp,
+        source,
+        protocol,
+        settings,
+    } = authenticated;
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    let socket = AuthWebSocket {
-        sender: AuthSender {
-            outbound: PollSender::new(outbound_tx),
-            deadline: Arc::clone(&deadline),
-        },
-        receiver: AuthReceiver {
-            inbound: inbound_rx,
-            deadline: Arc::clone(&deadline),
-        },
-        claims: claims_rx,
-        id,
-        sub: authenticated.sub.clone(),
-        source: authenticated.source,
-        protocol: authenticated.protocol.clone(),
-    };
-    let driver = driver::Driver::new(
-        transport,
-        authenticated,
-        id,
+    let live = settings.connections.register(id, sub.as_deref());
+    let connection = Connection::new(id, sub.clone());
+    telemetry::connected(&connection, source, exp);
+    let deadline = deadline_of(exp, &settings.session);
+    let shared = Arc::new(Shared::new(
+        Box::new(transport),
+        settings,
+        connection,
+        exp,
         deadline,
-        inbound_tx,
-        outbound_rx,
-        claims_tx,
-    );
-    tokio::spawn(driver.run());
-    socket
+        claims,
+    ));
+    tokio::spawn(watchdog::run(Arc::clone(&shared), live));
+    let half: Arc<dyn Half> = Arc::clone(&shared) as Arc<dyn Half>;
+    AuthWebSocket {
+        sender: AuthSender {
+            half: Arc::clone(&half),
+        },
+        receiver: AuthReceiver { half },
+        shared,
+        id,
+        sub,
+        source,
+        protocol,
+    }
 }
 
 /// A WebSocket whose peer is authenticated, and stays so.
@@ -112,7 +114,7 @@ where
 pub struct AuthWebSocket<C> {
     sender: AuthSender,
     receiver: AuthReceiver,
-    claims: watch::Receiver<Arc<C>>,
+    shared: Arc<Shared<C>>,
     id: u64,
     sub: Option<String>,
     source: TokenSource,
@@ -133,7 +135,7 @@ impl<C> AuthWebSocket<C> {
 
     /// The claims of the current token (replaced by every accepted renewal).
     pub fn claims(&self) -> Arc<C> {
-        Arc::clone(&self.claims.borrow())
+        self.shared.claims()
     }
 
     /// A receiver that observes every accepted renewal.
@@ -150,12 +152,12 @@ impl<C> AuthWebSocket<C> {
     /// # }
     /// ```
     pub fn watch_claims(&self) -> watch::Receiver<Arc<C>> {
-        self.claims.clone()
+        self.shared.watch_claims()
     }
 
     /// The current token's `exp` (seconds since the Unix epoch).
     pub fn expires_at(&self) -> u64 {
-        self.receiver.deadline.exp()
+        self.receiver.half.deadline().exp()
     }
 
     /// The `sub` of the connection; renewals cannot change it.
@@ -227,10 +229,8 @@ impl<C> Sink<Message> for AuthWebSocket<C> {
 
 /// The sending half of an [`AuthWebSocket`]. Cloning it gives another
 /// sender onto the same connection.
-#[derive(Clone)]
 pub struct AuthSender {
-    outbound: PollSender<Message>,
-    deadline: Arc<SharedDeadline>,
+    half: Arc<dyn Half>,
 }
 
 impl AuthSender {
@@ -238,6 +238,21 @@ impl AuthSender {
     /// its token has expired.
     pub async fn send(&mut self, message: Message) -> Result<(), axum::Error> {
         SinkExt::send(self, message).await
+    }
+}
+
+impl Clone for AuthSender {
+    fn clone(&self) -> Self {
+        self.half.sender_cloned();
+        Self {
+            half: Arc::clone(&self.half),
+        }
+    }
+}
+
+impl Drop for AuthSender {
+    fn drop(&mut self) {
+        self.half.sender_dropped();
     }
 }
 
@@ -250,45 +265,43 @@ impl std::fmt::Debug for AuthSender {
 impl Sink<Message> for AuthSender {
     type Error = axum::Error;
 
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.deadline.has_passed() {
-            return Poll::Ready(Err(closed()));
-        }
-        self.outbound.poll_reserve(cx).map_err(|_| closed())
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.half.poll_ready(cx)
     }
 
-    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
-        if self.deadline.has_passed() {
-            return Err(closed());
-        }
-        self.outbound.send_item(item).map_err(|_| closed())
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        self.half.start_send(item)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // The driver writes and flushes as soon as it takes a frame.
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.half.poll_flush(cx)
     }
 
-    fn poll_close(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Result<(), Self::Error>> {
-        self.outbound.close();
-        Poll::Ready(Ok(()))
+    /// Flushes; the connection itself closes when every half is dropped
+    /// (or on an explicit `Message::Close`).
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.half.poll_flush(cx)
     }
 }
 
-/// The receiving half of an [`AuthWebSocket`].
+/// The receiving half of an [`AuthWebSocket`]. Reading it is what moves
+/// the connection along: control messages are answered as they are read.
+/// Keep reading, or drop it (the connection then reads for itself).
 pub struct AuthReceiver {
-    inbound: mpsc::Receiver<Result<Message, axum::Error>>,
-    deadline: Arc<SharedDeadline>,
+    half: Arc<dyn Half>,
 }
 
 impl AuthReceiver {
     /// Receives the next application message; `None` once the connection is
     /// closed or its token has expired.
     pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
-        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+        std::future::poll_fn(|cx| self.half.poll_recv(cx)).await
+    }
+}
+
+impl Drop for AuthReceiver {
+    fn drop(&mut self) {
+        self.half.receiver_dropped();
     }
 }
 
@@ -301,17 +314,7 @@ impl std::fmt::Debug for AuthReceiver {
 impl Stream for AuthReceiver {
     type Item = Result<Message, axum::Error>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        // Frames queued before the deadline are still withheld after it.
-        if self.deadline.has_passed() {
-            self.inbound.close();
-            return Poll::Ready(None);
-        }
-        let item = ready!(self.inbound.poll_recv(cx));
-        if self.deadline.has_passed() {
-            self.inbound.close();
-            return Poll::Ready(None);
-        }
-        Poll::Ready(item)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.half.poll_recv(cx)
     }
 }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{AuthWebSocket, spawn};
+use super::{AuthSender, AuthWebSocket, spawn};
 use crate::token::TokenSource;
 use crate::upgrade::Authenticated;
 use crate::{JwtValidator, WsAuthLayer, WsAuthLayerBuilder};
@@ -185,7 +185,43 @@ fn expires_in_now(exp_at: Instant) -> u64 {
 }
 
 fn deadline(socket: &AuthWebSocket<Claims>) -> Instant {
-    socket.receiver.deadline.deadline()
+    socket.receiver.half.deadline().deadline()
+}
+
+/// An application that keeps reading (as applications must: control
+/// messages are answered as frames are read) and hands its frames over.
+struct App {
+    sender: AuthSender,
+    frames: mpsc::UnboundedReceiver<Message>,
+    claims: tokio::sync::watch::Receiver<Arc<Claims>>,
+}
+
+impl App {
+    fn run(socket: AuthWebSocket<Claims>) -> Self {
+        let claims = socket.watch_claims();
+        let (sender, mut receiver) = socket.split();
+        let (tx, frames) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = receiver.recv().await {
+                if tx.send(message).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            sender,
+            frames,
+            claims,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.sender.half.deadline().deadline()
+    }
+
+    fn expires_at(&self) -> u64 {
+        self.sender.half.deadline().exp()
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -263,7 +299,7 @@ async fn no_frame_is_delivered_after_the_deadline_even_if_queued_before() {
 async fn accepted_renewal_replaces_claims_and_rearms_both_timers() {
     let exp = wall_now() + 60;
     let Setup { socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
-    let mut claims = socket.watch_claims();
+    let mut app = App::run(socket);
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
 
     let new_exp = exp + 600;
@@ -272,12 +308,11 @@ async fn accepted_renewal_replaces_claims_and_rearms_both_timers() {
         peer.next_json().await,
         json!({"type": "auth.renewed", "exp": new_exp, "id": "r1"})
     );
-    claims.changed().await.unwrap();
-    assert_eq!(claims.borrow().generation, 1);
-    assert_eq!(socket.claims().generation, 1);
-    assert_eq!(socket.expires_at(), new_exp);
+    app.claims.changed().await.unwrap();
+    assert_eq!(app.claims.borrow().generation, 1);
+    assert_eq!(app.expires_at(), new_exp);
 
-    let renewed_deadline = deadline(&socket);
+    let renewed_deadline = app.deadline();
     let notice = peer.next_json().await;
     let new_exp_at = renewed_deadline - Duration::from_secs(5);
     assert_fired_at(new_exp_at - Duration::from_secs(30));
@@ -292,14 +327,12 @@ async fn accepted_renewal_replaces_claims_and_rearms_both_timers() {
 #[tokio::test(start_paused = true)]
 async fn rejected_renewals_change_nothing() {
     let exp = wall_now() + 300;
-    let Setup {
-        mut socket,
-        mut peer,
-    } = start_with(
+    let Setup { socket, mut peer } = start_with(
         |b| defaults(b).authorize(|claims: &Claims| claims.generation != 99),
         &sign(SECRET, "alice", exp, 0),
     );
-    let before = deadline(&socket);
+    let mut app = App::run(socket);
+    let before = app.deadline();
     let cases = [
         (
             sign(OTHER_SECRET, "alice", exp + 60, 1),
@@ -332,11 +365,11 @@ async fn rejected_renewals_change_nothing() {
             json!({"type": "auth.renew_rejected", "error": error, "error_description": description, "id": id})
         );
     }
-    assert_eq!(deadline(&socket), before);
-    assert_eq!(socket.claims().generation, 0);
+    assert_eq!(app.deadline(), before);
+    assert_eq!(app.claims.borrow().generation, 0);
     peer.send_text("still alive");
     assert_eq!(
-        socket.recv().await.unwrap().unwrap(),
+        app.frames.recv().await.unwrap(),
         Message::Text("still alive".into())
     );
 }
@@ -344,10 +377,8 @@ async fn rejected_renewals_change_nothing() {
 #[tokio::test(start_paused = true)]
 async fn renewal_for_another_subject_closes_with_4403() {
     let exp = wall_now() + 300;
-    let Setup {
-        socket: _socket,
-        mut peer,
-    } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    let Setup { socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    let _app = App::run(socket);
     peer.renew(&sign(SECRET, "mallory", exp + 60, 1), "r");
     assert_eq!(peer.expect_close().await, (4403, "forbidden".to_owned()));
 }
@@ -355,13 +386,11 @@ async fn renewal_for_another_subject_closes_with_4403() {
 #[tokio::test(start_paused = true)]
 async fn renewal_rate_limit_closes_with_4429() {
     let exp = wall_now() + 3600;
-    let Setup {
-        socket: _socket,
-        mut peer,
-    } = start_with(
+    let Setup { socket, mut peer } = start_with(
         |b| defaults(b).renew_limit(3),
         &sign(SECRET, "alice", exp, 0),
     );
+    let _app = App::run(socket);
     // Three attempts, then wait out the window: allowed.
     for n in 0..3 {
         peer.renew(&sign(SECRET, "alice", exp + 10 + n, 1), "a");
@@ -384,13 +413,11 @@ async fn renewal_rate_limit_closes_with_4429() {
 #[tokio::test(start_paused = true)]
 async fn invalid_control_messages_are_answered_then_closed_with_4400() {
     let exp = wall_now() + 3600;
-    let Setup {
-        socket: _socket,
-        mut peer,
-    } = start_with(
+    let Setup { socket, mut peer } = start_with(
         |b| defaults(b).invalid_control_limit(2),
         &sign(SECRET, "alice", exp, 0),
     );
+    let _app = App::run(socket);
     peer.send_text(r#"{"type":"auth.renew","id":"x"}"#);
     assert_eq!(
         peer.next_json().await,
@@ -472,4 +499,53 @@ async fn a_slow_application_does_not_delay_expiry() {
     }
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
     assert_eq!(peer.expect_close().await.0, 4401);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_only_application_still_gets_renewals_answered() {
+    let exp = wall_now() + 60;
+    let Setup { socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    // A push-only application: it drops the receiver and only writes.
+    let (mut sender, receiver) = socket.split();
+    drop(receiver);
+    peer.send_text("ignored: nobody reads application frames now");
+    peer.renew(&sign(SECRET, "alice", exp + 600, 1), "r");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let answer = peer.next_json().await;
+        seen.push(answer["type"].as_str().unwrap().to_owned());
+    }
+    assert!(seen.contains(&"auth.renewed".to_owned()), "{seen:?}");
+    sender.send(Message::Text("push".into())).await.unwrap();
+    loop {
+        match peer.next().await {
+            Message::Text(text) if text.as_str() == "push" => break,
+            Message::Text(_) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(sender);
+    assert_eq!(peer.expect_close().await.0, 1000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_application_parked_in_recv_sees_the_end_at_the_deadline() {
+    let exp = wall_now() + 60;
+    let Setup {
+        mut socket,
+        mut peer,
+    } = start_with(
+        |b| defaults(b).notify_before(Duration::ZERO),
+        &sign(SECRET, "alice", exp, 0),
+    );
+    let deadline = deadline(&socket);
+    let parked = tokio::spawn(async move {
+        let end = socket.recv().await;
+        (Instant::now(), end.is_none())
+    });
+    assert_eq!(peer.next_json().await["type"], "auth.expiring");
+    assert_eq!(peer.expect_close().await.0, 4401);
+    let (woke_at, ended) = parked.await.unwrap();
+    assert!(ended);
+    assert!(woke_at >= deadline && woke_at - deadline < Duration::from_millis(1));
 }

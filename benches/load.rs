@@ -353,7 +353,7 @@ async fn throughput() {
         let (mut bare_rates, mut wrapped_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             // Alternate which goes first, so warm-up and drift favour neither.
-            let (b, w) = if round % 2 == 0 {
+            let (b, w) = if round.is_multiple_of(2) {
                 let b = echo_rate(bare, 100, size, run_secs()).await;
                 (b, echo_rate(wrapped, 100, size, run_secs()).await)
             } else {
@@ -376,7 +376,7 @@ async fn throughput() {
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
-    if values.len() % 2 == 0 {
+    if values.len().is_multiple_of(2) {
         (values[mid - 1] + values[mid]) / 2.0
     } else {
         values[mid]

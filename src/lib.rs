@@ -82,6 +82,9 @@ pub use socket::{AuthReceiver, AuthSender, AuthWebSocket, SocketClosed};
 pub use token::{
     DEFAULT_MAX_TOKEN_BYTES, InvalidRequest, JwtValidator, TokenError, TokenSource, ValidatedToken,
 };
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub use token::{JwksError, JwksSource, JwksSourceBuilder};
 pub use upgrade::{
     AuthRejection, AuthUpgrade, AuthUpgradeRejection, MissingAuthLayer, RejectionKind,
     ResponseFuture, WsAuth, WsAuthLayer, WsAuthLayerBuilder,

@@ -1,11 +1,13 @@
-//! The authenticated socket handed to route handlers, and the driver task
-//! that keeps it authenticated.
+//! The authenticated socket handed to route handlers, and the watchdog that
+//! keeps it authenticated.
 //!
-//! The driver owns the real WebSocket. It interleaves the expiry and notice
-//! timers and the `auth.*` control messages with the application's frames,
-//! which cross to and from the application through two bounded channels.
-//! Because the driver runs on its own task, a connection closes on time even
-//! when the application is busy elsewhere.
+//! The application's own task reads and writes the real WebSocket, as with
+//! axum's socket: `auth.*` control messages are answered as frames are read
+//! (`core.rs`), so a message costs no extra task hop or allocation. A small
+//! watchdog task per connection (`watchdog.rs`) owns time: it sends the
+//! notice and closes at the deadline even when the application is busy
+//! elsewhere, carries out shutdowns and revocations, and reads on the
+//! application's behalf once it has dropped its receiver.
 
 mod clock;
 mod core;
@@ -95,7 +97,11 @@ where
 /// `None` and [`send`](Self::send) fails, even for frames already queued.
 ///
 /// Use it like axum's `WebSocket`, or [`split`](Self::split) it to read and
-/// write from separate tasks.
+/// write from separate tasks. Renewals are answered as frames are read, so
+/// keep reading (as any WebSocket application does to see the peer's
+/// close), or drop the [`AuthReceiver`] of a push-only connection: the
+/// connection then reads for itself. Expiry, the notice and server closes
+/// never depend on the application.
 ///
 /// ```
 /// use axum_ws_auth::AuthWebSocket;

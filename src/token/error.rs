@@ -18,6 +18,10 @@ pub enum TokenError {
     /// (`enc`, `zip`) this validator does not implement (RFC 7515 4.1.11).
     #[error("unsupported token header")]
     UnsupportedHeader,
+    /// No key with the token's `kid` is known (JWKS); a refresh has been
+    /// scheduled, so a retry may succeed.
+    #[error("unknown signing key")]
+    UnknownKey,
     /// The header's `alg` is not on the allow-list (this includes `none`
     /// and algorithm-confusion attempts).
     #[error("algorithm not allowed")]

@@ -5,9 +5,13 @@
 //! run on the handshake; the validator runs again for every in-band renewal.
 
 mod error;
+#[cfg(feature = "jwks")]
+mod jwks;
 pub(crate) mod source;
 mod validator;
 
 pub use error::{InvalidRequest, TokenError};
+#[cfg(feature = "jwks")]
+pub use jwks::{JwksError, JwksSource, JwksSourceBuilder};
 pub use source::TokenSource;
 pub use validator::{DEFAULT_MAX_TOKEN_BYTES, JwtValidator, ValidatedToken};

@@ -31,9 +31,34 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// ```
 #[derive(Clone)]
 pub struct JwtValidator {
-    key: DecodingKey,
+    keys: Keys,
     validation: Validation,
     max_token_bytes: usize,
+}
+
+/// Where verifying keys come from.
+#[derive(Clone)]
+enum Keys {
+    /// One key, prepared once.
+    Static(DecodingKey),
+    /// A JWKS, selected by the token's `kid`. jsonwebtoken verifies with
+    /// one key family at a time, so each family gets its own copy of the
+    /// validation, made on first use.
+    #[cfg(feature = "jwks")]
+    Jwks(super::JwksSource, std::sync::OnceLock<Vec<Validation>>),
+}
+
+/// `exp` is always required and checked, `nbf` checked when present;
+/// leeway comes from the layer.
+fn tightened(mut validation: Validation) -> Result<Validation, ConfigError> {
+    if validation.algorithms.is_empty() {
+        return Err(ConfigError::NoAlgorithm);
+    }
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.required_spec_claims.insert("exp".to_owned());
+    validation.leeway = 0;
+    Ok(validation)
 }
 
 impl JwtValidator {
@@ -51,10 +76,8 @@ impl JwtValidator {
     /// assert!(JwtValidator::new(key.clone(), Validation::new(Algorithm::HS512)).is_ok());
     /// assert!(JwtValidator::new(key, Validation::new(Algorithm::RS256)).is_err());
     /// ```
-    pub fn new(key: DecodingKey, mut validation: Validation) -> Result<Self, ConfigError> {
-        if validation.algorithms.is_empty() {
-            return Err(ConfigError::NoAlgorithm);
-        }
+    pub fn new(key: DecodingKey, validation: Validation) -> Result<Self, ConfigError> {
+        let validation = tightened(validation)?;
         if let Some(alg) = validation
             .algorithms
             .iter()
@@ -62,12 +85,31 @@ impl JwtValidator {
         {
             return Err(ConfigError::AlgorithmKeyMismatch(format!("{alg:?}")));
         }
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.required_spec_claims.insert("exp".to_owned());
-        validation.leeway = 0;
         Ok(Self {
-            key,
+            keys: Keys::Static(key),
+            validation,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+        })
+    }
+
+    /// A validator whose keys come from `source`, chosen by the token's
+    /// `kid`; `iss` must be the source's issuer. Only asymmetric algorithms
+    /// may be allowed: a JWKS never supplies HMAC secrets.
+    #[cfg(feature = "jwks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+    pub fn jwks(source: super::JwksSource, validation: Validation) -> Result<Self, ConfigError> {
+        let mut validation = tightened(validation)?;
+        if let Some(alg) = validation
+            .algorithms
+            .iter()
+            .find(|alg| alg.family() == jsonwebtoken::AlgorithmFamily::Hmac)
+        {
+            return Err(ConfigError::AlgorithmKeyMismatch(format!("{alg:?}")));
+        }
+        validation.set_issuer(&[source.issuer()]);
+        validation.required_spec_claims.insert("iss".to_owned());
+        Ok(Self {
+            keys: Keys::Jwks(source, std::sync::OnceLock::new()),
             validation,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
         })
@@ -92,6 +134,7 @@ impl JwtValidator {
         self.validation
             .required_spec_claims
             .insert("aud".to_owned());
+        self.validation_changed();
         self
     }
 
@@ -102,6 +145,7 @@ impl JwtValidator {
         self.validation
             .required_spec_claims
             .insert("iss".to_owned());
+        self.validation_changed();
         self
     }
 
@@ -124,6 +168,33 @@ impl JwtValidator {
 
     pub(crate) fn set_leeway_secs(&mut self, leeway: u64) {
         self.validation.leeway = leeway;
+        self.validation_changed();
+    }
+
+    /// Derived per-family validations must follow every change.
+    fn validation_changed(&mut self) {
+        #[cfg(feature = "jwks")]
+        if let Keys::Jwks(_, by_family) = &mut self.keys {
+            *by_family = std::sync::OnceLock::new();
+        }
+    }
+
+    #[cfg(feature = "jwks")]
+    fn per_family_validations(&self) -> Vec<Validation> {
+        let mut families: Vec<jsonwebtoken::AlgorithmFamily> = Vec::new();
+        for alg in &self.validation.algorithms {
+            if !families.contains(&alg.family()) {
+                families.push(alg.family());
+            }
+        }
+        families
+            .into_iter()
+            .map(|family| {
+                let mut validation = self.validation.clone();
+                validation.algorithms.retain(|alg| alg.family() == family);
+                validation
+            })
+            .collect()
     }
 
     /// Verifies `token` and deserializes its claims into `C`.
@@ -143,8 +214,35 @@ impl JwtValidator {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
-        let data = jsonwebtoken::decode::<Box<RawValue>>(token, &self.key, &self.validation)
-            .map_err(|error| TokenError::from_jwt(&error))?;
+        let decode = |key: &DecodingKey| {
+            jsonwebtoken::decode::<Box<RawValue>>(token, key, &self.validation)
+                .map_err(|error| TokenError::from_jwt(&error))
+        };
+        let data = match &self.keys {
+            Keys::Static(key) => decode(key)?,
+            #[cfg(feature = "jwks")]
+            Keys::Jwks(source, by_family) => {
+                let header = jsonwebtoken::decode_header(token)
+                    .map_err(|error| TokenError::from_jwt(&error))?;
+                let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+                let cached = source.key(kid).ok_or(TokenError::UnknownKey)?;
+                if cached.alg.is_some_and(|alg| alg != header.alg) {
+                    return Err(TokenError::AlgorithmNotAllowed);
+                }
+                let family = cached.key.family();
+                let validation = by_family
+                    .get_or_init(|| self.per_family_validations())
+                    .iter()
+                    .find(|v| {
+                        v.algorithms
+                            .first()
+                            .is_some_and(|alg| alg.family() == family)
+                    })
+                    .ok_or(TokenError::AlgorithmNotAllowed)?;
+                jsonwebtoken::decode::<Box<RawValue>>(token, &cached.key, validation)
+                    .map_err(|error| TokenError::from_jwt(&error))?
+            }
+        };
         let header = &data.header;
         if header.crit.is_some() || header.enc.is_some() || header.zip.is_some() {
             return Err(TokenError::UnsupportedHeader);

@@ -2,7 +2,7 @@
 //! the same run, on this machine.
 //!
 //! ```text
-//! cargo bench --bench load -- all          # every scenario below
+//! taskset -c 1 cargo bench --bench load -- all   # every scenario below
 //! cargo bench --bench load -- throughput   # echo msgs/s, 100 connections, 64 B and 4 KiB
 //! cargo bench --bench load -- handshake    # upgrades/s: bare vs HS256/RS256/ES256/EdDSA
 //! cargo bench --bench load -- idle-memory  # server RSS per idle connection, 10k connections
@@ -195,7 +195,12 @@ struct ChildServer {
 
 impl ChildServer {
     fn start(mode: Mode, read_buffer: Option<usize>) -> Self {
-        let mut command = Command::new(std::env::current_exe().unwrap());
+        // Pinned to core 0 (run the harness itself under `taskset -c 1`), so
+        // the server does not compete with the clients for a core.
+        let mut command = Command::new("taskset");
+        command
+            .args(["-c", "0"])
+            .arg(std::env::current_exe().unwrap());
         command.args(["serve", mode.name()]);
         if let Some(size) = read_buffer {
             command.arg(size.to_string());
@@ -342,27 +347,29 @@ fn run_secs() -> Duration {
 async fn throughput() {
     const ROUNDS: usize = 4;
     println!(
-        "\n## Echo throughput, 100 connections (round trips/s; median of {ROUNDS} interleaved rounds)\n"
+        "\n## Echo throughput, 100 connections (round trips/s; median of {ROUNDS} interleaved rounds; server process on core 0)\n"
     );
     println!(
         "| frame | bare | wrapped | ratio (median of per-round ratios) |\n| --- | --- | --- | --- |"
     );
-    let bare = serve_in_process(router(Mode::Bare, None).0).await;
-    let wrapped = serve_in_process(router(Mode::Wrapped, None).0).await;
     for size in [64, 4096] {
         let (mut bare_rates, mut wrapped_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             // Alternate which goes first, so warm-up and drift favour neither.
-            let (b, w) = if round.is_multiple_of(2) {
-                let b = echo_rate(bare, 100, size, run_secs()).await;
-                (b, echo_rate(wrapped, 100, size, run_secs()).await)
+            let order = if round.is_multiple_of(2) {
+                [Mode::Bare, Mode::Wrapped]
             } else {
-                let w = echo_rate(wrapped, 100, size, run_secs()).await;
-                (echo_rate(bare, 100, size, run_secs()).await, w)
+                [Mode::Wrapped, Mode::Bare]
             };
-            bare_rates.push(b);
-            wrapped_rates.push(w);
-            ratios.push(w / b);
+            let mut rates = [0.0; 2];
+            for mode in order {
+                let server = ChildServer::start(mode, None);
+                let rate = echo_rate(server.addr, 100, size, run_secs()).await;
+                rates[usize::from(mode == Mode::Wrapped)] = rate;
+            }
+            bare_rates.push(rates[0]);
+            wrapped_rates.push(rates[1]);
+            ratios.push(rates[1] / rates[0]);
         }
         println!(
             "| {size} B | {:.0} | {:.0} | {:.3} |",

@@ -232,11 +232,9 @@ where
         core: &mut Core<C>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Message, axum::Error>>> {
+        // No clock read here: the one after each frame below is what keeps
+        // late frames out, and the watchdog ends an idle connection.
         if core.ending.is_some() {
-            return Poll::Ready(None);
-        }
-        if self.deadline.has_passed() {
-            self.end(core, Ending::Close(CloseReason::TokenExpired));
             return Poll::Ready(None);
         }
         if let Poll::Ready(Err(_)) = self.poll_outbox(core, cx) {
@@ -245,7 +243,7 @@ where
         }
         loop {
             let Poll::Ready(frame) = Pin::new(&mut core.transport).poll_next(cx) else {
-                core.parked_reader = Some(cx.waker().clone());
+                park(&mut core.parked_reader, cx);
                 return Poll::Pending;
             };
             let message = match frame {
@@ -467,10 +465,8 @@ where
     }
 
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+        // The deadline is checked in `start_send`, before anything is written.
         let mut core = self.lock();
-        if self.deadline.has_passed() {
-            self.end(&mut core, Ending::Close(CloseReason::TokenExpired));
-        }
         if core.ending.is_some() {
             return Poll::Ready(Err(closed()));
         }
@@ -480,7 +476,7 @@ where
         };
         match ready {
             Poll::Pending => {
-                core.parked_writer = Some(cx.waker().clone());
+                park(&mut core.parked_writer, cx);
                 Poll::Pending
             }
             Poll::Ready(Err(_)) => {
@@ -515,7 +511,7 @@ where
         }
         match Pin::new(&mut core.transport).poll_flush(cx) {
             Poll::Pending => {
-                core.parked_writer = Some(cx.waker().clone());
+                park(&mut core.parked_writer, cx);
                 Poll::Pending
             }
             other => other,
@@ -534,6 +530,14 @@ where
     fn receiver_dropped(&self) {
         self.receiver_alive.store(false, Ordering::Release);
         self.wake_watchdog();
+    }
+}
+
+/// Remembers the task to wake, without re-cloning the same waker on every
+/// poll of a busy connection.
+fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    if !slot.as_ref().is_some_and(|parked| parked.will_wake(cx.waker())) {
+        *slot = Some(cx.waker().clone());
     }
 }
 

@@ -121,12 +121,12 @@ impl Connections {
     }
 
     /// Registers a new connection; it counts as live until the guard drops.
-    pub(crate) fn register(&self, id: u64, sub: Option<&str>) -> LiveGuard {
+    pub(crate) fn register(&self, id: u64, sub: Option<Arc<str>>) -> LiveGuard {
         let signal = Arc::new(CloseSignal::default());
         self.inner.live().insert(
             id,
             Entry {
-                sub: sub.map(Arc::from),
+                sub,
                 signal: Arc::clone(&signal),
             },
         );
@@ -211,8 +211,8 @@ mod tests {
     async fn closed_waits_for_the_last_guard() {
         let connections = Connections::new();
         connections.closed().await;
-        let first = connections.register(1, Some("a"));
-        let second = connections.register(2, Some("b"));
+        let first = connections.register(1, Some("a".into()));
+        let second = connections.register(2, Some("b".into()));
         assert_eq!(connections.count(), 2);
         connections.shutdown();
         assert_eq!(
@@ -238,10 +238,10 @@ mod tests {
     async fn close_subject_signals_only_that_subject() {
         let connections = Connections::new();
         let alice = [
-            connections.register(1, Some("alice")),
-            connections.register(2, Some("alice")),
+            connections.register(1, Some("alice".into())),
+            connections.register(2, Some("alice".into())),
         ];
-        let bob = connections.register(3, Some("bob"));
+        let bob = connections.register(3, Some("bob".into()));
         assert_eq!(connections.close_subject("alice"), 2);
         assert_eq!(connections.close_subject("nobody"), 0);
         for guard in &alice {

@@ -21,11 +21,11 @@ pub(crate) const METRIC_CLOSES: &str = "ws_auth_server_closes_total";
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) id: u64,
-    pub(crate) sub: Option<String>,
+    pub(crate) sub: Option<std::sync::Arc<str>>,
 }
 
 impl Connection {
-    pub(crate) fn new(id: u64, sub: Option<String>) -> Self {
+    pub(crate) fn new(id: u64, sub: Option<std::sync::Arc<str>>) -> Self {
         Self { id, sub }
     }
 

@@ -360,7 +360,7 @@ where
                 );
             }
         };
-        if valid.sub != core.connection.sub {
+        if valid.sub.as_deref() != core.connection.sub.as_deref() {
             telemetry::subject_change_refused(&core.connection);
             self.end(core, Ending::Close(CloseReason::Forbidden));
             return;
@@ -536,7 +536,10 @@ where
 /// Remembers the task to wake, without re-cloning the same waker on every
 /// poll of a busy connection.
 fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
-    if !slot.as_ref().is_some_and(|parked| parked.will_wake(cx.waker())) {
+    if !slot
+        .as_ref()
+        .is_some_and(|parked| parked.will_wake(cx.waker()))
+    {
         *slot = Some(cx.waker().clone());
     }
 }

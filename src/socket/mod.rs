@@ -62,7 +62,7 @@ where
         settings,
     } = authenticated;
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    let live = settings.connections.register(id, sub.as_deref());
+    let live = settings.connections.register(id, sub.clone());
     let connection = Connection::new(id, sub.clone());
     telemetry::connected(&connection, source, exp);
     let deadline = deadline_of(exp, &settings.session);
@@ -122,7 +122,7 @@ pub struct AuthWebSocket<C> {
     receiver: AuthReceiver,
     shared: Arc<Shared<C>>,
     id: u64,
-    sub: Option<String>,
+    sub: Option<Arc<str>>,
     source: TokenSource,
     protocol: Option<HeaderValue>,
 }

@@ -27,7 +27,9 @@ where
 {
     let settings = Arc::clone(&shared.lock().settings);
     let ending = watch(&shared, &live, &settings.session).await;
-    wind_down(&shared, ending, &settings.session).await;
+    // Boxed: only a closing connection pays for the handshake's state, so
+    // an idle connection's task stays small.
+    Box::pin(wind_down(&shared, ending, &settings.session)).await;
     // `live` drops here: the registry stops counting the connection once
     // its closing handshake is over, whatever the application still holds.
 }

@@ -24,7 +24,7 @@ use crate::token::TokenSource;
 /// extractor in the request's extensions.
 pub(crate) struct Authenticated<C> {
     pub(crate) claims: Arc<C>,
-    pub(crate) sub: Option<String>,
+    pub(crate) sub: Option<Arc<str>>,
     pub(crate) exp: u64,
     pub(crate) source: TokenSource,
     pub(crate) protocol: Option<HeaderValue>,

@@ -96,7 +96,7 @@ fn authenticate<C: DeserializeOwned>(
         })?;
     Ok(Authenticated {
         claims: Arc::new(valid.claims),
-        sub: valid.sub,
+        sub: valid.sub.map(Arc::from),
         exp: valid.exp,
         source: found.source,
         protocol,

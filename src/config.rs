@@ -24,6 +24,7 @@ pub(crate) struct Settings<C> {
     pub(crate) revoked: Option<ClaimsCheck<C>>,
     pub(crate) session: SessionConfig,
     pub(crate) connections: Connections,
+    pub(crate) timers: crate::socket::Timers,
 }
 
 /// Per-connection behaviour after the upgrade.

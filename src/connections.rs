@@ -2,10 +2,9 @@
 //! shutdown and revocation of a subject's sockets.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 use crate::protocol::CloseReason;
@@ -45,10 +44,22 @@ struct Registry {
     all_closed: Notify,
 }
 
-#[derive(Debug)]
 struct Entry {
     sub: Option<Arc<str>>,
-    signal: Arc<CloseSignal>,
+    connection: Weak<dyn Closable>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("sub", &self.sub)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection the registry can ask to close.
+pub(crate) trait Closable: Send + Sync {
+    fn request_close(&self, reason: CloseReason);
 }
 
 impl Registry {
@@ -75,9 +86,20 @@ impl Connections {
     /// `1001 server shutting down`.
     pub fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
-        for entry in self.inner.live().values() {
-            entry.signal.request(CloseReason::ServerShutdown);
+        for connection in self.matching(|_| true) {
+            connection.request_close(CloseReason::ServerShutdown);
         }
+    }
+
+    /// Live connections selected by `filter`, collected first so that none
+    /// is asked to close while the registry is locked.
+    fn matching(&self, filter: impl Fn(&Entry) -> bool) -> Vec<Arc<dyn Closable>> {
+        self.inner
+            .live()
+            .values()
+            .filter(|entry| filter(entry))
+            .filter_map(|entry| entry.connection.upgrade())
+            .collect()
     }
 
     /// Whether [`shutdown`](Self::shutdown) has been called.
@@ -97,16 +119,11 @@ impl Connections {
     /// # }
     /// ```
     pub fn close_subject(&self, sub: &str) -> usize {
-        let live = self.inner.live();
-        let matching = live
-            .values()
-            .filter(|entry| entry.sub.as_deref() == Some(sub));
-        let mut closed = 0;
-        for entry in matching {
-            entry.signal.request(CloseReason::Forbidden);
-            closed += 1;
+        let matching = self.matching(|entry| entry.sub.as_deref() == Some(sub));
+        for connection in &matching {
+            connection.request_close(CloseReason::Forbidden);
         }
-        closed
+        matching.len()
     }
 
     /// Resolves once no authenticated socket is open.
@@ -121,75 +138,32 @@ impl Connections {
     }
 
     /// Registers a new connection; it counts as live until the guard drops.
-    pub(crate) fn register(&self, id: u64, sub: Option<Arc<str>>) -> LiveGuard {
-        let signal = Arc::new(CloseSignal::default());
-        self.inner.live().insert(
-            id,
-            Entry {
-                sub,
-                signal: Arc::clone(&signal),
-            },
-        );
+    pub(crate) fn register(
+        &self,
+        id: u64,
+        sub: Option<Arc<str>>,
+        connection: Weak<dyn Closable>,
+    ) -> LiveGuard {
+        let late = connection.upgrade();
+        self.inner.live().insert(id, Entry { sub, connection });
         // Checked after inserting, so a concurrent shutdown cannot miss it.
-        if self.is_shutting_down() {
-            signal.request(CloseReason::ServerShutdown);
+        if self.is_shutting_down()
+            && let Some(connection) = late
+        {
+            connection.request_close(CloseReason::ServerShutdown);
         }
         LiveGuard {
             registry: Arc::clone(&self.inner),
             id,
-            signal,
         }
     }
 }
 
-/// A request, from outside the connection, that it close. Polled on every
-/// turn of the driver's loop, so it is an atomic and a waker slot, not a
-/// lock.
-#[derive(Debug, Default)]
-pub(crate) struct CloseSignal {
-    /// 0 while none; otherwise the close code of the first request.
-    code: AtomicU16,
-    waker: AtomicWaker,
-}
-
-impl CloseSignal {
-    fn request(&self, reason: CloseReason) {
-        let _ = self
-            .code
-            .compare_exchange(0, reason.code(), Ordering::AcqRel, Ordering::Acquire);
-        self.waker.wake();
-    }
-
-    pub(crate) fn poll_requested(
-        &self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<CloseReason> {
-        self.waker.register(cx.waker());
-        match CloseReason::from_code(self.code.load(Ordering::Acquire)) {
-            Some(reason) => std::task::Poll::Ready(reason),
-            None => std::task::Poll::Pending,
-        }
-    }
-
-    /// Resolves with the first requested reason.
-    #[cfg(test)]
-    pub(crate) async fn requested(&self) -> CloseReason {
-        std::future::poll_fn(|cx| self.poll_requested(cx)).await
-    }
-}
-
-/// Keeps a connection registered while its driver runs.
+/// Keeps a connection registered until its closing handshake is over.
 #[derive(Debug)]
 pub(crate) struct LiveGuard {
     registry: Arc<Registry>,
     id: u64,
-    signal: Arc<CloseSignal>,
-}
-
-impl LiveGuard {
-    pub(crate) fn signal(&self) -> &CloseSignal {
-        &self.signal
-    }
 }
 
 impl Drop for LiveGuard {
@@ -207,51 +181,64 @@ impl Drop for LiveGuard {
 mod tests {
     use super::*;
 
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<CloseReason>>);
+
+    impl Closable for Recorder {
+        fn request_close(&self, reason: CloseReason) {
+            self.0.lock().unwrap().push(reason);
+        }
+    }
+
+    fn connection() -> (Arc<Recorder>, Weak<dyn Closable>) {
+        let recorder = Arc::new(Recorder::default());
+        let weak = Arc::downgrade(&(Arc::clone(&recorder) as Arc<dyn Closable>));
+        (recorder, weak)
+    }
+
     #[tokio::test]
     async fn closed_waits_for_the_last_guard() {
         let connections = Connections::new();
         connections.closed().await;
-        let first = connections.register(1, Some("a".into()));
-        let second = connections.register(2, Some("b".into()));
+        let (first, first_weak) = connection();
+        let (_second, second_weak) = connection();
+        let first_guard = connections.register(1, Some("a".into()), first_weak);
+        let second_guard = connections.register(2, Some("b".into()), second_weak);
         assert_eq!(connections.count(), 2);
         connections.shutdown();
-        assert_eq!(
-            first.signal().requested().await,
-            CloseReason::ServerShutdown
-        );
+        assert_eq!(*first.0.lock().unwrap(), [CloseReason::ServerShutdown]);
         let waiter = tokio::spawn({
             let connections = connections.clone();
             async move { connections.closed().await }
         });
-        drop(first);
+        drop(first_guard);
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
-        drop(second);
+        drop(second_guard);
         waiter.await.unwrap();
         assert_eq!(connections.count(), 0);
         // Registered after shutdown: told to close at once.
-        let late = connections.register(3, None);
-        assert_eq!(late.signal().requested().await, CloseReason::ServerShutdown);
+        let (late, late_weak) = connection();
+        let _late_guard = connections.register(3, None, late_weak);
+        assert_eq!(*late.0.lock().unwrap(), [CloseReason::ServerShutdown]);
     }
 
     #[tokio::test]
-    async fn close_subject_signals_only_that_subject() {
+    async fn close_subject_asks_only_that_subject() {
         let connections = Connections::new();
-        let alice = [
-            connections.register(1, Some("alice".into())),
-            connections.register(2, Some("alice".into())),
+        let (alice_phone, w1) = connection();
+        let (alice_laptop, w2) = connection();
+        let (bob, w3) = connection();
+        let _guards = [
+            connections.register(1, Some("alice".into()), w1),
+            connections.register(2, Some("alice".into()), w2),
+            connections.register(3, Some("bob".into()), w3),
         ];
-        let bob = connections.register(3, Some("bob".into()));
         assert_eq!(connections.close_subject("alice"), 2);
         assert_eq!(connections.close_subject("nobody"), 0);
-        for guard in &alice {
-            assert_eq!(guard.signal().requested().await, CloseReason::Forbidden);
+        for alice in [&alice_phone, &alice_laptop] {
+            assert_eq!(*alice.0.lock().unwrap(), [CloseReason::Forbidden]);
         }
-        let pending = tokio::time::timeout(
-            std::time::Duration::from_millis(20),
-            bob.signal().requested(),
-        )
-        .await;
-        assert!(pending.is_err(), "bob must not be closed");
+        assert!(bob.0.lock().unwrap().is_empty());
     }
 }

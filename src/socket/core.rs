@@ -1,30 +1,32 @@
 //! The connection's state, shared by the application's halves and the
-//! watchdog task behind one (uncontended) mutex.
+//! connection's short-lived tasks behind one (uncontended) mutex.
 //!
 //! Reads and writes happen on whichever task asks: the application's, when
 //! it calls `recv` or `send`, so a message costs one task wake-up, as with a
 //! bare axum socket. Control messages are handled as they are read; their
 //! replies wait in a small outbox that every later poll flushes first. The
-//! watchdog (see `watchdog.rs`) owns time: the notice, the expiry, and
-//! closes requested from outside.
+//! layer's timer task (`timers.rs`) wakes the connection for its notice and
+//! expiry; whatever ends a connection starts its closing handshake on a
+//! short-lived task (`close.rs`), so an idle connection owns no task.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 
 use axum::extract::ws::Message;
 use futures_core::Stream;
 use futures_sink::Sink;
-use futures_util::task::AtomicWaker;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::clock::{RenewLimiter, SharedDeadline, monotonic_instant_of};
-use super::closed;
+use super::timers::Timed;
+use super::{close, closed};
 use crate::config::{Refusal, SessionConfig, Settings};
+use crate::connections::{Closable, LiveGuard};
 use crate::protocol::{
     Classified, CloseReason, InvalidControl, RenewRejection, ServerMessage, classify,
 };
@@ -136,21 +138,25 @@ pub(crate) struct Core<C> {
     outbox: VecDeque<Message>,
     pub(crate) ending: Option<Ending>,
     pub(crate) notice_sent: bool,
-    /// Set when the deadline moved, so the watchdog re-arms its timers.
-    pub(crate) rearm: bool,
     /// A sender parked on a full socket, woken when anyone makes the socket
     /// writable again (the transport keeps a single write waker).
     parked_writer: Option<Waker>,
     /// The application's reader, parked until a frame arrives; woken when
     /// the connection ends so its `recv` returns `None` at once.
     parked_reader: Option<Waker>,
+    /// When the timer task will next wake this connection.
+    armed_at: Option<Instant>,
+    /// Registry membership, released when the closing handshake is over.
+    pub(crate) live: Option<LiveGuard>,
 }
 
 /// Everything one connection shares between its tasks.
 pub(crate) struct Shared<C> {
     core: Mutex<Core<C>>,
     pub(crate) deadline: SharedDeadline,
-    watchdog: AtomicWaker,
+    /// Itself, for starting tasks that outlive the current borrow.
+    me: Weak<Shared<C>>,
+    closing_started: AtomicBool,
     senders: AtomicUsize,
     receiver_alive: AtomicBool,
 }
@@ -159,17 +165,20 @@ impl<C> Shared<C>
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    pub(crate) fn new(
+    /// Builds the connection, registers it and arms its first timer.
+    pub(crate) fn start(
         transport: Box<dyn Transport>,
         settings: Arc<Settings<C>>,
         connection: Connection,
         exp: u64,
         deadline: Instant,
         claims: Arc<C>,
-    ) -> Self {
+    ) -> Arc<Self> {
         let session = &settings.session;
         let renewals = RenewLimiter::new(session.renew_limit, session.renew_window);
-        Self {
+        let id = connection.id;
+        let sub = connection.sub.clone();
+        let shared = Arc::new_cyclic(|me| Self {
             core: Mutex::new(Core {
                 transport: Io(Some(transport)),
                 connection,
@@ -181,28 +190,52 @@ where
                 outbox: VecDeque::new(),
                 ending: None,
                 notice_sent: false,
-                rearm: false,
                 parked_writer: None,
                 parked_reader: None,
+                armed_at: None,
+                live: None,
                 settings,
             }),
             deadline: SharedDeadline::new(exp, deadline),
-            watchdog: AtomicWaker::new(),
+            me: me.clone(),
+            closing_started: AtomicBool::new(false),
             senders: AtomicUsize::new(1),
             receiver_alive: AtomicBool::new(true),
+        });
+        let settings = Arc::clone(&shared.lock().settings);
+        let closable: Weak<dyn Closable> =
+            Arc::downgrade(&(Arc::clone(&shared) as Arc<dyn Closable>));
+        let live = settings.connections.register(id, sub, closable);
+        let mut core = shared.lock();
+        core.live = Some(live);
+        shared.arm(&mut core);
+        drop(core);
+        shared
+    }
+
+    /// Asks the timer task for a wake-up at the next notice or deadline,
+    /// unless one at least as early is already pending.
+    fn arm(&self, core: &mut Core<C>) {
+        let next = self.next_wake(core);
+        if core.armed_at.is_some_and(|armed| armed <= next) {
+            return;
+        }
+        core.armed_at = Some(next);
+        let target: Weak<dyn Timed> = self.me.clone();
+        core.settings.timers.arm(next, target);
+    }
+
+    fn next_wake(&self, core: &Core<C>) -> Instant {
+        let deadline = self.deadline.deadline();
+        if core.notice_sent {
+            deadline
+        } else {
+            notice_at(deadline, &core.settings.session).min(deadline)
         }
     }
 
-    pub(crate) fn wake_watchdog(&self) {
-        self.watchdog.wake();
-    }
-
-    pub(crate) fn register_watchdog(&self, waker: &Waker) {
-        self.watchdog.register(waker);
-    }
-
-    /// Decides how the connection ends (the first decision wins) and tells
-    /// the watchdog, which carries it out.
+    /// Decides how the connection ends (the first decision wins), wakes
+    /// the application's parked halves, and starts the closing handshake.
     pub(crate) fn end(&self, core: &mut Core<C>, ending: Ending) {
         if core.ending.is_none() {
             core.ending = Some(ending);
@@ -213,27 +246,27 @@ where
         {
             parked.wake();
         }
-        self.wake_watchdog();
+        if !self.closing_started.swap(true, Ordering::AcqRel)
+            && let Some(me) = self.me.upgrade()
+        {
+            tokio::spawn(close::run(me));
+        }
     }
 
     pub(crate) fn application_gone(&self) -> bool {
         self.senders.load(Ordering::Acquire) == 0 && !self.receiver_alive.load(Ordering::Acquire)
     }
 
-    pub(crate) fn receiver_alive(&self) -> bool {
-        self.receiver_alive.load(Ordering::Acquire)
-    }
-
     /// Reads until an application frame arrives. Control messages are
     /// answered on the way; `deliver` is false when nobody will take
-    /// application frames (the watchdog reading for a dropped receiver).
+    /// application frames (a task reading for a dropped receiver).
     pub(crate) fn poll_frame(
         &self,
         core: &mut Core<C>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Message, axum::Error>>> {
         // No clock read here: the one after each frame below is what keeps
-        // late frames out, and the watchdog ends an idle connection.
+        // late frames out, and the timer task ends an idle connection.
         if core.ending.is_some() {
             return Poll::Ready(None);
         }
@@ -328,15 +361,11 @@ where
         flushed
     }
 
+    /// Queues a control frame; the caller flushes it (a reader as it goes
+    /// on reading, the timer through `close::flush_now_or_later`).
     pub(crate) fn queue_control(&self, core: &mut Core<C>, message: &ServerMessage) {
         core.outbox
             .push_back(Message::Text(message.to_json().into()));
-        // Whoever polls next flushes it; the watchdog makes sure someone does.
-        self.wake_watchdog();
-    }
-
-    pub(crate) fn has_outbox(core: &Core<C>) -> bool {
-        !core.outbox.is_empty()
     }
 
     fn renew(&self, core: &mut Core<C>, token: String, id: Option<String>) {
@@ -381,7 +410,7 @@ where
             watch.send_replace(Arc::clone(&core.claims));
         }
         core.notice_sent = false;
-        core.rearm = true;
+        self.arm(core);
         telemetry::renewed(&core.connection, valid.exp);
         self.queue_control(core, &ServerMessage::Renewed { exp: valid.exp, id });
     }
@@ -524,13 +553,85 @@ where
 
     fn sender_dropped(&self) {
         self.senders.fetch_sub(1, Ordering::AcqRel);
-        self.wake_watchdog();
+        self.after_half_dropped();
     }
 
     fn receiver_dropped(&self) {
         self.receiver_alive.store(false, Ordering::Release);
-        self.wake_watchdog();
+        self.after_half_dropped();
+        // Nobody reads any more: keep answering control messages (and seeing
+        // the peer's close) on a task of the connection's own.
+        if !self.application_gone()
+            && let Some(me) = self.me.upgrade()
+        {
+            tokio::spawn(close::read_for_dropped_receiver(me));
+        }
     }
+}
+
+impl<C> Shared<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    fn after_half_dropped(&self) {
+        if self.application_gone() {
+            let mut core = self.lock();
+            self.end(&mut core, Ending::ApplicationDone);
+        }
+    }
+}
+
+impl<C> Timed for Shared<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    fn fire(self: Arc<Self>) -> Option<Instant> {
+        let mut core = self.lock();
+        core.armed_at = None;
+        if core.ending.is_some() {
+            return None;
+        }
+        if self.deadline.has_passed() {
+            self.end(&mut core, Ending::Close(CloseReason::TokenExpired));
+            return None;
+        }
+        let deadline = self.deadline.deadline();
+        let leeway = core.settings.session.leeway;
+        if !core.notice_sent && Instant::now() >= notice_at(deadline, &core.settings.session) {
+            core.notice_sent = true;
+            let exp_at = deadline - leeway;
+            let expires_in = exp_at.saturating_duration_since(Instant::now()).as_secs();
+            telemetry::expiring(&core.connection, core.exp, expires_in);
+            let notice = ServerMessage::Expiring {
+                exp: core.exp,
+                expires_in,
+            };
+            self.queue_control(&mut core, &notice);
+            close::flush_now_or_later(&self, &mut core);
+        }
+        let next = self.next_wake(&core);
+        core.armed_at = Some(next);
+        Some(next)
+    }
+}
+
+impl<C> Closable for Shared<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    fn request_close(&self, reason: CloseReason) {
+        let mut core = self.lock();
+        self.end(&mut core, Ending::Close(reason));
+    }
+}
+
+/// When to send `auth.expiring`: `notify_before` ahead of `exp` (not of the
+/// leeway-extended deadline), or at once if that moment has passed.
+fn notice_at(deadline: Instant, session: &SessionConfig) -> Instant {
+    let exp_at = deadline - session.leeway;
+    exp_at
+        .checked_sub(session.notify_before)
+        .unwrap_or_else(Instant::now)
 }
 
 /// Remembers the task to wake, without re-cloning the same waker on every

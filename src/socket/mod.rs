@@ -1,19 +1,21 @@
-//! The authenticated socket handed to route handlers, and the watchdog that
-//! keeps it authenticated.
+//! The authenticated socket handed to route handlers, and what keeps it
+//! authenticated.
 //!
 //! The application's own task reads and writes the real WebSocket, as with
 //! axum's socket: `auth.*` control messages are answered as frames are read
-//! (`core.rs`), so a message costs no extra task hop or allocation. A small
-//! watchdog task per connection (`watchdog.rs`) owns time: it sends the
-//! notice and closes at the deadline even when the application is busy
-//! elsewhere, carries out shutdowns and revocations, and reads on the
-//! application's behalf once it has dropped its receiver.
+//! (`core.rs`), so a message costs no extra task hop or allocation. One
+//! timer task per layer (`timers.rs`) sends each connection's notice and
+//! ends it at its deadline, even when the application is busy elsewhere;
+//! short-lived tasks (`close.rs`) carry out closing handshakes, shutdowns
+//! and revocations, and read on the application's behalf once it has dropped
+//! its receiver. An idle connection owns no task.
 
 mod clock;
+mod close;
 mod core;
 #[cfg(test)]
 mod tests;
-mod watchdog;
+mod timers;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use crate::telemetry::{self, Connection};
 use crate::token::TokenSource;
 use crate::upgrade::Authenticated;
 use core::{Half, Shared, Transport, deadline_of};
+pub(crate) use timers::Timers;
 
 /// The connection has been closed (or its token has expired); nothing more
 /// can be sent or received. Wrapped in [`axum::Error`].
@@ -62,19 +65,17 @@ where
         settings,
     } = authenticated;
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    let live = settings.connections.register(id, sub.clone());
     let connection = Connection::new(id, sub.clone());
     telemetry::connected(&connection, source, exp);
     let deadline = deadline_of(exp, &settings.session);
-    let shared = Arc::new(Shared::new(
+    let shared = Shared::start(
         Box::new(transport),
         settings,
         connection,
         exp,
         deadline,
         claims,
-    ));
-    tokio::spawn(watchdog::run(Arc::clone(&shared), live));
+    );
     let half: Arc<dyn Half> = Arc::clone(&shared) as Arc<dyn Half>;
     AuthWebSocket {
         sender: AuthSender {

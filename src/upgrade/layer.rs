@@ -339,6 +339,7 @@ impl<C> WsAuthLayerBuilder<C> {
                 revoked,
                 session,
                 connections: Connections::new(),
+                timers: crate::socket::Timers::default(),
             }),
         })
     }

@@ -1,0 +1,120 @@
+//! The connection's short-lived tasks: the closing handshake, reading for
+//! a receiver the application dropped, and flushing a notice the socket was
+//! not ready for. None of them exists while a connection is simply idle.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Poll, ready};
+
+use axum::extract::ws::{CloseFrame, Message, close_code};
+use futures_core::Stream;
+use futures_sink::Sink;
+use serde::de::DeserializeOwned;
+
+use super::core::{Core, Ending, Shared};
+use crate::telemetry;
+
+/// Sends the goodbye (after any control frames still queued), reads until
+/// the peer's close or the close timeout, then drops the socket and the
+/// connection's registry entry, whatever the application still holds.
+pub(crate) async fn run<C>(shared: Arc<Shared<C>>)
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    let (ending, timeout) = {
+        let core = shared.lock();
+        let ending = core.ending.unwrap_or(Ending::PeerGone);
+        match ending {
+            Ending::Close(reason) => telemetry::closed(&core.connection, reason),
+            Ending::PeerGone => telemetry::disconnected(&core.connection),
+            Ending::ApplicationDone | Ending::ApplicationClosed => {}
+        }
+        (ending, core.settings.session.close_timeout)
+    };
+    let mut goodbye = match ending {
+        Ending::Close(reason) => Some(reason.to_message()),
+        Ending::ApplicationDone => Some(Message::Close(Some(CloseFrame {
+            code: close_code::NORMAL,
+            reason: "".into(),
+        }))),
+        Ending::ApplicationClosed | Ending::PeerGone => None,
+    };
+    let handshake = async {
+        poll_fn(|cx| {
+            let mut core = shared.lock();
+            ready!(shared.poll_outbox(&mut core, cx))?;
+            if goodbye.is_some() {
+                ready!(Pin::new(&mut core.transport).poll_ready(cx))?;
+                if let Some(message) = goodbye.take() {
+                    Pin::new(&mut core.transport).start_send(message)?;
+                }
+            }
+            Pin::new(&mut core.transport).poll_flush(cx)
+        })
+        .await?;
+        if ending != Ending::PeerGone {
+            poll_fn(|cx| {
+                let mut core = shared.lock();
+                loop {
+                    match ready!(Pin::new(&mut core.transport).poll_next(cx)) {
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => return Poll::Ready(()),
+                    }
+                }
+            })
+            .await;
+        }
+        Ok::<(), axum::Error>(())
+    };
+    let _ = tokio::time::timeout(timeout, handshake).await;
+    let mut core = shared.lock();
+    core.transport.shut();
+    core.live = None;
+}
+
+/// Reads for a push-only application: control messages are still answered
+/// and the peer's close still noticed; application frames are dropped.
+pub(crate) async fn read_for_dropped_receiver<C>(shared: Arc<Shared<C>>)
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    poll_fn(|cx| {
+        let mut core = shared.lock();
+        loop {
+            match shared.poll_frame(&mut core, cx) {
+                Poll::Ready(Some(_)) => {}
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await;
+}
+
+/// Flushes queued control frames now if the socket takes them, or on a
+/// task of its own once it does.
+pub(crate) fn flush_now_or_later<C>(shared: &Arc<Shared<C>>, core: &mut Core<C>)
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match shared.poll_outbox(core, &mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(_)) => shared.end(core, Ending::PeerGone),
+        Poll::Pending => {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                let flushed = poll_fn(|cx| {
+                    let mut core = shared.lock();
+                    shared.poll_outbox(&mut core, cx)
+                })
+                .await;
+                if flushed.is_err() {
+                    let mut core = shared.lock();
+                    shared.end(&mut core, Ending::PeerGone);
+                }
+            });
+        }
+    }
+}

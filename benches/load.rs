@@ -27,12 +27,15 @@ use axum::response::Response;
 use axum::routing::any;
 use axum_ws_auth::{AuthUpgrade, AuthWebSocket, Connections, JwtValidator, WsAuthLayer};
 use futures_util::{SinkExt, StreamExt};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+#[path = "support/keys.rs"]
+mod keys;
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -138,12 +141,16 @@ fn wrapped_router(validator: JwtValidator, read_buffer: Option<usize>) -> (Route
     (router, connections)
 }
 
-fn router(mode: Mode, read_buffer: Option<usize>) -> (Router, Option<Connections>) {
+fn router(mode: Mode, read_buffer: Option<usize>, alg: &str) -> (Router, Option<Connections>) {
     match mode {
         Mode::Bare => (bare_router(read_buffer), None),
         Mode::Wrapped => {
-            let (router, connections) =
-                wrapped_router(JwtValidator::hs256(SECRET).unwrap(), read_buffer);
+            let (_, algorithm, decoding, _) = keys::signing_keys(SECRET)
+                .into_iter()
+                .find(|(name, ..)| *name == alg)
+                .expect("a known algorithm");
+            let validator = JwtValidator::new(decoding, Validation::new(algorithm)).unwrap();
+            let (router, connections) = wrapped_router(validator, read_buffer);
             (router, Some(connections))
         }
     }
@@ -167,14 +174,14 @@ fn rss_kib() -> u64 {
 
 /// The child-process server: prints `ready <addr>`, answers `stats` on
 /// stdin with `rss_kib live tasks`, exits when stdin closes.
-fn serve_child(mode: Mode, read_buffer: Option<usize>) {
+fn serve_child(mode: Mode, read_buffer: Option<usize>, alg: String) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let (router, connections) = router(mode, read_buffer);
+        let (router, connections) = router(mode, read_buffer, &alg);
         let addr = serve_in_process(router).await;
         println!("ready {addr}");
         let mut lines = BufReader::new(std::io::stdin()).lines();
@@ -204,6 +211,10 @@ struct ChildServer {
 
 impl ChildServer {
     fn start(mode: Mode, read_buffer: Option<usize>) -> Self {
+        Self::start_with(mode, read_buffer, "HS256")
+    }
+
+    fn start_with(mode: Mode, read_buffer: Option<usize>, alg: &str) -> Self {
         // Pinned to core 0 (run the harness itself under `taskset -c 1`), so
         // the server does not compete with the clients for a core.
         let mut command = Command::new("taskset");
@@ -211,9 +222,8 @@ impl ChildServer {
             .args(["-c", "0"])
             .arg(std::env::current_exe().unwrap());
         command.args(["serve", mode.name()]);
-        if let Some(size) = read_buffer {
-            command.arg(size.to_string());
-        }
+        command.arg(read_buffer.map_or("-".to_owned(), |size| size.to_string()));
+        command.arg(alg);
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -400,42 +410,18 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 async fn handshake() {
-    println!("\n## Handshake rate, 16 concurrent connect+close loops (upgrades/s)\n");
+    println!(
+        "\n## Handshake rate, 16 concurrent connect+close loops (upgrades/s; server process on core 0)\n"
+    );
     println!("| variant | upgrades/s | ratio to bare |\n| --- | --- | --- |");
-    let bare = serve_in_process(bare_router(None)).await;
-    let bare_rate = handshake_rate(bare, "unused", 16, run_secs()).await;
+    let bare = ChildServer::start(Mode::Bare, None);
+    let bare_rate = handshake_rate(bare.addr, "unused", 16, run_secs()).await;
+    drop(bare);
     println!("| bare axum | {bare_rate:.0} | 1.000 |");
-    let keys: [(&str, Algorithm, DecodingKey, EncodingKey); 4] = [
-        (
-            "HS256",
-            Algorithm::HS256,
-            DecodingKey::from_secret(SECRET),
-            EncodingKey::from_secret(SECRET),
-        ),
-        (
-            "RS256",
-            Algorithm::RS256,
-            DecodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/rsa_public.pem")).unwrap(),
-            EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/rsa_private.pem")).unwrap(),
-        ),
-        (
-            "ES256",
-            Algorithm::ES256,
-            DecodingKey::from_ec_pem(include_bytes!("../tests/fixtures/ec_public.pem")).unwrap(),
-            EncodingKey::from_ec_pem(include_bytes!("../tests/fixtures/ec_private.pem")).unwrap(),
-        ),
-        (
-            "EdDSA",
-            Algorithm::EdDSA,
-            DecodingKey::from_ed_pem(include_bytes!("../tests/fixtures/ed_public.pem")).unwrap(),
-            EncodingKey::from_ed_pem(include_bytes!("../tests/fixtures/ed_private.pem")).unwrap(),
-        ),
-    ];
-    for (name, alg, decoding, encoding) in keys {
-        let validator = JwtValidator::new(decoding, Validation::new(alg)).unwrap();
-        let addr = serve_in_process(wrapped_router(validator, None).0).await;
+    for (name, alg, _, encoding) in keys::signing_keys(SECRET) {
+        let server = ChildServer::start_with(Mode::Wrapped, None, name);
         let token = jsonwebtoken::encode(&Header::new(alg), &claims(3600), &encoding).unwrap();
-        let rate = handshake_rate(addr, &token, 16, run_secs()).await;
+        let rate = handshake_rate(server.addr, &token, 16, run_secs()).await;
         println!("| {name} | {rate:.0} | {:.3} |", rate / bare_rate);
     }
 }
@@ -625,7 +611,8 @@ fn main() {
             Mode::Wrapped
         };
         let read_buffer = args.get(2).and_then(|s| s.parse().ok());
-        serve_child(mode, read_buffer);
+        let alg = args.get(3).cloned().unwrap_or_else(|| "HS256".into());
+        serve_child(mode, read_buffer, alg);
         return;
     }
     let scenario = args.first().cloned().unwrap_or_else(|| "all".into());

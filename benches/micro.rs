@@ -7,9 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum_ws_auth::JwtValidator;
 use axum_ws_auth::protocol::is_control_message;
 use criterion::{Criterion, criterion_group, criterion_main};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Header, Validation};
 use serde::Deserialize;
 use serde_json::json;
+
+#[path = "support/keys.rs"]
+mod keys;
 
 #[derive(Deserialize)]
 #[allow(dead_code)]
@@ -30,34 +33,8 @@ fn claims() -> serde_json::Value {
 
 fn validation(c: &mut Criterion) {
     let secret = b"benchmark secret of at least 32 bytes";
-    let cases = [
-        (
-            "HS256",
-            Algorithm::HS256,
-            DecodingKey::from_secret(secret),
-            EncodingKey::from_secret(secret),
-        ),
-        (
-            "RS256",
-            Algorithm::RS256,
-            DecodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/rsa_public.pem")).unwrap(),
-            EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/rsa_private.pem")).unwrap(),
-        ),
-        (
-            "ES256",
-            Algorithm::ES256,
-            DecodingKey::from_ec_pem(include_bytes!("../tests/fixtures/ec_public.pem")).unwrap(),
-            EncodingKey::from_ec_pem(include_bytes!("../tests/fixtures/ec_private.pem")).unwrap(),
-        ),
-        (
-            "EdDSA",
-            Algorithm::EdDSA,
-            DecodingKey::from_ed_pem(include_bytes!("../tests/fixtures/ed_public.pem")).unwrap(),
-            EncodingKey::from_ed_pem(include_bytes!("../tests/fixtures/ed_private.pem")).unwrap(),
-        ),
-    ];
     let mut group = c.benchmark_group("validate");
-    for (name, alg, decoding, encoding) in cases {
+    for (name, alg, decoding, encoding) in keys::signing_keys(secret) {
         let validator = JwtValidator::new(decoding, Validation::new(alg))
             .unwrap()
             .with_audience(&["bench"]);

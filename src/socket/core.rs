@@ -222,7 +222,7 @@ where
         }
         core.armed_at = Some(next);
         let target: Weak<dyn Timed> = self.me.clone();
-        core.settings.timers.arm(next, target);
+        core.settings.timers.arm(core.connection.id, next, target);
     }
 
     fn next_wake(&self, core: &Core<C>) -> Instant {
@@ -578,6 +578,13 @@ where
             let mut core = self.lock();
             self.end(&mut core, Ending::ApplicationDone);
         }
+    }
+}
+
+impl<C> Drop for Shared<C> {
+    fn drop(&mut self) {
+        let core = self.core.get_mut().unwrap_or_else(PoisonError::into_inner);
+        core.settings.timers.cancel(core.connection.id);
     }
 }
 

@@ -49,8 +49,8 @@ fn closed() -> axum::Error {
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Starts the watchdog for an upgraded connection and returns the
-/// application's end of it.
+/// Starts an upgraded connection (registered, its first timer armed) and
+/// returns the application's end of it.
 pub(crate) fn spawn<T, C>(transport: T, authenticated: Authenticated<C>) -> AuthWebSocket<C>
 where
     T: Transport,

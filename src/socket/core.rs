@@ -257,9 +257,9 @@ where
         self.senders.load(Ordering::Acquire) == 0 && !self.receiver_alive.load(Ordering::Acquire)
     }
 
-    /// Reads until an application frame arrives. Control messages are
-    /// answered on the way; `deliver` is false when nobody will take
-    /// application frames (a task reading for a dropped receiver).
+    /// Reads until an application frame arrives, answering control
+    /// messages on the way. Called by the application's receiver, or by the
+    /// task that reads for a dropped one (which discards what it returns).
     pub(crate) fn poll_frame(
         &self,
         core: &mut Core<C>,

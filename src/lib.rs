@@ -55,6 +55,21 @@
 //! `new WebSocket(url, ["wsauth.v1", "bearer." + jwt])`; the server selects
 //! `wsauth.v1` and never echoes the token.
 //!
+//! # Features
+//!
+//! - `client`: `client::AuthClient`, a Rust client that renews in-band and
+//!   reconnects with backoff, over `ws://` or `wss://` (rustls).
+//! - `jwks`: `JwksSource`, signing keys from a pinned HTTPS JWKS URL with
+//!   rotation, for `JwtValidator::jwks`.
+//!
+//! Both use aws-lc-rs, the crypto backend jsonwebtoken uses here.
+//!
+//! # Shutdown and revocation
+//!
+//! [`WsAuthLayer::connections`] returns a [`Connections`] handle:
+//! `shutdown()` closes every socket with 1001, `close_subject(sub)` closes a
+//! revoked user's sockets with 4403.
+//!
 //! # Logging
 //!
 //! Every security event is a `tracing` event with target `axum_ws_auth`

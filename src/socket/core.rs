@@ -129,7 +129,6 @@ pub(crate) struct Core<C> {
     pub(crate) transport: Io,
     pub(crate) settings: Arc<Settings<C>>,
     pub(crate) connection: Connection,
-    pub(crate) exp: u64,
     claims: Arc<C>,
     /// Created on the first `watch_claims`: most applications never ask.
     claims_watch: Option<watch::Sender<Arc<C>>>,
@@ -182,7 +181,6 @@ where
             core: Mutex::new(Core {
                 transport: Io(Some(transport)),
                 connection,
-                exp,
                 claims,
                 claims_watch: None,
                 renewals,
@@ -394,7 +392,7 @@ where
             self.end(core, Ending::Close(CloseReason::Forbidden));
             return;
         }
-        if valid.exp <= core.exp {
+        if valid.exp <= self.deadline.exp() {
             return self.reject(
                 core,
                 RenewRejection::InvalidToken,
@@ -402,7 +400,6 @@ where
                 id,
             );
         }
-        core.exp = valid.exp;
         self.deadline
             .set(valid.exp, deadline_of(valid.exp, &core.settings.session));
         core.claims = Arc::new(valid.claims);
@@ -608,9 +605,9 @@ where
             core.notice_sent = true;
             let exp_at = deadline - leeway;
             let expires_in = exp_at.saturating_duration_since(Instant::now()).as_secs();
-            telemetry::expiring(&core.connection, core.exp, expires_in);
+            telemetry::expiring(&core.connection, self.deadline.exp(), expires_in);
             let notice = ServerMessage::Expiring {
-                exp: core.exp,
+                exp: self.deadline.exp(),
                 expires_in,
             };
             self.queue_control(&mut core, &notice);

@@ -486,14 +486,10 @@ async fn a_slow_application_does_not_delay_expiry() {
         socket: _socket,
         mut peer,
     } = start_with(
-        |b| {
-            defaults(b)
-                .channel_capacity(1)
-                .notify_before(Duration::ZERO)
-        },
+        |b| defaults(b).notify_before(Duration::ZERO),
         &sign(SECRET, "alice", exp, 0),
     );
-    // Fill the channel and the driver's hand; the application never reads.
+    // Frames pile up unread; the application never reads.
     for n in 0..10 {
         peer.send_text(format!("frame {n}"));
     }

@@ -244,13 +244,6 @@ impl<C> WsAuthLayerBuilder<C> {
         self
     }
 
-    /// How many application frames may wait between the socket and the
-    /// application, in each direction (default 16).
-    pub fn channel_capacity(mut self, frames: usize) -> Self {
-        self.session.channel_capacity = frames;
-        self
-    }
-
     /// Largest application message accepted, in bytes (default 1 MiB,
     /// against axum's 64 MiB); a larger one closes the connection with 1009.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
@@ -311,7 +304,6 @@ impl<C> WsAuthLayerBuilder<C> {
         }
         for (limit, name) in [
             (session.renew_limit as usize, "renew limit"),
-            (session.channel_capacity, "channel capacity"),
             (session.max_control_bytes, "control message size"),
             (session.max_message_bytes, "message size"),
             (session.max_frame_bytes, "frame size"),

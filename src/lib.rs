@@ -74,7 +74,7 @@
 //!
 //! Every security event is a `tracing` event with target `axum_ws_auth`
 //! and an `event` field (`upgrade_refused`, `connected`, `expiring`,
-//! `renewed`, `renew_rejected`, `subject_change`, `closed`). Tokens never
+//! `renewed`, `renew_rejected`, `identity_change`, `closed`). Tokens never
 //! appear in events, error bodies or close reasons.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]

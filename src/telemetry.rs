@@ -4,6 +4,8 @@
 //! `sub`, never a token. Metric names are the `METRIC_*` constants; labels
 //! have small fixed value sets (no `sub`, no reason text from clients).
 
+use std::sync::Arc;
+
 use crate::protocol::{CloseReason, RenewRejection};
 use crate::token::TokenSource;
 use crate::upgrade::AuthRejection;
@@ -17,16 +19,25 @@ pub(crate) const METRIC_EXPIRY_NOTICES: &str = "ws_auth_expiry_notices_total";
 pub(crate) const METRIC_RENEWALS: &str = "ws_auth_renewals_total";
 pub(crate) const METRIC_CLOSES: &str = "ws_auth_server_closes_total";
 
-/// Who a connection's events are about; counted as active while it lives.
+/// Who a connection is: its id and the identity of its token, the pair
+/// (`iss`, `sub`) that renewals may not change. Counted as active while it
+/// lives.
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) id: u64,
-    pub(crate) sub: Option<std::sync::Arc<str>>,
+    pub(crate) iss: Option<Arc<str>>,
+    pub(crate) sub: Option<Arc<str>>,
 }
 
 impl Connection {
-    pub(crate) fn new(id: u64, sub: Option<std::sync::Arc<str>>) -> Self {
-        Self { id, sub }
+    pub(crate) fn new(id: u64, iss: Option<Arc<str>>, sub: Option<Arc<str>>) -> Self {
+        Self { id, iss, sub }
+    }
+
+    /// Whether a token with this `iss` and `sub` names the same principal
+    /// (`sub` is unique only within its issuer).
+    pub(crate) fn is_same_identity(&self, iss: Option<&str>, sub: Option<&str>) -> bool {
+        self.iss.as_deref() == iss && self.sub.as_deref() == sub
     }
 
     fn sub(&self) -> &str {
@@ -114,13 +125,13 @@ pub(crate) fn renew_rejected(connection: &Connection, error: RenewRejection, rea
     );
 }
 
-pub(crate) fn subject_change_refused(connection: &Connection) {
+pub(crate) fn identity_change_refused(connection: &Connection) {
     tracing::warn!(
         target: TARGET,
-        event = "subject_change",
+        event = "identity_change",
         conn_id = connection.id,
         sub = connection.sub(),
-        "renewal tried to change sub"
+        "renewal tried to change the token's identity (iss, sub)"
     );
 }
 

@@ -106,7 +106,7 @@ async fn security_events_are_logged_and_counted_without_tokens() {
         "event=\"connected\"",
         "event=\"renew_rejected\"",
         "event=\"renewed\"",
-        "event=\"subject_change\"",
+        "event=\"identity_change\"",
         "code=4429",
         "code=4403",
         "code=4401",

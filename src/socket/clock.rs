@@ -8,37 +8,50 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-/// The connection's current `exp` and its monotonic deadline
-/// (`exp + leeway`), readable without locks from both halves of the
-/// application's socket so neither hands out a frame after the deadline.
+/// The connection's current `exp`, the monotonic instant it stands for,
+/// and its deadline (that instant plus the leeway), readable without locks
+/// from every half of the application's socket so none hands out a frame
+/// after the deadline.
 #[derive(Debug)]
 pub(crate) struct SharedDeadline {
     base: Instant,
-    deadline_nanos: AtomicU64,
+    leeway: Duration,
+    exp_at_nanos: AtomicU64,
     exp: AtomicU64,
 }
 
 impl SharedDeadline {
-    pub(crate) fn new(exp: u64, deadline: Instant) -> Self {
-        let base = Instant::now();
+    pub(crate) fn new(exp: u64, leeway: Duration) -> Self {
         let shared = Self {
-            base,
-            deadline_nanos: AtomicU64::new(0),
+            base: Instant::now(),
+            leeway,
+            exp_at_nanos: AtomicU64::new(0),
             exp: AtomicU64::new(exp),
         };
-        shared.set(exp, deadline);
+        shared.set(exp);
         shared
     }
 
-    pub(crate) fn set(&self, exp: u64, deadline: Instant) {
-        let nanos = deadline.saturating_duration_since(self.base).as_nanos();
-        self.deadline_nanos
+    /// Takes `exp` as the connection's expiry.
+    pub(crate) fn set(&self, exp: u64) {
+        let exp_at = monotonic_instant_of(exp);
+        let nanos = exp_at.saturating_duration_since(self.base).as_nanos();
+        self.exp_at_nanos
             .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Release);
         self.exp.store(exp, Ordering::Release);
     }
 
+    /// The monotonic instant of `exp`.
+    pub(crate) fn exp_at(&self) -> Instant {
+        let nanos = Duration::from_nanos(self.exp_at_nanos.load(Ordering::Acquire));
+        self.base
+            .checked_add(nanos)
+            .unwrap_or(self.base + FAR_FUTURE)
+    }
+
+    /// `exp + leeway`: no application frame passes after it.
     pub(crate) fn deadline(&self) -> Instant {
-        self.base + Duration::from_nanos(self.deadline_nanos.load(Ordering::Acquire))
+        self.exp_at() + self.leeway.min(FAR_FUTURE)
     }
 
     pub(crate) fn exp(&self) -> u64 {
@@ -50,9 +63,15 @@ impl SharedDeadline {
     }
 }
 
-/// The monotonic instant at which the wall clock reads `exp`. Sub-second
-/// precision comes from the wall clock's own nanoseconds; after this
-/// conversion, only the monotonic clock is consulted.
+/// Where an `exp` further ahead than any clock can hold is placed: no
+/// connection lives a century without renewing, and every instant up to
+/// here is representable and schedulable.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86400);
+
+/// The monotonic instant at which the wall clock reads `exp`, at most a
+/// century ahead. Sub-second precision comes from the wall clock's own
+/// nanoseconds; after this conversion, only the monotonic clock is
+/// consulted.
 pub(crate) fn monotonic_instant_of(exp: u64) -> Instant {
     let now = Instant::now();
     let wall = SystemTime::now()
@@ -60,9 +79,7 @@ pub(crate) fn monotonic_instant_of(exp: u64) -> Instant {
         .unwrap_or_default();
     let exp = Duration::from_secs(exp);
     match exp.checked_sub(wall) {
-        Some(ahead) => now
-            .checked_add(ahead)
-            .unwrap_or(now + Duration::from_secs(86400 * 365 * 100)),
+        Some(ahead) => now + ahead.min(FAR_FUTURE),
         None => now.checked_sub(wall - exp).unwrap_or(now),
     }
 }
@@ -119,17 +136,51 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn deadline_is_shared_and_monotonic() {
-        let start = Instant::now();
-        let shared = SharedDeadline::new(100, start + Duration::from_millis(1500));
-        assert!(!shared.has_passed());
-        tokio::time::advance(Duration::from_millis(1499)).await;
+    async fn deadline_is_exp_plus_leeway_on_the_monotonic_clock() {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let exp = wall.as_secs() + 10;
+        let shared = SharedDeadline::new(exp, Duration::from_secs(2));
+        let deadline = shared.deadline();
+        assert_eq!(deadline - shared.exp_at(), Duration::from_secs(2));
+        tokio::time::advance(deadline - Instant::now() - Duration::from_millis(1)).await;
         assert!(!shared.has_passed());
         tokio::time::advance(Duration::from_millis(1)).await;
         assert!(shared.has_passed());
-        shared.set(200, start + Duration::from_secs(10));
+        shared.set(exp + 60);
         assert!(!shared.has_passed());
-        assert_eq!(shared.exp(), 200);
+        assert_eq!(shared.exp(), exp + 60);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extreme_exp_values_give_usable_instants() {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        for exp in [
+            0,
+            1,
+            wall - 1,
+            wall,
+            wall + 1,
+            1 << 53,
+            (1 << 53) + 1,
+            u64::MAX / 2,
+            u64::MAX,
+        ] {
+            for leeway in [Duration::ZERO, Duration::from_secs(5), Duration::MAX] {
+                let shared = SharedDeadline::new(exp, leeway);
+                let (exp_at, deadline) = (shared.exp_at(), shared.deadline());
+                assert!(deadline >= exp_at, "{exp}");
+                assert!(exp_at <= Instant::now() + FAR_FUTURE, "{exp}");
+                assert_eq!(shared.exp(), exp);
+                assert_eq!(
+                    shared.has_passed(),
+                    exp <= wall && leeway.is_zero(),
+                    "{exp} {leeway:?}"
+                );
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,6 +1,7 @@
 //! The connection's short-lived tasks: the closing handshake, reading for
-//! a receiver the application dropped, and flushing a notice the socket was
-//! not ready for. None of them exists while a connection is simply idle.
+//! a receiver the application dropped, and flushing control frames the
+//! transport had no room for. None of them exists while a connection is
+//! simply idle.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -9,10 +10,9 @@ use std::task::{Poll, ready};
 
 use axum::extract::ws::{CloseFrame, Message, close_code};
 use futures_core::Stream;
-use futures_sink::Sink;
 use serde::de::DeserializeOwned;
 
-use super::core::{Core, Ending, Shared};
+use super::core::{Ending, Shared};
 use crate::telemetry;
 
 /// Sends the goodbye (after any control frames still queued), reads until
@@ -41,18 +41,7 @@ where
         Ending::ApplicationClosed | Ending::PeerGone => None,
     };
     let handshake = async {
-        poll_fn(|cx| {
-            let mut core = shared.lock();
-            ready!(shared.poll_outbox(&mut core, cx))?;
-            if goodbye.is_some() {
-                ready!(Pin::new(&mut core.transport).poll_ready(cx))?;
-                if let Some(message) = goodbye.take() {
-                    Pin::new(&mut core.transport).start_send(message)?;
-                }
-            }
-            Pin::new(&mut core.transport).poll_flush(cx)
-        })
-        .await?;
+        poll_fn(|cx| shared.poll_goodbye(&mut goodbye, cx)).await?;
         if ending != Ending::PeerGone {
             poll_fn(|cx| {
                 let mut core = shared.lock();
@@ -68,9 +57,7 @@ where
         Ok::<(), axum::Error>(())
     };
     let _ = tokio::time::timeout(timeout, handshake).await;
-    let mut core = shared.lock();
-    core.transport.shut();
-    core.live = None;
+    shared.finish();
 }
 
 /// Reads for a push-only application: control messages are still answered
@@ -92,29 +79,10 @@ where
     .await;
 }
 
-/// Flushes queued control frames now if the socket takes them, or on a
-/// task of its own once it does.
-pub(crate) fn flush_now_or_later<C>(shared: &Arc<Shared<C>>, core: &mut Core<C>)
+/// Sends queued control frames as soon as the transport takes them.
+pub(crate) async fn flush<C>(shared: Arc<Shared<C>>)
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match shared.poll_outbox(core, &mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(_)) => shared.end(core, Ending::PeerGone),
-        Poll::Pending => {
-            let shared = Arc::clone(shared);
-            tokio::spawn(async move {
-                let flushed = poll_fn(|cx| {
-                    let mut core = shared.lock();
-                    shared.poll_outbox(&mut core, cx)
-                })
-                .await;
-                if flushed.is_err() {
-                    let mut core = shared.lock();
-                    shared.end(&mut core, Ending::PeerGone);
-                }
-            });
-        }
-    }
+    poll_fn(|cx| shared.poll_flush_task(cx)).await;
 }

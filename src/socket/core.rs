@@ -1,13 +1,15 @@
-//! The connection's state, shared by the application's halves and the
-//! connection's short-lived tasks behind one (uncontended) mutex.
+//! The connection's state, shared by the application's halves, the layer's
+//! timer task and the connection's short-lived tasks behind one
+//! (uncontended) mutex.
 //!
 //! Reads and writes happen on whichever task asks: the application's, when
 //! it calls `recv` or `send`, so a message costs one task wake-up, as with a
-//! bare axum socket. Control messages are handled as they are read; their
-//! replies wait in a small outbox that every later poll flushes first. The
-//! layer's timer task (`timers.rs`) wakes the connection for its notice and
-//! expiry; whatever ends a connection starts its closing handshake on a
-//! short-lived task (`close.rs`), so an idle connection owns no task.
+//! bare axum socket. Control messages are handled as they are read
+//! (`renew.rs`); their replies, like the timer's notices, wait in a small
+//! outbox that goes out as soon as the transport takes writes, on a flush
+//! task of its own when the transport is full. Whatever ends a connection
+//! starts its closing handshake on a short-lived task (`close.rs`), so an
+//! idle connection owns no task.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -19,98 +21,18 @@ use axum::extract::ws::Message;
 use futures_core::Stream;
 use futures_sink::Sink;
 use serde::de::DeserializeOwned;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::clock::{RenewLimiter, SharedDeadline, monotonic_instant_of};
+use super::clock::{RenewLimiter, SharedDeadline};
 use super::timers::Timed;
+use super::transport::{Io, Transport, Writers};
 use super::{close, closed};
-use crate::config::{Refusal, SessionConfig, Settings};
+use crate::config::{SessionConfig, Settings};
 use crate::connections::{Closable, LiveGuard};
-use crate::protocol::{
-    Classified, CloseReason, InvalidControl, RenewRejection, ServerMessage, classify,
-};
+use crate::protocol::{Classified, CloseReason, ServerMessage, classify};
 use crate::telemetry::{self, Connection};
-use crate::token::TokenError;
-
-/// The real WebSocket under a connection: axum's `WebSocket`, or an
-/// in-memory stand-in in tests.
-pub(crate) trait Transport:
-    Stream<Item = Result<Message, axum::Error>>
-    + Sink<Message, Error = axum::Error>
-    + Unpin
-    + Send
-    + 'static
-{
-}
-
-impl<T> Transport for T where
-    T: Stream<Item = Result<Message, axum::Error>>
-        + Sink<Message, Error = axum::Error>
-        + Unpin
-        + Send
-        + 'static
-{
-}
-
-/// The transport until the connection is over. Shutting it drops the
-/// socket, closing the TCP connection whatever halves the application
-/// still holds; afterwards it reads as ended and refuses writes.
-pub(crate) struct Io(Option<Box<dyn Transport>>);
-
-impl Io {
-    pub(crate) fn shut(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Stream for Io {
-    type Item = Result<Message, axum::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match &mut self.0 {
-            Some(transport) => Pin::new(transport).poll_next(cx),
-            None => Poll::Ready(None),
-        }
-    }
-}
-
-impl Sink<Message> for Io {
-    type Error = axum::Error;
-
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match &mut self.0 {
-            Some(transport) => Pin::new(transport).poll_ready(cx),
-            None => Poll::Ready(Err(closed())),
-        }
-    }
-
-    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
-        match &mut self.0 {
-            Some(transport) => Pin::new(transport).start_send(item),
-            None => Err(closed()),
-        }
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match &mut self.0 {
-            Some(transport) => Pin::new(transport).poll_flush(cx),
-            None => Poll::Ready(Err(closed())),
-        }
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match &mut self.0 {
-            Some(transport) => Pin::new(transport).poll_close(cx),
-            None => Poll::Ready(Ok(())),
-        }
-    }
-}
-
-/// `exp + leeway` on the monotonic clock.
-pub(crate) fn deadline_of(exp: u64, session: &SessionConfig) -> Instant {
-    monotonic_instant_of(exp) + session.leeway
-}
 
 /// Why the connection is ending, once that is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,21 +51,23 @@ pub(crate) struct Core<C> {
     pub(crate) transport: Io,
     pub(crate) settings: Arc<Settings<C>>,
     pub(crate) connection: Connection,
-    claims: Arc<C>,
+    pub(super) claims: Arc<C>,
     /// Created on the first `watch_claims`: most applications never ask.
-    claims_watch: Option<watch::Sender<Arc<C>>>,
-    renewals: RenewLimiter,
-    invalid_controls: u32,
+    pub(super) claims_watch: Option<watch::Sender<Arc<C>>>,
+    pub(super) renewals: RenewLimiter,
+    pub(super) invalid_controls: u32,
+    /// Control frames not yet handed to the transport.
     outbox: VecDeque<Message>,
+    /// A control frame was handed to the transport and not yet flushed.
+    control_unflushed: bool,
+    /// A task is flushing control frames the transport had no room for.
+    flushing: bool,
     pub(crate) ending: Option<Ending>,
-    pub(crate) notice_sent: bool,
-    /// A sender parked on a full socket, woken when anyone makes the socket
-    /// writable again (the transport keeps a single write waker).
-    parked_writer: Option<Waker>,
+    pub(super) notice_sent: bool,
     /// The application's reader, parked until a frame arrives; woken when
     /// the connection ends so its `recv` returns `None` at once.
     parked_reader: Option<Waker>,
-    /// When the timer task will next wake this connection.
+    /// This connection's entry in the layer's timer schedule.
     armed_at: Option<Instant>,
     /// Registry membership, released when the closing handshake is over.
     pub(crate) live: Option<LiveGuard>,
@@ -155,9 +79,16 @@ pub(crate) struct Shared<C> {
     pub(crate) deadline: SharedDeadline,
     /// Itself, for starting tasks that outlive the current borrow.
     me: Weak<Shared<C>>,
+    /// Every task waiting to write, and the one waker the transport sees.
+    writers: Arc<Writers>,
+    write_waker: Waker,
+    /// The runtime the connection started on: its tasks are started there,
+    /// whichever thread drops the application's last half.
+    runtime: Handle,
     closing_started: AtomicBool,
-    senders: AtomicUsize,
-    receiver_alive: AtomicBool,
+    /// Senders plus the receiver the application still holds; whoever
+    /// takes it to zero ends the connection.
+    halves: AtomicUsize,
 }
 
 impl<C> Shared<C>
@@ -170,35 +101,39 @@ where
         settings: Arc<Settings<C>>,
         connection: Connection,
         exp: u64,
-        deadline: Instant,
         claims: Arc<C>,
     ) -> Arc<Self> {
         let session = &settings.session;
         let renewals = RenewLimiter::new(session.renew_limit, session.renew_window);
+        let deadline = SharedDeadline::new(exp, session.leeway);
         let id = connection.id;
         let sub = connection.sub.clone();
+        let writers = Arc::new(Writers::default());
         let shared = Arc::new_cyclic(|me| Self {
             core: Mutex::new(Core {
-                transport: Io(Some(transport)),
+                transport: Io::new(transport),
                 connection,
                 claims,
                 claims_watch: None,
                 renewals,
                 invalid_controls: 0,
                 outbox: VecDeque::new(),
+                control_unflushed: false,
+                flushing: false,
                 ending: None,
                 notice_sent: false,
-                parked_writer: None,
                 parked_reader: None,
                 armed_at: None,
                 live: None,
                 settings,
             }),
-            deadline: SharedDeadline::new(exp, deadline),
+            deadline,
             me: me.clone(),
+            write_waker: writers.waker(),
+            writers,
+            runtime: Handle::current(),
             closing_started: AtomicBool::new(false),
-            senders: AtomicUsize::new(1),
-            receiver_alive: AtomicBool::new(true),
+            halves: AtomicUsize::new(2),
         });
         let settings = Arc::clone(&shared.lock().settings);
         let closable: Weak<dyn Closable> =
@@ -213,14 +148,16 @@ where
 
     /// Asks the timer task for a wake-up at the next notice or deadline,
     /// unless one at least as early is already pending.
-    fn arm(&self, core: &mut Core<C>) {
+    pub(super) fn arm(&self, core: &mut Core<C>) {
         let next = self.next_wake(core);
         if core.armed_at.is_some_and(|armed| armed <= next) {
             return;
         }
-        core.armed_at = Some(next);
         let target: Weak<dyn Timed> = self.me.clone();
-        core.settings.timers.arm(core.connection.id, next, target);
+        core.settings
+            .timers
+            .arm(core.connection.id, core.armed_at, next, target);
+        core.armed_at = Some(next);
     }
 
     fn next_wake(&self, core: &Core<C>) -> Instant {
@@ -228,31 +165,25 @@ where
         if core.notice_sent {
             deadline
         } else {
-            notice_at(deadline, &core.settings.session).min(deadline)
+            notice_at(self.deadline.exp_at(), &core.settings.session).min(deadline)
         }
     }
 
     /// Decides how the connection ends (the first decision wins), wakes
-    /// the application's parked halves, and starts the closing handshake.
+    /// every parked half, and starts the closing handshake.
     pub(crate) fn end(&self, core: &mut Core<C>, ending: Ending) {
         if core.ending.is_none() {
             core.ending = Some(ending);
         }
-        for parked in [core.parked_reader.take(), core.parked_writer.take()]
-            .into_iter()
-            .flatten()
-        {
-            parked.wake();
+        if let Some(reader) = core.parked_reader.take() {
+            reader.wake();
         }
+        self.writers.wake_all();
         if !self.closing_started.swap(true, Ordering::AcqRel)
             && let Some(me) = self.me.upgrade()
         {
-            tokio::spawn(close::run(me));
+            self.runtime.spawn(close::run(me));
         }
-    }
-
-    pub(crate) fn application_gone(&self) -> bool {
-        self.senders.load(Ordering::Acquire) == 0 && !self.receiver_alive.load(Ordering::Acquire)
     }
 
     /// Reads until an application frame arrives, answering control
@@ -266,10 +197,6 @@ where
         // No clock read here: the one after each frame below is what keeps
         // late frames out, and the timer task ends an idle connection.
         if core.ending.is_some() {
-            return Poll::Ready(None);
-        }
-        if let Poll::Ready(Err(_)) = self.poll_outbox(core, cx) {
-            self.end(core, Ending::PeerGone);
             return Poll::Ready(None);
         }
         loop {
@@ -310,12 +237,15 @@ where
                 }
                 Message::Close(_) => {
                     // Get tungstenite's queued close reply out, then stop.
-                    let _ = Pin::new(&mut core.transport).poll_flush(cx);
+                    core.control_unflushed = true;
+                    self.flush_control(core);
                     self.end(core, Ending::PeerGone);
                     return Poll::Ready(Some(Ok(message)));
                 }
                 Message::Ping(_) => {
-                    let _ = Pin::new(&mut core.transport).poll_flush(cx);
+                    // tungstenite queued the pong; see it out.
+                    core.control_unflushed = true;
+                    self.flush_control(core);
                     return Poll::Ready(Some(Ok(message)));
                 }
                 Message::Binary(_) | Message::Pong(_) => return Poll::Ready(Some(Ok(message))),
@@ -323,26 +253,48 @@ where
             if core.ending.is_some() {
                 return Poll::Ready(None);
             }
-            if let Poll::Ready(Err(_)) = self.poll_outbox(core, cx) {
-                self.end(core, Ending::PeerGone);
-                return Poll::Ready(None);
+        }
+    }
+
+    /// Queues a control frame and sends it as soon as the transport takes it.
+    pub(super) fn send_control(&self, core: &mut Core<C>, message: &ServerMessage) {
+        core.outbox
+            .push_back(Message::Text(message.to_json().into()));
+        self.flush_control(core);
+    }
+
+    /// Writes and flushes queued control frames now if the transport takes
+    /// them, or on a flush task as soon as it does, whatever the
+    /// application is doing.
+    fn flush_control(&self, core: &mut Core<C>) {
+        match self.poll_control(core, &mut Context::from_waker(&self.write_waker)) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => self.end(core, Ending::PeerGone),
+            Poll::Pending => {
+                if !core.flushing
+                    && core.ending.is_none()
+                    && let Some(me) = self.me.upgrade()
+                {
+                    core.flushing = true;
+                    self.runtime.spawn(close::flush(me));
+                }
             }
         }
     }
 
-    /// Writes queued control frames; Ready(Ok) once the outbox is empty and
-    /// flushed.
-    pub(crate) fn poll_outbox(
+    /// Writes queued control frames; Ready(Ok) once none is left unflushed.
+    /// `cx` must carry the connection's write waker.
+    fn poll_control(
         &self,
         core: &mut Core<C>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), axum::Error>> {
-        if core.outbox.is_empty() {
-            return Poll::Ready(Ok(()));
-        }
         while let Some(message) = core.outbox.pop_front() {
             match Pin::new(&mut core.transport).poll_ready(cx) {
-                Poll::Ready(Ok(())) => Pin::new(&mut core.transport).start_send(message)?,
+                Poll::Ready(Ok(())) => {
+                    Pin::new(&mut core.transport).start_send(message)?;
+                    core.control_unflushed = true;
+                }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => {
                     core.outbox.push_front(message);
@@ -350,98 +302,80 @@ where
                 }
             }
         }
-        let flushed = Pin::new(&mut core.transport).poll_flush(cx);
-        if flushed.is_ready()
-            && let Some(writer) = core.parked_writer.take()
-        {
-            writer.wake();
+        if core.control_unflushed {
+            std::task::ready!(Pin::new(&mut core.transport).poll_flush(cx))?;
+            core.control_unflushed = false;
         }
-        flushed
+        Poll::Ready(Ok(()))
     }
 
-    /// Queues a control frame; the caller flushes it (a reader as it goes
-    /// on reading, the timer through `close::flush_now_or_later`).
-    pub(crate) fn queue_control(&self, core: &mut Core<C>, message: &ServerMessage) {
-        core.outbox
-            .push_back(Message::Text(message.to_json().into()));
-    }
-
-    fn renew(&self, core: &mut Core<C>, token: String, id: Option<String>) {
-        if !core.renewals.attempt(Instant::now()) {
-            self.end(core, Ending::Close(CloseReason::TooManyRenewals));
-            return;
+    /// One step of the flush task: Ready once nothing is left to flush or
+    /// the connection is ending (the closing handshake sends the rest).
+    pub(super) fn poll_flush_task(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut core = self.lock();
+        if core.ending.is_some() {
+            core.flushing = false;
+            return Poll::Ready(());
         }
-        let checked = core.settings.check_token(&token);
-        drop(token);
-        let valid = match checked {
-            Ok(valid) => valid,
-            Err(Refusal::Invalid(error)) => {
-                return self.reject(core, RenewRejection::InvalidToken, error.to_string(), id);
+        let seen = self.writers.seen();
+        match self.poll_control(&mut core, &mut Context::from_waker(&self.write_waker)) {
+            Poll::Pending => {
+                self.writers.park(cx.waker(), seen);
+                Poll::Pending
             }
-            Err(Refusal::InsufficientScope) => {
-                return self.reject(
-                    core,
-                    RenewRejection::InsufficientScope,
-                    "insufficient scope".into(),
-                    id,
-                );
+            Poll::Ready(result) => {
+                core.flushing = false;
+                if result.is_err() {
+                    self.end(&mut core, Ending::PeerGone);
+                }
+                Poll::Ready(())
             }
-        };
-        if valid.sub.as_deref() != core.connection.sub.as_deref() {
-            telemetry::subject_change_refused(&core.connection);
-            self.end(core, Ending::Close(CloseReason::Forbidden));
-            return;
         }
-        if valid.exp <= self.deadline.exp() {
-            return self.reject(
-                core,
-                RenewRejection::InvalidToken,
-                TokenError::NotNewer.to_string(),
-                id,
-            );
-        }
-        self.deadline
-            .set(valid.exp, deadline_of(valid.exp, &core.settings.session));
-        core.claims = Arc::new(valid.claims);
-        if let Some(watch) = &core.claims_watch {
-            watch.send_replace(Arc::clone(&core.claims));
-        }
-        core.notice_sent = false;
-        self.arm(core);
-        telemetry::renewed(&core.connection, valid.exp);
-        self.queue_control(core, &ServerMessage::Renewed { exp: valid.exp, id });
     }
 
-    fn reject(
+    /// Sends what is queued, then `goodbye`, for the closing handshake.
+    pub(super) fn poll_goodbye(
         &self,
-        core: &mut Core<C>,
-        error: RenewRejection,
-        description: String,
-        id: Option<String>,
-    ) {
-        telemetry::renew_rejected(&core.connection, error, &description);
-        self.queue_control(
-            core,
-            &ServerMessage::RenewRejected {
-                error,
-                error_description: Some(description),
-                id,
-            },
-        );
+        goodbye: &mut Option<Message>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), axum::Error>> {
+        let mut core = self.lock();
+        let seen = self.writers.seen();
+        let mut wcx = Context::from_waker(&self.write_waker);
+        let mut step = || -> Poll<Result<(), axum::Error>> {
+            std::task::ready!(self.poll_control(&mut core, &mut wcx))?;
+            if goodbye.is_some() {
+                std::task::ready!(Pin::new(&mut core.transport).poll_ready(&mut wcx))?;
+                if let Some(message) = goodbye.take() {
+                    Pin::new(&mut core.transport).start_send(message)?;
+                }
+            }
+            Pin::new(&mut core.transport).poll_flush(&mut wcx)
+        };
+        let result = step();
+        if result.is_pending() {
+            self.writers.park(cx.waker(), seen);
+        }
+        result
     }
 
-    fn invalid_control(&self, core: &mut Core<C>, id: Option<String>, reason: InvalidControl) {
-        core.invalid_controls += 1;
-        if core.invalid_controls > core.settings.session.invalid_control_limit {
-            self.end(core, Ending::Close(CloseReason::BadRequest));
-            return;
+    /// Ends the connection for good: the socket is dropped and the registry
+    /// entry released, whatever the application still holds.
+    pub(super) fn finish(&self) {
+        let mut core = self.lock();
+        core.transport.shut();
+        core.live = None;
+        drop(core);
+        self.writers.wake_all();
+    }
+
+    fn half_dropped(&self) -> bool {
+        if self.halves.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut core = self.lock();
+            self.end(&mut core, Ending::ApplicationDone);
+            return true;
         }
-        self.reject(
-            core,
-            RenewRejection::InvalidRequest,
-            reason.description().into(),
-            id,
-        );
+        false
     }
 }
 
@@ -496,13 +430,17 @@ where
         if core.ending.is_some() {
             return Poll::Ready(Err(closed()));
         }
-        let ready = match self.poll_outbox(&mut core, cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut core.transport).poll_ready(cx),
+        let seen = self.writers.seen();
+        let mut wcx = Context::from_waker(&self.write_waker);
+        // Control frames first: a notice or renewal answer never waits
+        // behind the application's backlog.
+        let ready = match self.poll_control(&mut core, &mut wcx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut core.transport).poll_ready(&mut wcx),
             other => other,
         };
         match ready {
             Poll::Pending => {
-                park(&mut core.parked_writer, cx);
+                self.writers.park(cx.waker(), seen);
                 Poll::Pending
             }
             Poll::Ready(Err(_)) => {
@@ -535,45 +473,36 @@ where
         if matches!(core.ending, Some(ending) if ending != Ending::ApplicationClosed) {
             return Poll::Ready(Err(closed()));
         }
-        match Pin::new(&mut core.transport).poll_flush(cx) {
+        let seen = self.writers.seen();
+        match Pin::new(&mut core.transport).poll_flush(&mut Context::from_waker(&self.write_waker))
+        {
             Poll::Pending => {
-                park(&mut core.parked_writer, cx);
+                self.writers.park(cx.waker(), seen);
                 Poll::Pending
             }
-            other => other,
+            Poll::Ready(Ok(())) => {
+                core.control_unflushed = false;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
         }
     }
 
     fn sender_cloned(&self) {
-        self.senders.fetch_add(1, Ordering::AcqRel);
+        self.halves.fetch_add(1, Ordering::Relaxed);
     }
 
     fn sender_dropped(&self) {
-        self.senders.fetch_sub(1, Ordering::AcqRel);
-        self.after_half_dropped();
+        self.half_dropped();
     }
 
     fn receiver_dropped(&self) {
-        self.receiver_alive.store(false, Ordering::Release);
-        self.after_half_dropped();
         // Nobody reads any more: keep answering control messages (and seeing
         // the peer's close) on a task of the connection's own.
-        if !self.application_gone()
+        if !self.half_dropped()
             && let Some(me) = self.me.upgrade()
         {
-            tokio::spawn(close::read_for_dropped_receiver(me));
-        }
-    }
-}
-
-impl<C> Shared<C>
-where
-    C: DeserializeOwned + Send + Sync + 'static,
-{
-    fn after_half_dropped(&self) {
-        if self.application_gone() {
-            let mut core = self.lock();
-            self.end(&mut core, Ending::ApplicationDone);
+            self.runtime.spawn(close::read_for_dropped_receiver(me));
         }
     }
 }
@@ -581,7 +510,9 @@ where
 impl<C> Drop for Shared<C> {
     fn drop(&mut self) {
         let core = self.core.get_mut().unwrap_or_else(PoisonError::into_inner);
-        core.settings.timers.cancel(core.connection.id);
+        if let Some(armed) = core.armed_at {
+            core.settings.timers.cancel(core.connection.id, armed);
+        }
     }
 }
 
@@ -589,33 +520,31 @@ impl<C> Timed for Shared<C>
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    fn fire(self: Arc<Self>) -> Option<Instant> {
+    fn fire(self: Arc<Self>, fired: Instant) {
         let mut core = self.lock();
-        core.armed_at = None;
+        // Every entry at or before the one firing has left the schedule.
+        if core.armed_at.is_some_and(|armed| armed <= fired) {
+            core.armed_at = None;
+        }
         if core.ending.is_some() {
-            return None;
+            return;
         }
         if self.deadline.has_passed() {
             self.end(&mut core, Ending::Close(CloseReason::TokenExpired));
-            return None;
+            return;
         }
-        let deadline = self.deadline.deadline();
-        let leeway = core.settings.session.leeway;
-        if !core.notice_sent && Instant::now() >= notice_at(deadline, &core.settings.session) {
+        let exp_at = self.deadline.exp_at();
+        if !core.notice_sent && Instant::now() >= notice_at(exp_at, &core.settings.session) {
             core.notice_sent = true;
-            let exp_at = deadline - leeway;
             let expires_in = exp_at.saturating_duration_since(Instant::now()).as_secs();
             telemetry::expiring(&core.connection, self.deadline.exp(), expires_in);
             let notice = ServerMessage::Expiring {
                 exp: self.deadline.exp(),
                 expires_in,
             };
-            self.queue_control(&mut core, &notice);
-            close::flush_now_or_later(&self, &mut core);
+            self.send_control(&mut core, &notice);
         }
-        let next = self.next_wake(&core);
-        core.armed_at = Some(next);
-        Some(next)
+        self.arm(&mut core);
     }
 }
 
@@ -631,8 +560,7 @@ where
 
 /// When to send `auth.expiring`: `notify_before` ahead of `exp` (not of the
 /// leeway-extended deadline), or at once if that moment has passed.
-fn notice_at(deadline: Instant, session: &SessionConfig) -> Instant {
-    let exp_at = deadline - session.leeway;
+fn notice_at(exp_at: Instant, session: &SessionConfig) -> Instant {
     exp_at
         .checked_sub(session.notify_before)
         .unwrap_or_else(Instant::now)

@@ -3,19 +3,24 @@
 //!
 //! The application's own task reads and writes the real WebSocket, as with
 //! axum's socket: `auth.*` control messages are answered as frames are read
-//! (`core.rs`), so a message costs no extra task hop or allocation. One
-//! timer task per layer (`timers.rs`) sends each connection's notice and
-//! ends it at its deadline, even when the application is busy elsewhere;
-//! short-lived tasks (`close.rs`) carry out closing handshakes, shutdowns
-//! and revocations, and read on the application's behalf once it has dropped
-//! its receiver. An idle connection owns no task.
+//! (`core.rs`, `renew.rs`), so a message costs no extra task hop or
+//! allocation. Any number of tasks may write: the transport sees one waker
+//! that wakes them all (`transport.rs`). One timer task per layer
+//! (`timers.rs`) sends each connection's notice and ends it at its
+//! deadline, even when the application is busy elsewhere; short-lived tasks
+//! (`close.rs`) carry out closing handshakes, shutdowns and revocations,
+//! flush control frames the transport had no room for, and read on the
+//! application's behalf once it has dropped its receiver. An idle
+//! connection owns no task.
 
 mod clock;
 mod close;
 mod core;
+mod renew;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod transport;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,8 +38,9 @@ use tokio::sync::watch;
 use crate::telemetry::{self, Connection};
 use crate::token::TokenSource;
 use crate::upgrade::Authenticated;
-use core::{Half, Shared, Transport, deadline_of};
+use core::{Half, Shared};
 pub(crate) use timers::Timers;
+use transport::Transport;
 
 /// The connection has been closed (or its token has expired); nothing more
 /// can be sent or received. Wrapped in [`axum::Error`].
@@ -58,6 +64,7 @@ where
 {
     let Authenticated {
         claims,
+        iss,
         sub,
         exp,
         source,
@@ -65,17 +72,9 @@ where
         settings,
     } = authenticated;
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    let connection = Connection::new(id, sub.clone());
+    let connection = Connection::new(id, iss, sub.clone());
     telemetry::connected(&connection, source, exp);
-    let deadline = deadline_of(exp, &settings.session);
-    let shared = Shared::start(
-        Box::new(transport),
-        settings,
-        connection,
-        exp,
-        deadline,
-        claims,
-    );
+    let shared = Shared::start(Box::new(transport), settings, connection, exp, claims);
     let half: Arc<dyn Half> = Arc::clone(&shared) as Arc<dyn Half>;
     AuthWebSocket {
         sender: AuthSender {

@@ -1,186 +1,350 @@
 //! One timer task per layer for every connection's notice and expiry, so an
 //! idle connection owns no task of its own.
 //!
-//! The task keeps at most one entry per connection, re-armed in place, and
-//! drops it when the connection goes away: entries hold weak references,
-//! which would otherwise keep a closed connection's memory until its old
-//! deadline. When an entry fires, the connection acts (sends its notice, or
-//! ends) and says when it next wants to be woken.
+//! The schedule is an ordered set of `(instant, connection id)` entries
+//! shared between the layer and its task, one entry per connection. A
+//! connection re-arms its own entry, always under its own lock, so the
+//! entry it remembers is the one in the schedule. Entries hold weak
+//! references: a closed connection's memory is not kept until its old
+//! deadline.
+//!
+//! Nothing here has a single point of failure. Any instant is accepted, a
+//! century ahead included (the task sleeps in bounded steps). A connection
+//! whose timer work panics is retried shortly after, and the others fire on
+//! time. If the task itself dies, a supervisor starts a new one, which finds
+//! every pending entry where the old one left it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::time::DelayQueue;
-use tokio_util::time::delay_queue::Key;
+
+/// The longest the task sleeps in one go; far deadlines are reached in
+/// steps, so no instant is too far for the runtime's timer.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
+/// How soon a connection whose timer work panicked is tried again.
+const RETRY_AFTER_PANIC: Duration = Duration::from_millis(100);
 
 /// A connection the timer task can wake.
 pub(crate) trait Timed: Send + Sync {
-    /// Acts on the current time; returns when to be woken next, if ever.
-    fn fire(self: Arc<Self>) -> Option<Instant>;
+    /// Acts on the current time. `fired` is the entry's instant; the
+    /// connection re-arms itself (through [`Timers::arm`]) if it wants to
+    /// be woken again.
+    fn fire(self: Arc<Self>, fired: Instant);
 }
 
-enum Command {
-    Arm {
-        id: u64,
-        at: Instant,
-        target: Weak<dyn Timed>,
-    },
-    Cancel {
-        id: u64,
-    },
+type Entries = BTreeMap<(Instant, u64), Weak<dyn Timed>>;
+
+#[derive(Default)]
+struct Schedule {
+    entries: Mutex<Entries>,
+    /// Wakes the task when an entry earlier than its current sleep arrives.
+    earlier: Notify,
+    /// Whether a supervisor is running on a live runtime.
+    running: AtomicBool,
+}
+
+impl Schedule {
+    fn entries(&self) -> MutexGuard<'_, Entries> {
+        // Every operation on the map is a single insert, remove or split.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Handle on a layer's timer task, started with the first connection.
 #[derive(Default)]
 pub(crate) struct Timers {
-    task: Mutex<Option<mpsc::UnboundedSender<Command>>>,
+    schedule: Arc<Schedule>,
 }
 
 impl Timers {
-    /// Wakes connection `id` at `at` (replacing any earlier request).
-    pub(crate) fn arm(&self, id: u64, at: Instant, target: Weak<dyn Timed>) {
-        self.send(Command::Arm { id, at, target });
-    }
-
-    /// Forgets connection `id`.
-    pub(crate) fn cancel(&self, id: u64) {
-        self.send(Command::Cancel { id });
-    }
-
-    fn send(&self, command: Command) {
-        let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(sender) = task.as_ref().filter(|sender| !sender.is_closed()) {
-            let _ = sender.send(command);
-            return;
-        }
-        if matches!(command, Command::Cancel { .. }) {
-            return;
-        }
-        // Started (or restarted, if the runtime it ran on has gone, as with a
-        // layer shared by several test runtimes) on the current runtime.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
+    /// Wakes connection `id` at `at`, replacing its entry at `previous`.
+    pub(crate) fn arm(
+        &self,
+        id: u64,
+        previous: Option<Instant>,
+        at: Instant,
+        target: Weak<dyn Timed>,
+    ) {
+        let earliest = {
+            let mut entries = self.schedule.entries();
+            if let Some(previous) = previous {
+                entries.remove(&(previous, id));
+            }
+            entries.insert((at, id), target);
+            entries
+                .first_key_value()
+                .is_some_and(|(key, _)| *key == (at, id))
         };
-        let (sender, receiver) = mpsc::unbounded_channel();
-        runtime.spawn(run(receiver));
-        let _ = task.insert(sender).send(command);
+        if earliest {
+            self.schedule.earlier.notify_one();
+        }
+        self.ensure_running();
+    }
+
+    /// Forgets connection `id`'s entry at `at`.
+    pub(crate) fn cancel(&self, id: u64, at: Instant) {
+        self.schedule.entries().remove(&(at, id));
+    }
+
+    /// How many connections are waiting for a wake-up.
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
+        self.schedule.entries().len()
+    }
+
+    /// Starts the supervisor on the current runtime unless one is running
+    /// (it stops with the runtime it ran on, as when a layer outlives a
+    /// test's runtime).
+    fn ensure_running(&self) {
+        if self.schedule.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                // The guard is made here, not in the task: a task dropped
+                // before its first poll must lower the flag too.
+                runtime.spawn(supervise(Running(Arc::clone(&self.schedule))));
+            }
+            Err(_) => self.schedule.running.store(false, Ordering::Release),
+        }
     }
 }
 
 impl std::fmt::Debug for Timers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Timers").finish_non_exhaustive()
+        f.debug_struct("Timers")
+            .field("pending", &self.schedule.entries().len())
+            .finish()
     }
 }
 
-#[derive(Default)]
-struct Schedule {
-    queue: DelayQueue<(u64, Weak<dyn Timed>)>,
-    keys: HashMap<u64, Key>,
-}
+/// Marks the supervisor gone when its future is dropped, so the next arm
+/// starts a new one.
+struct Running(Arc<Schedule>);
 
-impl Schedule {
-    fn apply(&mut self, command: Command) {
-        match command {
-            Command::Arm { id, at, target } => match self.keys.get(&id) {
-                Some(key) => self.queue.reset_at(key, at),
-                None => {
-                    let key = self.queue.insert_at((id, target), at);
-                    self.keys.insert(id, key);
-                }
-            },
-            Command::Cancel { id } => {
-                if let Some(key) = self.keys.remove(&id) {
-                    self.queue.remove(&key);
-                }
-            }
-        }
-    }
-
-    fn fire(&mut self, (id, target): (u64, Weak<dyn Timed>)) {
-        self.keys.remove(&id);
-        if let Some(connection) = target.upgrade()
-            && let Some(next) = connection.fire()
-        {
-            let key = self.queue.insert_at((id, target), next);
-            self.keys.insert(id, key);
-        }
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Release);
     }
 }
 
-async fn run(mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut schedule = Schedule::default();
+async fn supervise(running: Running) {
     loop {
-        tokio::select! {
-            command = commands.recv() => match command {
-                Some(command) => schedule.apply(command),
-                // The layer is gone; connections it made may still be timed.
-                None => break,
-            },
-            Some(expired) = std::future::poll_fn(|cx| schedule.queue.poll_expired(cx)), if !schedule.queue.is_empty() => {
-                schedule.fire(expired.into_inner());
+        let worker = tokio::spawn(run(Arc::clone(&running.0)));
+        match worker.await {
+            Err(error) if error.is_panic() => {
+                tracing::error!(
+                    target: "axum_ws_auth",
+                    event = "timer_restarted",
+                    "the timer task panicked; restarted with every pending entry"
+                );
             }
+            // Cancelled: the runtime is shutting down.
+            _ => return,
         }
     }
-    while let Some(expired) = std::future::poll_fn(|cx| schedule.queue.poll_expired(cx)).await {
-        schedule.fire(expired.into_inner());
+}
+
+async fn run(schedule: Arc<Schedule>) {
+    loop {
+        let now = Instant::now();
+        let due = {
+            let mut entries = schedule.entries();
+            let later = entries.split_off(&(now, u64::MAX));
+            std::mem::replace(&mut *entries, later)
+        };
+        for ((fired, id), target) in due {
+            let Some(connection) = target.upgrade() else {
+                continue;
+            };
+            if catch_unwind(AssertUnwindSafe(|| connection.fire(fired))).is_err() {
+                tracing::error!(
+                    target: "axum_ws_auth",
+                    event = "timer_panicked",
+                    conn_id = id,
+                    "a connection's timer work panicked; retrying it"
+                );
+                schedule
+                    .entries()
+                    .insert((now + RETRY_AFTER_PANIC, id), target);
+            }
+        }
+        let next = schedule.entries().first_key_value().map(|((at, _), _)| *at);
+        let wake = next.map_or(now + MAX_SLEEP, |at| at.min(now + MAX_SLEEP));
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = schedule.earlier.notified() => {}
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
+    use std::sync::atomic::AtomicUsize;
 
     use super::*;
 
-    #[derive(Default)]
-    struct Counter(AtomicUsize);
+    /// Records when it fired; panics on its first `panics` fires.
+    struct Probe {
+        fired: Mutex<Vec<Instant>>,
+        panics: AtomicUsize,
+    }
 
-    impl Timed for Counter {
-        fn fire(self: Arc<Self>) -> Option<Instant> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            None
+    impl Probe {
+        fn new(panics: usize) -> Arc<Self> {
+            Arc::new(Self {
+                fired: Mutex::new(Vec::new()),
+                panics: AtomicUsize::new(panics),
+            })
+        }
+
+        fn fired(&self) -> Vec<Instant> {
+            self.fired.lock().unwrap().clone()
         }
     }
 
-    fn target(counter: &Arc<Counter>) -> Weak<dyn Timed> {
-        let strong: Arc<dyn Timed> = Arc::clone(counter) as Arc<dyn Timed>;
+    impl Timed for Probe {
+        fn fire(self: Arc<Self>, _: Instant) {
+            self.fired.lock().unwrap().push(Instant::now());
+            if self
+                .panics
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                panic!("timer work failed");
+            }
+        }
+    }
+
+    fn weak(probe: &Arc<Probe>) -> Weak<dyn Timed> {
+        let strong: Arc<dyn Timed> = Arc::clone(probe) as Arc<dyn Timed>;
         Arc::downgrade(&strong)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn one_entry_per_connection_rearmed_in_place_and_dropped_on_cancel() {
-        let mut schedule = Schedule::default();
-        let counter = Arc::new(Counter::default());
-        let start = Instant::now();
-        for seconds in [30, 10, 20] {
-            schedule.apply(Command::Arm {
-                id: 7,
-                at: start + Duration::from_secs(seconds),
-                target: target(&counter),
-            });
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
         }
-        assert_eq!((schedule.queue.len(), schedule.keys.len()), (1, 1));
-        let expired = std::future::poll_fn(|cx| schedule.queue.poll_expired(cx))
-            .await
-            .unwrap();
-        assert_eq!(Instant::now(), start + Duration::from_secs(20));
-        schedule.fire(expired.into_inner());
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
-        assert!(
-            schedule.keys.is_empty(),
-            "fire returned None: nothing re-armed"
-        );
+    }
 
-        schedule.apply(Command::Arm {
-            id: 8,
-            at: start + Duration::from_secs(60),
-            target: target(&counter),
+    #[tokio::test(start_paused = true)]
+    async fn fires_each_connection_once_at_its_instant_and_rearms_in_place() {
+        let timers = Timers::default();
+        let start = Instant::now();
+        let probe = Probe::new(0);
+        let at = |secs| start + Duration::from_secs(secs);
+        timers.arm(1, None, at(30), weak(&probe));
+        timers.arm(1, Some(at(30)), at(10), weak(&probe));
+        assert_eq!(timers.pending(), 1, "one entry per connection");
+        tokio::time::sleep_until(at(40)).await;
+        settle().await;
+        assert_eq!(probe.fired(), [at(10)]);
+        assert_eq!(timers.pending(), 0, "fired entries leave the schedule");
+
+        timers.arm(1, None, at(60), weak(&probe));
+        timers.cancel(1, at(60));
+        tokio::time::sleep_until(at(90)).await;
+        settle().await;
+        assert_eq!(probe.fired(), [at(10)], "cancelled entries never fire");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn far_future_instants_are_accepted_and_do_not_stop_earlier_ones() {
+        let timers = Timers::default();
+        let start = Instant::now();
+        let far = Probe::new(0);
+        let near = Probe::new(0);
+        // About the largest instant the socket can produce (a century), and
+        // more than the 2^36 ms a tokio delay queue accepts.
+        timers.arm(
+            1,
+            None,
+            start + Duration::from_secs(100 * 365 * 86400),
+            weak(&far),
+        );
+        timers.arm(2, None, start + Duration::from_secs(5), weak(&near));
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        settle().await;
+        assert_eq!(near.fired(), [start + Duration::from_secs(5)]);
+        assert!(far.fired().is_empty());
+        assert_eq!(timers.pending(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_connection_is_retried_and_disturbs_no_other() {
+        let timers = Timers::default();
+        let start = Instant::now();
+        let failing = Probe::new(2);
+        let others: Vec<_> = (0..3).map(|_| Probe::new(0)).collect();
+        timers.arm(1, None, start + Duration::from_secs(1), weak(&failing));
+        for (n, other) in others.iter().enumerate() {
+            let at = start + Duration::from_secs(1) + Duration::from_millis(n as u64 * 10);
+            timers.arm(10 + n as u64, None, at, weak(other));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        settle().await;
+        for (n, other) in others.iter().enumerate() {
+            let at = start + Duration::from_secs(1) + Duration::from_millis(n as u64 * 10);
+            assert_eq!(other.fired(), [at], "connection {n} fired on time");
+        }
+        // Two panics, then the third attempt succeeds, RETRY_AFTER_PANIC apart.
+        let fired = failing.fired();
+        assert_eq!(fired.len(), 3, "{fired:?}");
+        assert_eq!(fired[2] - fired[0], RETRY_AFTER_PANIC * 2);
+    }
+
+    #[test]
+    fn entries_outlive_the_runtime_their_task_ran_on() {
+        let timers = Timers::default();
+        let probes: Vec<_> = (0..4).map(|_| Probe::new(0)).collect();
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        first.block_on(async {
+            for (n, probe) in probes.iter().enumerate() {
+                let at = Instant::now() + Duration::from_millis(100 + 10 * n as u64);
+                timers.arm(n as u64, None, at, weak(probe));
+            }
         });
-        schedule.apply(Command::Cancel { id: 8 });
-        assert!(schedule.queue.is_empty() && schedule.keys.is_empty());
+        // The task dies with its runtime before any entry is due.
+        drop(first);
+        assert_eq!(timers.pending(), 4);
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let extra = Probe::new(0);
+        second.block_on(async {
+            timers.arm(
+                99,
+                None,
+                Instant::now() + Duration::from_millis(50),
+                weak(&extra),
+            );
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        });
+        for probe in probes.iter().chain([&extra]) {
+            assert_eq!(probe.fired().len(), 1);
+        }
+        assert_eq!(timers.pending(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_connections_are_skipped() {
+        let timers = Timers::default();
+        let start = Instant::now();
+        let probe = Probe::new(0);
+        timers.arm(1, None, start + Duration::from_secs(1), weak(&probe));
+        drop(probe);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        settle().await;
+        assert_eq!(timers.pending(), 0);
     }
 }

@@ -253,6 +253,7 @@ impl JwtValidator {
         let claims = serde_json::from_str(payload).map_err(|_| TokenError::UnexpectedClaims)?;
         Ok(ValidatedToken {
             claims,
+            iss: registered.iss,
             sub: registered.sub,
             exp: registered.exp.0,
         })
@@ -279,6 +280,8 @@ impl std::fmt::Debug for JwtValidator {
 pub struct ValidatedToken<C> {
     /// The application's claims.
     pub claims: C,
+    /// The `iss` claim, if present.
+    pub iss: Option<String>,
     /// The `sub` claim, if present.
     pub sub: Option<String>,
     /// The `exp` claim (seconds since the Unix epoch).
@@ -287,6 +290,8 @@ pub struct ValidatedToken<C> {
 
 #[derive(Deserialize)]
 struct Registered {
+    #[serde(default)]
+    iss: Option<String>,
     #[serde(default)]
     sub: Option<String>,
     exp: NumericDate,

@@ -2,17 +2,15 @@
 //! clock with an in-memory transport, so every deadline is checked to the
 //! millisecond without waiting for it.
 
-use std::pin::Pin;
+mod support;
+
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Message;
-use futures_core::Stream;
-use futures_sink::Sink;
 use jsonwebtoken::{EncodingKey, Header};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -20,6 +18,7 @@ use super::{AuthSender, AuthWebSocket, spawn};
 use crate::token::TokenSource;
 use crate::upgrade::Authenticated;
 use crate::{JwtValidator, WsAuthLayer, WsAuthLayerBuilder};
+use support::{Backpressure, Peer, pipe};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 const OTHER_SECRET: &[u8] = b"fedcba9876543210fedcba9876543210";
@@ -53,112 +52,50 @@ fn sign(secret: &[u8], sub: &str, exp: u64, generation: u32) -> String {
     .unwrap()
 }
 
-/// The socket's side of an in-memory WebSocket.
-struct MemoryTransport {
-    from_peer: mpsc::UnboundedReceiver<Result<Message, axum::Error>>,
-    to_peer: mpsc::UnboundedSender<Message>,
-}
-
-impl Stream for MemoryTransport {
-    type Item = Result<Message, axum::Error>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.from_peer.poll_recv(cx)
-    }
-}
-
-impl Sink<Message> for MemoryTransport {
-    type Error = axum::Error;
-    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
-        self.to_peer.send(item).map_err(axum::Error::new)
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// The client's side.
-struct Peer {
-    to_socket: Option<mpsc::UnboundedSender<Result<Message, axum::Error>>>,
-    from_socket: mpsc::UnboundedReceiver<Message>,
-}
-
-impl Peer {
-    fn send_text(&self, text: impl Into<String>) {
-        let text: String = text.into();
-        self.to_socket
-            .as_ref()
-            .unwrap()
-            .send(Ok(Message::Text(text.into())))
-            .unwrap();
-    }
-
-    fn renew(&self, token: &str, id: &str) {
-        self.send_text(json!({"type": "auth.renew", "token": token, "id": id}).to_string());
-    }
-
-    async fn next(&mut self) -> Message {
-        self.from_socket
-            .recv()
-            .await
-            .expect("socket side went away")
-    }
-
-    async fn next_json(&mut self) -> Value {
-        match self.next().await {
-            Message::Text(text) => serde_json::from_str(text.as_str()).unwrap(),
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-
-    async fn expect_close(&mut self) -> (u16, String) {
-        match self.next().await {
-            Message::Close(Some(frame)) => {
-                // The closing handshake ends when the peer's side goes away.
-                self.to_socket = None;
-                (frame.code, frame.reason.as_str().to_owned())
-            }
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
-
 struct Setup {
     socket: AuthWebSocket<Claims>,
     peer: Peer,
+}
+
+fn layer(
+    configure: impl FnOnce(WsAuthLayerBuilder<Claims>) -> WsAuthLayerBuilder<Claims>,
+) -> WsAuthLayer<Claims> {
+    let builder = WsAuthLayer::<Claims>::builder(JwtValidator::hs256(SECRET).unwrap());
+    configure(builder).build().unwrap()
+}
+
+/// A connection of `layer` opened with `token`, over a transport shaped
+/// like `shape`.
+fn open(layer: &WsAuthLayer<Claims>, token: &str, shape: Backpressure) -> Setup {
+    let settings = Arc::clone(layer.settings());
+    let valid = settings.check_token(token).expect("test token is valid");
+    open_authenticated(
+        Authenticated {
+            claims: Arc::new(valid.claims),
+            iss: valid.iss.map(Arc::from),
+            sub: valid.sub.map(Arc::from),
+            exp: valid.exp,
+            source: TokenSource::Header,
+            protocol: None,
+            settings,
+        },
+        shape,
+    )
+}
+
+fn open_authenticated(authenticated: Authenticated<Claims>, shape: Backpressure) -> Setup {
+    let (transport, peer) = pipe(shape);
+    let socket = spawn(transport, authenticated);
+    let half: Arc<dyn super::core::Half> = Arc::clone(&socket.receiver.half);
+    peer.probe.watch(Arc::downgrade(&half));
+    Setup { socket, peer }
 }
 
 fn start_with(
     configure: impl FnOnce(WsAuthLayerBuilder<Claims>) -> WsAuthLayerBuilder<Claims>,
     token: &str,
 ) -> Setup {
-    let builder = WsAuthLayer::<Claims>::builder(JwtValidator::hs256(SECRET).unwrap());
-    let layer = configure(builder).build().unwrap();
-    let settings = Arc::clone(layer.settings());
-    let valid = settings.check_token(token).expect("test token is valid");
-    let authenticated = Authenticated {
-        claims: Arc::new(valid.claims),
-        sub: valid.sub.map(Arc::from),
-        exp: valid.exp,
-        source: TokenSource::Header,
-        protocol: None,
-        settings,
-    };
-    let (to_socket, from_peer) = mpsc::unbounded_channel();
-    let (to_peer, from_socket) = mpsc::unbounded_channel();
-    let socket = spawn(MemoryTransport { from_peer, to_peer }, authenticated);
-    Setup {
-        socket,
-        peer: Peer {
-            to_socket: Some(to_socket),
-            from_socket,
-        },
-    }
+    open(&layer(configure), token, Backpressure::ROOMY)
 }
 
 /// Notice 30 s before exp, leeway 5 s.
@@ -443,11 +380,7 @@ async fn application_frames_pass_through_byte_for_byte_in_order() {
         Message::Text(r#" {"type":"auth"} "#.into()),
     ];
     for frame in &frames {
-        peer.to_socket
-            .as_ref()
-            .unwrap()
-            .send(Ok(frame.clone()))
-            .unwrap();
+        peer.send(frame.clone());
     }
     for frame in &frames {
         assert_eq!(&socket.recv().await.unwrap().unwrap(), frame);

@@ -1,0 +1,104 @@
+//! In-band renewal: an `auth.renew` passes exactly the checks of a
+//! handshake token, keeps the connection's identity and moves its expiry
+//! forward, or changes nothing.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use super::core::{Core, Ending, Shared};
+use crate::config::Refusal;
+use crate::protocol::{CloseReason, InvalidControl, RenewRejection, ServerMessage};
+use crate::telemetry;
+use crate::token::TokenError;
+
+impl<C> Shared<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    pub(super) fn renew(&self, core: &mut Core<C>, token: String, id: Option<String>) {
+        if !core.renewals.attempt(Instant::now()) {
+            self.end(core, Ending::Close(CloseReason::TooManyRenewals));
+            return;
+        }
+        let checked = core.settings.check_token(&token);
+        drop(token);
+        let valid = match checked {
+            Ok(valid) => valid,
+            Err(Refusal::Invalid(error)) => {
+                return self.reject(core, RenewRejection::InvalidToken, error.to_string(), id);
+            }
+            Err(Refusal::InsufficientScope) => {
+                return self.reject(
+                    core,
+                    RenewRejection::InsufficientScope,
+                    "insufficient scope".into(),
+                    id,
+                );
+            }
+        };
+        if !core
+            .connection
+            .is_same_identity(valid.iss.as_deref(), valid.sub.as_deref())
+        {
+            telemetry::identity_change_refused(&core.connection);
+            self.end(core, Ending::Close(CloseReason::Forbidden));
+            return;
+        }
+        if valid.exp <= self.deadline.exp() {
+            return self.reject(
+                core,
+                RenewRejection::InvalidToken,
+                TokenError::NotNewer.to_string(),
+                id,
+            );
+        }
+        self.deadline.set(valid.exp);
+        core.claims = Arc::new(valid.claims);
+        if let Some(watch) = &core.claims_watch {
+            watch.send_replace(Arc::clone(&core.claims));
+        }
+        core.notice_sent = false;
+        self.arm(core);
+        telemetry::renewed(&core.connection, valid.exp);
+        self.send_control(core, &ServerMessage::Renewed { exp: valid.exp, id });
+    }
+
+    fn reject(
+        &self,
+        core: &mut Core<C>,
+        error: RenewRejection,
+        description: String,
+        id: Option<String>,
+    ) {
+        telemetry::renew_rejected(&core.connection, error, &description);
+        self.send_control(
+            core,
+            &ServerMessage::RenewRejected {
+                error,
+                error_description: Some(description),
+                id,
+            },
+        );
+    }
+
+    pub(super) fn invalid_control(
+        &self,
+        core: &mut Core<C>,
+        id: Option<String>,
+        reason: InvalidControl,
+    ) {
+        core.invalid_controls += 1;
+        if core.invalid_controls > core.settings.session.invalid_control_limit {
+            self.end(core, Ending::Close(CloseReason::BadRequest));
+            return;
+        }
+        self.reject(
+            core,
+            RenewRejection::InvalidRequest,
+            reason.description().into(),
+            id,
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! The real WebSocket under a connection, and the wakers of everyone
+//! waiting to write to it.
+//!
+//! A transport remembers one write waker (tokio-tungstenite keeps a single
+//! slot), but a connection has any number of writers: every clone of the
+//! application's sender, the task that flushes control frames, the closing
+//! handshake. So the transport only ever sees the connection's own
+//! [`Writers`] waker, and that waker wakes every task parked on it.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+
+use axum::extract::ws::Message;
+use futures_core::Stream;
+use futures_sink::Sink;
+
+use super::closed;
+
+/// The real WebSocket under a connection: axum's `WebSocket`, or an
+/// in-memory stand-in in tests.
+pub(crate) trait Transport:
+    Stream<Item = Result<Message, axum::Error>>
+    + Sink<Message, Error = axum::Error>
+    + Unpin
+    + Send
+    + 'static
+{
+}
+
+impl<T> Transport for T where
+    T: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Unpin
+        + Send
+        + 'static
+{
+}
+
+/// The transport until the connection is over. Shutting it drops the
+/// socket, closing the TCP connection whatever halves the application
+/// still holds; afterwards it reads as ended and refuses writes.
+pub(crate) struct Io(Option<Box<dyn Transport>>);
+
+impl Io {
+    pub(crate) fn new(transport: Box<dyn Transport>) -> Self {
+        Self(Some(transport))
+    }
+
+    pub(crate) fn shut(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Stream for Io {
+    type Item = Result<Message, axum::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match &mut self.0 {
+            Some(transport) => Pin::new(transport).poll_next(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+impl Sink<Message> for Io {
+    type Error = axum::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match &mut self.0 {
+            Some(transport) => Pin::new(transport).poll_ready(cx),
+            None => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        match &mut self.0 {
+            Some(transport) => Pin::new(transport).start_send(item),
+            None => Err(closed()),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match &mut self.0 {
+            Some(transport) => Pin::new(transport).poll_flush(cx),
+            None => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match &mut self.0 {
+            Some(transport) => Pin::new(transport).poll_close(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// Every task waiting for the transport to take writes.
+#[derive(Default)]
+pub(crate) struct Writers {
+    parked: Mutex<Vec<Waker>>,
+    /// Bumped by every wake, so a task that parks just after a wake it
+    /// did not see is woken at once instead of being lost.
+    wakes: AtomicU64,
+}
+
+/// What a writer saw before polling the transport; hand it back to
+/// [`Writers::park`] if the poll was pending.
+#[derive(Clone, Copy)]
+pub(crate) struct Seen(u64);
+
+impl Writers {
+    /// The waker to give the transport for every write-side poll; made
+    /// once per connection.
+    pub(crate) fn waker(self: &Arc<Self>) -> Waker {
+        Waker::from(Arc::clone(self))
+    }
+
+    /// Read before polling the transport, to park with if the poll is
+    /// pending.
+    pub(crate) fn seen(&self) -> Seen {
+        Seen(self.wakes.load(Ordering::SeqCst))
+    }
+
+    /// Parks `waker` until the transport can take writes again (or the
+    /// connection ends).
+    pub(crate) fn park(&self, waker: &Waker, seen: Seen) {
+        let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.wakes.load(Ordering::SeqCst) != seen.0 {
+            drop(parked);
+            waker.wake_by_ref();
+            return;
+        }
+        if !parked.iter().any(|other| other.will_wake(waker)) {
+            parked.push(waker.clone());
+        }
+    }
+
+    /// Wakes every parked writer.
+    pub(crate) fn wake_all(&self) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        let parked =
+            std::mem::take(&mut *self.parked.lock().unwrap_or_else(PoisonError::into_inner));
+        for waker in parked {
+            waker.wake();
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> usize {
+        self.parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+impl Wake for Writers {
+    fn wake(self: Arc<Self>) {
+        self.wake_all();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn every_parked_writer_is_woken_once_per_wake() {
+        let writers = Arc::new(Writers::default());
+        let counts: Vec<Arc<Count>> = (0..5).map(|_| Arc::default()).collect();
+        let transport_waker = writers.waker();
+        let seen = writers.seen();
+        for count in &counts {
+            let waker = Waker::from(Arc::clone(count));
+            writers.park(&waker, seen);
+            writers.park(&waker, seen);
+        }
+        assert_eq!(
+            writers.parked(),
+            5,
+            "a task parks once however often it polls"
+        );
+        transport_waker.wake_by_ref();
+        for count in &counts {
+            assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        }
+        assert_eq!(writers.parked(), 0);
+    }
+
+    #[test]
+    fn a_wake_between_poll_and_park_is_not_lost() {
+        let writers = Arc::new(Writers::default());
+        let transport_waker = writers.waker();
+        let seen = writers.seen();
+        // The transport wakes after the poll returned Pending but before the
+        // writer parked.
+        transport_waker.wake();
+        let count = Arc::new(Count::default());
+        writers.park(&Waker::from(Arc::clone(&count)), seen);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(writers.parked(), 0);
+    }
+}

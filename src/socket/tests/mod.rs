@@ -2,7 +2,9 @@
 //! clock with an in-memory transport, so every deadline is checked to the
 //! millisecond without waiting for it.
 
+mod lifecycle;
 mod support;
+mod writers;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

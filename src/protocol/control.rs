@@ -226,7 +226,8 @@ pub(crate) fn classify(text: &str, max_control_bytes: usize) -> Classified {
 /// Binary frames never are.
 ///
 /// This is the decision the server makes for every inbound text frame: one
-/// streaming pass that allocates nothing for application frames.
+/// streaming pass over the top-level members that builds no tree, whatever
+/// the frame's size.
 ///
 /// ```
 /// use axum_ws_auth::protocol::is_control_message;
@@ -304,9 +305,10 @@ struct Scan {
 /// One streaming pass over a frame that passes the pre-filter: `None` unless
 /// the whole text is one JSON object (trailing whitespace allowed).
 ///
-/// Keys are compared without allocating unless they contain escapes (then
-/// serde_json decodes them into its scratch buffer), so `"\u0074ype"` is
-/// `type`. The `type` value is decoded only if it is a string; every other
+/// Keys are compared in place unless they contain escapes (then serde_json
+/// decodes them into its scratch buffer), so `"\u0074ype"` is `type`. That
+/// scratch buffer, also one byte per nesting level of skipped values, is the
+/// only memory the pass uses for an application frame. The `type` value is decoded only if it is a string; every other
 /// value is skipped with [`IgnoredAny`], which validates JSON syntax without
 /// building anything. `token` and `id` are read as raw JSON text, skipped the
 /// same way, and decoded on their own afterwards, so whether a frame is a

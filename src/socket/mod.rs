@@ -58,6 +58,7 @@ where
 {
     let Authenticated {
         claims,
+        iss: _,
         sub,
         exp,
         source,

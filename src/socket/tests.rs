@@ -143,6 +143,7 @@ fn start_with(
     let valid = settings.check_token(token).expect("test token is valid");
     let authenticated = Authenticated {
         claims: Arc::new(valid.claims),
+        iss: valid.iss.map(Arc::from),
         sub: valid.sub.map(Arc::from),
         exp: valid.exp,
         source: TokenSource::Header,

@@ -171,6 +171,16 @@ impl JwtValidator {
         self.validation_changed();
     }
 
+    /// Makes `sub` a required claim: the connection's identity is
+    /// (`iss`, `sub`), so a layer refuses tokens without a subject unless
+    /// the application opts out.
+    pub(crate) fn require_subject(&mut self) {
+        self.validation
+            .required_spec_claims
+            .insert("sub".to_owned());
+        self.validation_changed();
+    }
+
     /// Derived per-family validations must follow every change.
     fn validation_changed(&mut self) {
         #[cfg(feature = "jwks")]
@@ -253,6 +263,7 @@ impl JwtValidator {
         let claims = serde_json::from_str(payload).map_err(|_| TokenError::UnexpectedClaims)?;
         Ok(ValidatedToken {
             claims,
+            iss: registered.iss,
             sub: registered.sub,
             exp: registered.exp.0,
         })
@@ -279,21 +290,46 @@ impl std::fmt::Debug for JwtValidator {
 pub struct ValidatedToken<C> {
     /// The application's claims.
     pub claims: C,
-    /// The `sub` claim, if present.
+    /// The `iss` claim, if present. Together with [`sub`](Self::sub) it is
+    /// the connection's identity: a subject is unique only within its
+    /// issuer. An `iss` that is not a single string (jsonwebtoken would
+    /// accept a list) is refused as [`TokenError::InvalidClaimFormat`].
+    pub iss: Option<String>,
+    /// The `sub` claim, if present. A [`WsAuthLayer`](crate::WsAuthLayer)
+    /// requires it unless
+    /// [`allow_missing_subject`](crate::WsAuthLayerBuilder::allow_missing_subject)
+    /// is set.
     pub sub: Option<String>,
-    /// The `exp` claim (seconds since the Unix epoch).
+    /// The `exp` claim (seconds since the Unix epoch), exactly as
+    /// jsonwebtoken read it for its own check: integers as they are (up to
+    /// `u64::MAX`), fractions rounded half away from zero.
     pub exp: u64,
 }
 
+/// The registered claims this crate reads itself. jsonwebtoken has already
+/// checked `exp`, `nbf`, `iss`, `aud` (and `sub` when required) by the time
+/// this is parsed; a claim it let through but that is not of its RFC 7519
+/// type here is [`TokenError::InvalidClaimFormat`].
 #[derive(Deserialize)]
 struct Registered {
     #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
     sub: Option<String>,
     exp: NumericDate,
+    /// Never used, but RFC 7519 section 4.1.6 says it MUST be a number.
+    #[serde(default)]
+    #[allow(dead_code)]
+    iat: Option<serde_json::Number>,
 }
 
-/// RFC 7519 NumericDate: a JSON number, possibly fractional, rounded the
-/// same way jsonwebtoken rounds it for its own `exp` check.
+/// RFC 7519 NumericDate as jsonwebtoken 11 reads `exp` and `nbf`
+/// (`validation::numeric_type`): a non-negative integer up to `u64::MAX` as
+/// it is, a finite non-negative fraction below `u64::MAX as f64` rounded
+/// half away from zero (`f64::round`); anything else (negative numbers,
+/// `1e300`, strings, `null`) is refused, by jsonwebtoken already, since
+/// `exp` is always required. Keeping the two readings identical means a
+/// token jsonwebtoken accepts always has an `exp` this crate can represent.
 struct NumericDate(u64);
 
 impl<'de> Deserialize<'de> for NumericDate {

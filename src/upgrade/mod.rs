@@ -24,6 +24,9 @@ use crate::token::TokenSource;
 /// extractor in the request's extensions.
 pub(crate) struct Authenticated<C> {
     pub(crate) claims: Arc<C>,
+    /// With `sub`, the connection's identity: a renewal must carry the same
+    /// pair (a `sub` is unique only within its issuer).
+    pub(crate) iss: Option<Arc<str>>,
     pub(crate) sub: Option<Arc<str>>,
     pub(crate) exp: u64,
     pub(crate) source: TokenSource,
@@ -35,6 +38,7 @@ impl<C> Clone for Authenticated<C> {
     fn clone(&self) -> Self {
         Self {
             claims: Arc::clone(&self.claims),
+            iss: self.iss.clone(),
             sub: self.sub.clone(),
             exp: self.exp,
             source: self.source,

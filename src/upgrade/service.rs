@@ -96,6 +96,7 @@ fn authenticate<C: DeserializeOwned>(
         })?;
     Ok(Authenticated {
         claims: Arc::new(valid.claims),
+        iss: valid.iss.map(Arc::from),
         sub: valid.sub.map(Arc::from),
         exp: valid.exp,
         source: found.source,

@@ -560,4 +560,57 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn concealing_removes_the_bearer_entry_and_hides_credentials() {
+        let mut map = headers(&[
+            ("authorization", "Bearer h.h.h"),
+            ("sec-websocket-protocol", "wsauth.v1, bearer.s.s.s, chat"),
+            ("sec-websocket-protocol", "bearer2"),
+            ("cookie", "a=1; jwt=c.c.c"),
+        ]);
+        let mut uri: Uri = "/ws?x=1&access_token=q.q.q&y=2".parse().unwrap();
+        conceal_tokens(&all_sources(), &mut map, &mut uri);
+        let protocols: Vec<_> = map.get_all(SEC_WEBSOCKET_PROTOCOL).iter().collect();
+        assert_eq!(protocols, ["wsauth.v1, chat", "bearer2"]);
+        assert!(map[AUTHORIZATION].is_sensitive());
+        assert!(map[COOKIE].is_sensitive());
+        assert_eq!(uri, "/ws?x=1&y=2");
+        let debug = format!("{map:?} {uri:?}");
+        for token in ["h.h.h", "s.s.s", "c.c.c", "q.q.q"] {
+            assert!(!debug.contains(token), "{debug}");
+        }
+
+        // A value left without entries goes; disabled sources stay as sent.
+        let mut map = headers(&[
+            ("sec-websocket-protocol", "bearer.s.s.s"),
+            ("sec-websocket-protocol", "wsauth.v1"),
+            ("cookie", "jwt=c.c.c"),
+        ]);
+        let mut uri: Uri = "/ws?access_token=q.q.q".parse().unwrap();
+        conceal_tokens(&SourceConfig::default(), &mut map, &mut uri);
+        let protocols: Vec<_> = map.get_all(SEC_WEBSOCKET_PROTOCOL).iter().collect();
+        assert_eq!(protocols, ["wsauth.v1"]);
+        assert!(!map[COOKIE].is_sensitive());
+        assert_eq!(uri, "/ws?access_token=q.q.q");
+
+        let mut map = headers(&[("sec-websocket-protocol", "bearer.s.s.s")]);
+        let mut uri: Uri = "http://h/ws?access_token=q.q.q".parse().unwrap();
+        conceal_tokens(&all_sources(), &mut map, &mut uri);
+        assert!(map.get(SEC_WEBSOCKET_PROTOCOL).is_none());
+        assert_eq!(uri, "http://h/ws");
+    }
+
+    #[test]
+    fn debug_of_parsed_sources_shows_no_token() {
+        let map = headers(&[("sec-websocket-protocol", "wsauth.v1, bearer.s.s.s")]);
+        let offered = OfferedProtocols::parse(&map).unwrap();
+        let uri: Uri = "/".parse().unwrap();
+        let found = find_token(&all_sources(), &map, &uri, &offered)
+            .unwrap()
+            .unwrap();
+        let debug = format!("{offered:?} {found:?}");
+        assert!(!debug.contains("s.s.s"), "{debug}");
+        assert!(debug.contains("wsauth.v1") && debug.contains("Subprotocol"));
+    }
 }

@@ -146,7 +146,9 @@ impl<C> WsAuthLayerBuilder<C> {
     ///
     /// Browsers attach cookies to cross-site WebSocket requests, so
     /// [`build`](Self::build) refuses this source unless
-    /// [`allowed_origins`](Self::allowed_origins) is set.
+    /// [`allowed_origins`](Self::allowed_origins) is set. Behind the layer,
+    /// `Cookie` header values are marked sensitive (their `Debug` prints
+    /// `Sensitive`).
     pub fn cookie_source(mut self, name: impl Into<String>) -> Self {
         self.sources.cookie = Some(name.into());
         self
@@ -155,7 +157,8 @@ impl<C> WsAuthLayerBuilder<C> {
     /// Read `?access_token=<jwt>` (default off).
     ///
     /// Discouraged (RFC 6750 section 2.3): URLs end up in proxy and server
-    /// logs, and with them the token.
+    /// logs, and with them the token. Behind the layer, `access_token`
+    /// parameters are removed from the request's URI.
     pub fn query_source(mut self, enabled: bool) -> Self {
         self.sources.query = enabled;
         self

@@ -596,3 +596,72 @@ async fn a_refused_request_never_disturbs_other_connections() {
     );
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+#[tokio::test]
+async fn tokens_without_sub_are_refused_unless_the_application_opts_out() {
+    let mut anonymous = claims("ignored", 60);
+    anonymous.as_object_mut().unwrap().remove("sub");
+    let jwt = sign(&anonymous);
+    let header = format!("Bearer {jwt}");
+
+    let addr = serve(builder()).await;
+    let refused = connect(addr, &[("authorization", &header)])
+        .await
+        .err()
+        .unwrap();
+    assert_refused(
+        &refused,
+        401,
+        Some(&invalid_token("missing or malformed required claim")),
+    );
+    // The same, through the subprotocol source.
+    let list = format!("wsauth.v1, bearer.{jwt}");
+    let refused = connect(addr, &[("sec-websocket-protocol", &list)])
+        .await
+        .err()
+        .unwrap();
+    assert_refused(
+        &refused,
+        401,
+        Some(&invalid_token("missing or malformed required claim")),
+    );
+    // A `sub` that is not a string is not a subject either.
+    let mut numeric = claims("ignored", 60);
+    numeric["sub"] = json!(42);
+    let refused = connect(
+        addr,
+        &[("authorization", &format!("Bearer {}", sign(&numeric)))],
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_refused(
+        &refused,
+        401,
+        Some(&invalid_token("missing or malformed required claim")),
+    );
+
+    let addr = serve_value(
+        axum_ws_auth::WsAuthLayer::builder(validator())
+            .realm(REALM)
+            .allow_missing_subject(true),
+    )
+    .await;
+    let mut client = connect(addr, &[("authorization", &header)])
+        .await
+        .unwrap()
+        .client;
+    send_text(&mut client, "claims").await;
+    let echoed = next_json(&mut client).await;
+    assert_eq!(echoed["iss"], ISSUER);
+    assert!(echoed.get("sub").is_none());
+    // Opting out does not make a subject unwelcome.
+    assert!(
+        connect(
+            addr,
+            &[("authorization", &format!("Bearer {}", token("alice", 60)))]
+        )
+        .await
+        .is_ok()
+    );
+}

@@ -26,10 +26,12 @@ pub enum TokenError {
     /// and algorithm-confusion attempts).
     #[error("algorithm not allowed")]
     AlgorithmNotAllowed,
-    /// `exp` (plus leeway) has passed.
+    /// `exp` (plus leeway) has passed; this includes `exp` of `0` or a
+    /// fraction that rounds to a past second.
     #[error("token expired")]
     Expired,
-    /// `nbf` (minus leeway) is still in the future.
+    /// `nbf` (minus leeway) is still in the future (up to `u64::MAX`:
+    /// such a token is never valid).
     #[error("token not yet valid")]
     NotYetValid,
     /// `aud` does not name this service.
@@ -38,12 +40,18 @@ pub enum TokenError {
     /// `iss` is not an accepted issuer.
     #[error("invalid issuer")]
     InvalidIssuer,
-    /// A claim the validation requires (`exp`, and as configured `sub`,
-    /// `iss`, `aud`, `nbf`) is absent or not of its type (jsonwebtoken does
-    /// not tell the two apart: `"exp": "1700000000"` lands here).
+    /// A claim the validation requires (`exp`; `sub` unless the layer
+    /// allows tokens without a subject; as configured `iss`, `aud`, `nbf`)
+    /// is absent or not of its type. jsonwebtoken does not tell the two
+    /// apart, so an `exp` that is not a NumericDate it can read lands here:
+    /// a string, `null`, a negative number (`-1`, `-1e18`), or a number at
+    /// or beyond `u64::MAX as f64` (`1e300`, `1.8446744073709552e19`).
     #[error("missing or malformed required claim")]
     MissingClaim,
-    /// A registered claim has the wrong type, e.g. `exp` as a string.
+    /// An optional registered claim has the wrong type: `nbf` that is not a
+    /// NumericDate (a string, negative, or beyond `u64::MAX as f64`), `iat`
+    /// that is not a number, `iss` that is a list rather than one string,
+    /// or an optional `iss` or `sub` that is not a string.
     #[error("invalid claim format")]
     InvalidClaimFormat,
     /// The claims do not deserialize into the application's claims type.

@@ -171,6 +171,16 @@ impl JwtValidator {
         self.validation_changed();
     }
 
+    /// Makes `sub` a required claim: the connection's identity is
+    /// (`iss`, `sub`), so a layer refuses tokens without a subject unless
+    /// the application opts out.
+    pub(crate) fn require_subject(&mut self) {
+        self.validation
+            .required_spec_claims
+            .insert("sub".to_owned());
+        self.validation_changed();
+    }
+
     /// Derived per-family validations must follow every change.
     fn validation_changed(&mut self) {
         #[cfg(feature = "jwks")]
@@ -280,14 +290,26 @@ impl std::fmt::Debug for JwtValidator {
 pub struct ValidatedToken<C> {
     /// The application's claims.
     pub claims: C,
-    /// The `iss` claim, if present.
+    /// The `iss` claim, if present. Together with [`sub`](Self::sub) it is
+    /// the connection's identity: a subject is unique only within its
+    /// issuer. An `iss` that is not a single string (jsonwebtoken would
+    /// accept a list) is refused as [`TokenError::InvalidClaimFormat`].
     pub iss: Option<String>,
-    /// The `sub` claim, if present.
+    /// The `sub` claim, if present. A [`WsAuthLayer`](crate::WsAuthLayer)
+    /// requires it unless
+    /// [`allow_missing_subject`](crate::WsAuthLayerBuilder::allow_missing_subject)
+    /// is set.
     pub sub: Option<String>,
-    /// The `exp` claim (seconds since the Unix epoch).
+    /// The `exp` claim (seconds since the Unix epoch), exactly as
+    /// jsonwebtoken read it for its own check: integers as they are (up to
+    /// `u64::MAX`), fractions rounded half away from zero.
     pub exp: u64,
 }
 
+/// The registered claims this crate reads itself. jsonwebtoken has already
+/// checked `exp`, `nbf`, `iss`, `aud` (and `sub` when required) by the time
+/// this is parsed; a claim it let through but that is not of its RFC 7519
+/// type here is [`TokenError::InvalidClaimFormat`].
 #[derive(Deserialize)]
 struct Registered {
     #[serde(default)]
@@ -295,10 +317,19 @@ struct Registered {
     #[serde(default)]
     sub: Option<String>,
     exp: NumericDate,
+    /// Never used, but RFC 7519 section 4.1.6 says it MUST be a number.
+    #[serde(default)]
+    #[allow(dead_code)]
+    iat: Option<serde_json::Number>,
 }
 
-/// RFC 7519 NumericDate: a JSON number, possibly fractional, rounded the
-/// same way jsonwebtoken rounds it for its own `exp` check.
+/// RFC 7519 NumericDate as jsonwebtoken 11 reads `exp` and `nbf`
+/// (`validation::numeric_type`): a non-negative integer up to `u64::MAX` as
+/// it is, a finite non-negative fraction below `u64::MAX as f64` rounded
+/// half away from zero (`f64::round`); anything else (negative numbers,
+/// `1e300`, strings, `null`) is refused, by jsonwebtoken already, since
+/// `exp` is always required. Keeping the two readings identical means a
+/// token jsonwebtoken accepts always has an `exp` this crate can represent.
 struct NumericDate(u64);
 
 impl<'de> Deserialize<'de> for NumericDate {
@@ -380,6 +411,244 @@ mod tests {
         assert_eq!(
             validator
                 .validate::<Value>(&sign(&json!({"sub": "a"})))
+                .unwrap_err(),
+            TokenError::MissingClaim
+        );
+    }
+
+    /// How jsonwebtoken 11 reads a NumericDate (`validation::numeric_type`),
+    /// written out value by value: `None` is "not a NumericDate".
+    fn extreme_values(now: u64) -> Vec<(String, Option<u64>)> {
+        let two_53 = 1u64 << 53;
+        let mut values: Vec<(String, Option<u64>)> = [
+            ("0", Some(0)),
+            ("-0", Some(0)),
+            ("-1", None),
+            ("-1e18", None),
+            ("-1000000000000000000", None),
+            ("0.5", Some(1)),
+            ("0.4", Some(0)),
+            ("9007199254740992", Some(two_53)),
+            ("9007199254740993", Some(two_53 + 1)),
+            // Not 2^53 (the nearest float): serde_json's default float
+            // parser is best-effort, within one ulp. jsonwebtoken reads the
+            // same text with the same parser, so the two agree on it.
+            ("9007199254740993.0", Some(two_53 + 2)),
+            ("18446744073709551615", Some(u64::MAX)),
+            // u64::MAX + 1 parses as the float 2^64: not below u64::MAX as f64.
+            ("18446744073709551616", None),
+            ("18446744073709551615.0", None),
+            ("1.8446744073709552e19", None),
+            // The largest float below 2^64.
+            ("18446744073709549568.0", Some(18_446_744_073_709_549_568)),
+            ("1.8e19", Some(18_000_000_000_000_000_000)),
+            ("1e300", None),
+            ("null", None),
+            ("\"1700000000\"", None),
+            ("true", None),
+        ]
+        .into_iter()
+        .map(|(text, reading)| (text.to_owned(), reading))
+        .collect();
+        for (text, reading) in [
+            (format!("{now}"), now),
+            (format!("{}", now - 1), now - 1),
+            (format!("{}", now + 1), now + 1),
+            (format!("{now}.4"), now),
+            (format!("{now}.5"), now + 1),
+            (format!("{now}.6"), now + 1),
+            (format!("{}.6", now - 1), now),
+            (format!("{}", now + 3600), now + 3600),
+            (format!("{}.5", now + 3600), now + 3601),
+        ] {
+            values.push((text, Some(reading)));
+        }
+        values
+    }
+
+    fn sign_raw(payload: &str) -> String {
+        let raw = RawValue::from_string(payload.to_owned()).unwrap();
+        jsonwebtoken::encode(&Header::default(), &raw, &EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    fn secs() -> u64 {
+        now() as u64
+    }
+
+    /// What the validator must answer, from the readings of `exp` and
+    /// `nbf` and whether `iat` is a number, at jsonwebtoken's `now`.
+    fn expected(
+        exp: Option<u64>,
+        nbf: Option<Option<u64>>,
+        iat_ok: bool,
+        now: u64,
+        leeway: u64,
+    ) -> Result<u64, TokenError> {
+        let exp = exp.ok_or(TokenError::MissingClaim)?;
+        if nbf == Some(None) {
+            return Err(TokenError::InvalidClaimFormat);
+        }
+        if exp < now - leeway {
+            return Err(TokenError::Expired);
+        }
+        if nbf.flatten().is_some_and(|nbf| nbf > now + leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        if !iat_ok {
+            return Err(TokenError::InvalidClaimFormat);
+        }
+        Ok(exp)
+    }
+
+    /// Validates `payload`, retrying when the clock's second changed
+    /// meanwhile, and checks the answer against `expected`.
+    fn check(
+        validator: &JwtValidator,
+        payload: &str,
+        expect: impl Fn(u64) -> Result<u64, TokenError>,
+    ) {
+        let token = sign_raw(payload);
+        loop {
+            let before = secs();
+            let result = validator.validate::<Value>(&token).map(|valid| valid.exp);
+            if secs() != before {
+                continue;
+            }
+            assert_eq!(result, expect(before), "{payload}");
+            return;
+        }
+    }
+
+    #[test]
+    fn extreme_exp_nbf_and_iat_values_get_the_answer_jsonwebtoken_gives() {
+        for leeway in [0, 5] {
+            let mut validator = JwtValidator::hs256(SECRET).unwrap();
+            validator.set_leeway_secs(leeway);
+            let now = secs();
+            let values = extreme_values(now);
+            let mut optional: Vec<Option<&(String, Option<u64>)>> = vec![None];
+            optional.extend(values.iter().map(Some));
+            for (exp, exp_reading) in &values {
+                for nbf in &optional {
+                    for iat in &optional {
+                        let mut payload = format!(r#"{{"sub":"a","exp":{exp}"#);
+                        if let Some((text, _)) = nbf {
+                            payload.push_str(&format!(r#","nbf":{text}"#));
+                        }
+                        if let Some((text, _)) = iat {
+                            payload.push_str(&format!(r#","iat":{text}"#));
+                        }
+                        payload.push('}');
+                        // `iat` only has to be a number (or null).
+                        let iat_ok =
+                            iat.is_none_or(|(text, _)| !text.starts_with('"') && text != "true");
+                        check(&validator, &payload, |now| {
+                            expected(*exp_reading, nbf.map(|(_, r)| *r), iat_ok, now, leeway)
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The float serde_json (without `float_roundtrip`, as here) reads
+    /// from `text`; it may be one ulp off the nearest.
+    fn as_parsed(text: &str) -> f64 {
+        serde_json::from_str(text).unwrap()
+    }
+
+    /// A seeded walk over random values: fractions around `now` (where
+    /// jsonwebtoken's rounding decides "expired" or "not yet valid", so its
+    /// reading shows), random integers and random finite floats of every
+    /// magnitude. Whatever jsonwebtoken decides must agree with the
+    /// `exp` this crate reports.
+    #[test]
+    fn random_numeric_dates_are_read_the_same_way_by_both() {
+        let validator = JwtValidator::hs256(SECRET).unwrap();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..3000 {
+            let now = secs();
+            let (text, reading) = match round % 3 {
+                0 => {
+                    let offset = (next() % 6000) as f64 / 1000.0 - 3.0;
+                    let text = format!("{:?}", now as f64 + offset);
+                    (text.clone(), Some(as_parsed(&text).round() as u64))
+                }
+                1 => {
+                    let value = next();
+                    if value % 2 == 0 {
+                        (value.to_string(), Some(value))
+                    } else {
+                        (format!("-{}", value >> 1 | 1), None)
+                    }
+                }
+                _ => {
+                    let value = f64::from_bits(next());
+                    if !value.is_finite() {
+                        continue;
+                    }
+                    let text = format!("{value:e}");
+                    let value = as_parsed(&text);
+                    let reading =
+                        (value >= 0.0 && value < u64::MAX as f64).then(|| value.round() as u64);
+                    (text, reading)
+                }
+            };
+            check(
+                &validator,
+                &format!(r#"{{"sub":"a","exp":{text}}}"#),
+                |now| expected(reading, None, true, now, 0),
+            );
+            let exp = now + 3600;
+            check(
+                &validator,
+                &format!(r#"{{"sub":"a","exp":{exp},"nbf":{text}}}"#),
+                |now| expected(Some(exp), Some(reading), true, now, 0),
+            );
+        }
+    }
+
+    #[test]
+    fn iss_and_sub_are_read_and_sub_can_be_required() {
+        let mut validator = JwtValidator::hs256(SECRET).unwrap();
+        let exp = secs() + 60;
+        let valid = validator
+            .validate::<Value>(&sign(&json!({"iss": "https://a", "sub": "x", "exp": exp})))
+            .unwrap();
+        assert_eq!(valid.iss.as_deref(), Some("https://a"));
+        assert_eq!(valid.sub.as_deref(), Some("x"));
+        let anonymous = sign(&json!({"iss": "https://a", "exp": exp}));
+        let valid = validator.validate::<Value>(&anonymous).unwrap();
+        assert_eq!((valid.iss, valid.sub), (Some("https://a".to_owned()), None));
+        // jsonwebtoken accepts an issuer list; an identity needs one issuer.
+        assert_eq!(
+            validator
+                .validate::<Value>(&sign(
+                    &json!({"iss": ["https://a"], "sub": "x", "exp": exp})
+                ))
+                .unwrap_err(),
+            TokenError::InvalidClaimFormat
+        );
+        assert_eq!(
+            validator
+                .validate::<Value>(&sign(&json!({"sub": 7, "exp": exp})))
+                .unwrap_err(),
+            TokenError::InvalidClaimFormat
+        );
+        validator.require_subject();
+        assert_eq!(
+            validator.validate::<Value>(&anonymous).unwrap_err(),
+            TokenError::MissingClaim
+        );
+        assert_eq!(
+            validator
+                .validate::<Value>(&sign(&json!({"sub": 7, "exp": exp})))
                 .unwrap_err(),
             TokenError::MissingClaim
         );

@@ -100,12 +100,14 @@ where
     }
 }
 
+/// Shows where the token came from and the protocol to select; never the
+/// token, the claims or axum's `WebSocketUpgrade` (whose offered-protocol
+/// set is a copy of the request's).
 impl<C> std::fmt::Debug for AuthUpgrade<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthUpgrade")
-            .field("upgrade", &self.upgrade)
             .field("token_source", &self.authenticated.source)
-            .field("protocol", &self.authenticated.protocol)
+            .field("selected_protocol", &self.authenticated.protocol)
             .finish_non_exhaustive()
     }
 }

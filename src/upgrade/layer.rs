@@ -62,6 +62,7 @@ impl<C> WsAuthLayer<C> {
             sources: SourceConfig::default(),
             allowed_origins: None,
             allow_missing_origin: false,
+            allow_missing_subject: false,
             protocols: vec![PROTOCOL_V1.to_owned()],
             realm: "websocket".to_owned(),
             authorize: None,
@@ -111,6 +112,7 @@ pub struct WsAuthLayerBuilder<C> {
     sources: SourceConfig,
     allowed_origins: Option<Vec<String>>,
     allow_missing_origin: bool,
+    allow_missing_subject: bool,
     protocols: Vec<String>,
     realm: String,
     authorize: Option<ClaimsCheck<C>>,
@@ -144,7 +146,9 @@ impl<C> WsAuthLayerBuilder<C> {
     ///
     /// Browsers attach cookies to cross-site WebSocket requests, so
     /// [`build`](Self::build) refuses this source unless
-    /// [`allowed_origins`](Self::allowed_origins) is set.
+    /// [`allowed_origins`](Self::allowed_origins) is set. Behind the layer,
+    /// `Cookie` header values are marked sensitive (their `Debug` prints
+    /// `Sensitive`).
     pub fn cookie_source(mut self, name: impl Into<String>) -> Self {
         self.sources.cookie = Some(name.into());
         self
@@ -153,7 +157,8 @@ impl<C> WsAuthLayerBuilder<C> {
     /// Read `?access_token=<jwt>` (default off).
     ///
     /// Discouraged (RFC 6750 section 2.3): URLs end up in proxy and server
-    /// logs, and with them the token.
+    /// logs, and with them the token. Behind the layer, `access_token`
+    /// parameters are removed from the request's URI.
     pub fn query_source(mut self, enabled: bool) -> Self {
         self.sources.query = enabled;
         self
@@ -174,6 +179,32 @@ impl<C> WsAuthLayerBuilder<C> {
     /// clients, which cannot be hijacked cross-site). Default off.
     pub fn allow_missing_origin(mut self, allow: bool) -> Self {
         self.allow_missing_origin = allow;
+        self
+    }
+
+    /// Accept tokens without a `sub` claim (default off: they are refused
+    /// with 401 `invalid_token`, "missing or malformed required claim", at
+    /// the handshake and on renewal alike).
+    ///
+    /// A connection's identity is the pair (`iss`, `sub`), and a renewal
+    /// must keep it; a connection opened without `sub` can only renew with
+    /// a token without `sub` from the same issuer. Opt out only when every
+    /// token of an issuer stands for one principal (a service, a device
+    /// class). A `sub` required by the [`JwtValidator`]'s own
+    /// [`Validation`](jsonwebtoken::Validation) stays required.
+    ///
+    /// ```
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer};
+    ///
+    /// // Tokens minted for a kiosk carry no subject.
+    /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?)
+    ///     .allow_missing_subject(true)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    pub fn allow_missing_subject(mut self, allow: bool) -> Self {
+        self.allow_missing_subject = allow;
         self
     }
 
@@ -272,6 +303,7 @@ impl<C> WsAuthLayerBuilder<C> {
             sources,
             allowed_origins,
             allow_missing_origin,
+            allow_missing_subject,
             protocols,
             realm,
             authorize,
@@ -319,6 +351,9 @@ impl<C> WsAuthLayerBuilder<C> {
             .map(|origins| to_header_values(origins, "origin", |o| !o.is_empty()))
             .transpose()?;
         validator.set_leeway_secs(session.leeway.as_secs());
+        if !allow_missing_subject {
+            validator.require_subject();
+        }
         Ok(WsAuthLayer {
             settings: Arc::new(Settings {
                 validator,
@@ -359,6 +394,8 @@ impl<C> std::fmt::Debug for WsAuthLayerBuilder<C> {
             .field("validator", &self.validator)
             .field("sources", &self.sources)
             .field("allowed_origins", &self.allowed_origins)
+            .field("allow_missing_origin", &self.allow_missing_origin)
+            .field("allow_missing_subject", &self.allow_missing_subject)
             .field("protocols", &self.protocols)
             .field("realm", &self.realm)
             .field("session", &self.session)

@@ -24,6 +24,8 @@ use crate::token::TokenSource;
 /// extractor in the request's extensions.
 pub(crate) struct Authenticated<C> {
     pub(crate) claims: Arc<C>,
+    /// With `sub`, the connection's identity: a renewal must carry the same
+    /// pair (a `sub` is unique only within its issuer).
     pub(crate) iss: Option<Arc<str>>,
     pub(crate) sub: Option<Arc<str>>,
     pub(crate) exp: u64,

@@ -10,14 +10,17 @@ use tower_service::Service;
 use super::{AuthRejection, Authenticated, RejectionKind, ResponseFuture};
 use crate::config::{Refusal, Settings};
 use crate::telemetry;
-use crate::token::source::{OfferedProtocols, find_token};
+use crate::token::source::{OfferedProtocols, conceal_tokens, find_token};
 
 /// Middleware that authenticates WebSocket upgrade requests; made by
 /// [`WsAuthLayer`](super::WsAuthLayer).
 ///
 /// A request that passes reaches the inner service with its claims attached
-/// for [`AuthUpgrade`](super::AuthUpgrade); one that fails is answered here
-/// and never upgraded.
+/// for [`AuthUpgrade`](super::AuthUpgrade) and its tokens out of sight: the
+/// `bearer.` subprotocol entry (and, with the query source, `access_token`)
+/// removed, `Authorization` (and, with the cookie source, `Cookie`) marked
+/// sensitive so that `Debug` of the request prints `Sensitive`. One that
+/// fails is answered here and never upgraded.
 pub struct WsAuth<S, C> {
     inner: S,
     settings: Arc<Settings<C>>,
@@ -60,10 +63,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         match authenticate(&self.settings, request.headers(), request.uri()) {
             Ok(authenticated) => {
-                request.extensions_mut().insert(authenticated);
+                let (mut parts, body) = request.into_parts();
+                conceal_tokens(&self.settings.sources, &mut parts.headers, &mut parts.uri);
+                parts.extensions.insert(authenticated);
+                let request = Request::from_parts(parts, body);
                 ResponseFuture::inner(self.inner.call(request))
             }
             Err(kind) => {

@@ -273,3 +273,49 @@ impl Drop for ExampleProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Like [`echo`], for a layer whose claims type is `serde_json::Value`
+/// (tokens with claims `Claims` cannot hold: no `sub`, fractional `exp`).
+pub async fn echo_value(upgrade: AuthUpgrade<Value>) -> Response {
+    upgrade.on_upgrade(|mut socket| async move {
+        while let Some(Ok(message)) = socket.recv().await {
+            let reply = match message {
+                Message::Text(text) if text.as_str() == "claims" => {
+                    Message::Text(serde_json::to_string(&*socket.claims()).unwrap().into())
+                }
+                Message::Close(_) => break,
+                other => other,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// A server of [`echo_value`] behind `builder`.
+pub async fn serve_value(builder: WsAuthLayerBuilder<Value>) -> SocketAddr {
+    serve_router(
+        Router::new()
+            .route("/ws", any(echo_value))
+            .layer(builder.build().unwrap()),
+    )
+    .await
+}
+
+/// The next frame that is not a control message (`auth.expiring` comes
+/// first on a connection whose token is already inside the notice window).
+pub async fn next_app_message(client: &mut Client) -> WsMessage {
+    loop {
+        let message = next_message(client).await;
+        if let WsMessage::Text(text) = &message
+            && serde_json::from_str::<Value>(text.as_str())
+                .ok()
+                .and_then(|v| v["type"].as_str().map(|t| t.starts_with("auth.")))
+                .unwrap_or(false)
+        {
+            continue;
+        }
+        return message;
+    }
+}

@@ -529,10 +529,8 @@ where
         if core.ending.is_some() {
             return;
         }
-        if self.deadline.has_passed() {
-            self.end(&mut core, Ending::Close(CloseReason::TokenExpired));
-            return;
-        }
+        // Every token gets its notice, even one whose notice and deadline
+        // fall together (no notice window, no leeway).
         let exp_at = self.deadline.exp_at();
         if !core.notice_sent && Instant::now() >= notice_at(exp_at, &core.settings.session) {
             core.notice_sent = true;
@@ -543,6 +541,10 @@ where
                 expires_in,
             };
             self.send_control(&mut core, &notice);
+        }
+        if self.deadline.has_passed() {
+            self.end(&mut core, Ending::Close(CloseReason::TokenExpired));
+            return;
         }
         self.arm(&mut core);
     }

@@ -3,6 +3,7 @@
 //! millisecond without waiting for it.
 
 mod lifecycle;
+mod property;
 mod support;
 mod writers;
 

@@ -409,6 +409,9 @@ pub(crate) trait Half: Send + Sync {
     fn sender_cloned(&self);
     fn sender_dropped(&self);
     fn receiver_dropped(&self);
+    /// Control frames are waiting to be written or flushed.
+    #[cfg(test)]
+    fn control_pending(&self) -> bool;
 }
 
 impl<C> Half for Shared<C>
@@ -494,6 +497,12 @@ where
 
     fn sender_dropped(&self) {
         self.half_dropped();
+    }
+
+    #[cfg(test)]
+    fn control_pending(&self) -> bool {
+        let core = self.lock();
+        !core.outbox.is_empty() || core.control_unflushed
     }
 
     fn receiver_dropped(&self) {

@@ -47,6 +47,9 @@ struct Schedule {
     earlier: Notify,
     /// Whether a supervisor is running on a live runtime.
     running: AtomicBool,
+    /// Tests hold the task back, as a starved runtime would.
+    #[cfg(test)]
+    stalled: AtomicBool,
 }
 
 impl Schedule {
@@ -90,6 +93,14 @@ impl Timers {
     /// Forgets connection `id`'s entry at `at`.
     pub(crate) fn cancel(&self, id: u64, at: Instant) {
         self.schedule.entries().remove(&(at, id));
+    }
+
+    /// Holds the timer task back (or lets it go), as a starved runtime
+    /// would: nothing fires while stalled.
+    #[cfg(test)]
+    pub(crate) fn stall(&self, stalled: bool) {
+        self.schedule.stalled.store(stalled, Ordering::SeqCst);
+        self.schedule.earlier.notify_one();
     }
 
     /// How many connections are waiting for a wake-up.
@@ -153,6 +164,11 @@ async fn supervise(running: Running) {
 
 async fn run(schedule: Arc<Schedule>) {
     loop {
+        #[cfg(test)]
+        if schedule.stalled.load(Ordering::SeqCst) {
+            schedule.earlier.notified().await;
+            continue;
+        }
         let now = Instant::now();
         let due = {
             let mut entries = schedule.entries();

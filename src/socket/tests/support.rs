@@ -186,6 +186,16 @@ pub(crate) struct Peer {
     pub(crate) probe: Arc<DeadlineProbe>,
 }
 
+/// How full the wire is, seen from outside.
+pub(crate) struct WireView(Arc<Mutex<Wire>>);
+
+impl WireView {
+    /// Frames on the wire, unread.
+    pub(crate) fn queued(&self) -> usize {
+        self.0.lock().unwrap().frames.len()
+    }
+}
+
 /// A connected transport and its peer.
 pub(crate) fn pipe(shape: Backpressure) -> (PipeTransport, Peer) {
     let (to_socket, from_peer) = mpsc::unbounded_channel();
@@ -250,16 +260,6 @@ impl Peer {
         .await
     }
 
-    /// A frame already on the wire, without waiting.
-    pub(crate) fn try_recv(&mut self) -> Option<Message> {
-        let mut wire = self.wire.lock().unwrap();
-        let frame = wire.frames.pop_front()?;
-        if let Some(writer) = wire.write_waker.take() {
-            writer.wake();
-        }
-        Some(frame)
-    }
-
     pub(crate) async fn next(&mut self) -> Message {
         self.recv().await.expect("socket side went away")
     }
@@ -268,19 +268,6 @@ impl Peer {
         match self.next().await {
             Message::Text(text) => serde_json::from_str(text.as_str()).unwrap(),
             other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-
-    /// The next control message, skipping application frames.
-    pub(crate) async fn next_control(&mut self) -> Value {
-        loop {
-            match self.next().await {
-                Message::Text(text) if is_control_message(text.as_str()) => {
-                    return serde_json::from_str(text.as_str()).unwrap();
-                }
-                Message::Text(_) | Message::Binary(_) => {}
-                other => panic!("expected a control message, got {other:?}"),
-            }
         }
     }
 
@@ -311,8 +298,9 @@ impl Peer {
         }
     }
 
-    /// Frames on the wire, unread.
-    pub(crate) fn queued(&self) -> usize {
-        self.wire.lock().unwrap().frames.len()
+    /// A view of the wire that stays with the test when the peer moves
+    /// to a task of its own.
+    pub(crate) fn wire(&self) -> WireView {
+        WireView(Arc::clone(&self.wire))
     }
 }

@@ -324,3 +324,66 @@ async fn far_future_tokens_do_not_stop_anyone_elses_expiry() {
     }
     assert_eq!(far[2].socket.expires_at(), u64::MAX);
 }
+
+#[tokio::test(start_paused = true)]
+async fn expiry_holds_both_ways_while_the_timer_task_is_starved() {
+    let layer = layer(defaults);
+    let Setup {
+        mut socket,
+        mut peer,
+    } = open(
+        &layer,
+        &sign(SECRET, "alice", wall_now() + 60, 0),
+        Backpressure::ROOMY,
+    );
+    let deadline = deadline(&socket);
+    assert_eq!(peer.next_json().await["type"], "auth.expiring");
+    layer.settings().timers.stall(true);
+    tokio::time::sleep_until(deadline).await;
+    // Nothing has fired: the halves themselves refuse to pass frames.
+    peer.send_text("after the deadline");
+    assert!(
+        socket
+            .send(Message::Text("after the deadline".into()))
+            .await
+            .is_err()
+    );
+    assert!(socket.recv().await.is_none());
+    assert_eq!(peer.expect_close().await.0, 4401);
+    assert!(peer.probe.late_frames().is_empty());
+    layer.settings().timers.stall(false);
+}
+
+#[tokio::test(start_paused = true)]
+async fn parked_clones_fail_promptly_when_the_peer_vanishes() {
+    const WRITERS: usize = 5;
+    let layer = layer(defaults);
+    let token = sign(SECRET, "alice", wall_now() + 3600, 0);
+    let Setup { socket, mut peer } = open(&layer, &token, Backpressure::tight(2));
+    let (sender, mut receiver) = socket.split();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let mut sender = sender.clone();
+            tokio::spawn(async move {
+                let mut n = 0;
+                while sender.send(tagged(writer, n)).await.is_ok() {
+                    n += 1;
+                }
+                Instant::now()
+            })
+        })
+        .collect();
+    drop(sender);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let vanished = Instant::now();
+    peer.vanish();
+    assert!(receiver.recv().await.is_none());
+    for writer in writers {
+        let failed_at = timeout(HANG, writer)
+            .await
+            .expect("a writer stayed parked")
+            .unwrap();
+        assert_eq!(failed_at, vanished);
+    }
+    timeout(HANG, layer.connections().closed()).await.unwrap();
+}

@@ -2,6 +2,7 @@
 //! clock with an in-memory transport, so every deadline is checked to the
 //! millisecond without waiting for it.
 
+mod identity;
 mod lifecycle;
 mod property;
 mod support;
@@ -28,6 +29,7 @@ const OTHER_SECRET: &[u8] = b"fedcba9876543210fedcba9876543210";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Claims {
+    #[serde(default)]
     sub: String,
     exp: u64,
     #[serde(default)]

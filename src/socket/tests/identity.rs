@@ -1,0 +1,100 @@
+//! A renewal keeps the connection's identity, the pair (`iss`, `sub`):
+//! a subject is unique only within its issuer.
+
+use serde_json::{Value, json};
+
+use super::*;
+
+fn sign_claims(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
+}
+
+fn token(iss: Option<&str>, sub: Option<&str>, exp: u64) -> String {
+    let mut claims = json!({ "exp": exp });
+    if let Some(iss) = iss {
+        claims["iss"] = json!(iss);
+    }
+    if let Some(sub) = sub {
+        claims["sub"] = json!(sub);
+    }
+    sign_claims(&claims)
+}
+
+fn open_with(
+    configure: impl FnOnce(WsAuthLayerBuilder<Claims>) -> WsAuthLayerBuilder<Claims>,
+    token: &str,
+) -> Setup {
+    open(&layer(configure), token, Backpressure::ROOMY)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_subject_from_another_issuer_is_another_identity() {
+    let exp = wall_now() + 300;
+    let Setup { socket, mut peer } =
+        open_with(defaults, &token(Some("https://a.test"), Some("alice"), exp));
+    let _app = App::run(socket);
+    peer.renew(
+        &token(Some("https://a.test"), Some("alice"), exp + 60),
+        "same",
+    );
+    assert_eq!(peer.next_json().await["type"], "auth.renewed");
+    peer.renew(
+        &token(Some("https://b.test"), Some("alice"), exp + 120),
+        "other",
+    );
+    assert_eq!(peer.expect_close().await, (4403, "forbidden".to_owned()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_issuer_cannot_be_added_or_dropped_by_renewal() {
+    let exp = wall_now() + 300;
+    let Setup { socket, mut peer } = open_with(defaults, &token(None, Some("alice"), exp));
+    let _app = App::run(socket);
+    peer.renew(&token(Some("https://a.test"), Some("alice"), exp + 60), "r");
+    assert_eq!(peer.expect_close().await.0, 4403);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_without_sub_renews_only_without_sub_from_the_same_issuer() {
+    let exp = wall_now() + 300;
+    let allow = |b: WsAuthLayerBuilder<Claims>| defaults(b).allow_missing_subject(true);
+    let Setup { socket, mut peer } = open_with(allow, &token(Some("https://a.test"), None, exp));
+    let _app = App::run(socket);
+    peer.renew(&token(Some("https://a.test"), None, exp + 60), "r1");
+    assert_eq!(
+        peer.next_json().await,
+        json!({"type": "auth.renewed", "exp": exp + 60, "id": "r1"})
+    );
+    peer.renew(
+        &token(Some("https://a.test"), Some("alice"), exp + 120),
+        "r2",
+    );
+    assert_eq!(peer.expect_close().await.0, 4403);
+
+    let Setup { socket, mut peer } = open_with(allow, &token(Some("https://a.test"), None, exp));
+    let _app = App::run(socket);
+    peer.renew(&token(Some("https://b.test"), None, exp + 60), "r3");
+    assert_eq!(peer.expect_close().await.0, 4403);
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_a_renewal_without_sub_fails_like_a_handshake_would() {
+    let exp = wall_now() + 300;
+    let Setup { socket, mut peer } = open_with(defaults, &token(None, Some("alice"), exp));
+    let _app = App::run(socket);
+    peer.renew(&token(None, None, exp + 60), "r");
+    assert_eq!(
+        peer.next_json().await,
+        json!({
+            "type": "auth.renew_rejected",
+            "error": "invalid_token",
+            "error_description": "missing or malformed required claim",
+            "id": "r"
+        })
+    );
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use serde::de::DeserializeOwned;
 
-use crate::connections::Connections;
+use crate::connection::Connections;
 use crate::token::source::SourceConfig;
 use crate::token::{JwtValidator, TokenError, ValidatedToken};
 

@@ -83,7 +83,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 mod config;
-mod connections;
+mod connection;
 mod error;
 pub mod protocol;
 mod socket;
@@ -91,7 +91,7 @@ mod telemetry;
 mod token;
 mod upgrade;
 
-pub use connections::Connections;
+pub use connection::{Connections, EndReason, Identity};
 pub use error::ConfigError;
 pub use socket::{AuthReceiver, AuthSender, AuthWebSocket, SocketClosed};
 pub use token::{

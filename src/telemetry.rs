@@ -4,10 +4,8 @@
 //! `sub`, never a token. Metric names are the `METRIC_*` constants; labels
 //! have small fixed value sets (no `sub`, no reason text from clients).
 
-use std::sync::Arc;
-
+use crate::connection::Identity;
 use crate::protocol::{CloseReason, RenewRejection};
-use crate::token::TokenSource;
 use crate::upgrade::AuthRejection;
 
 const TARGET: &str = "axum_ws_auth";
@@ -19,36 +17,25 @@ pub(crate) const METRIC_EXPIRY_NOTICES: &str = "ws_auth_expiry_notices_total";
 pub(crate) const METRIC_RENEWALS: &str = "ws_auth_renewals_total";
 pub(crate) const METRIC_CLOSES: &str = "ws_auth_server_closes_total";
 
-/// Who a connection is: its id and the identity of its token, the pair
-/// (`iss`, `sub`) that renewals may not change. Counted as active while it
-/// lives.
+/// Counts a connection as active while it lives.
 #[derive(Debug)]
-pub(crate) struct Connection {
-    pub(crate) id: u64,
-    pub(crate) iss: Option<Arc<str>>,
-    pub(crate) sub: Option<Arc<str>>,
-}
+pub(crate) struct Active;
 
-impl Connection {
-    pub(crate) fn new(id: u64, iss: Option<Arc<str>>, sub: Option<Arc<str>>) -> Self {
-        Self { id, iss, sub }
-    }
-
-    /// Whether a token with this `iss` and `sub` names the same principal
-    /// (`sub` is unique only within its issuer).
-    pub(crate) fn is_same_identity(&self, iss: Option<&str>, sub: Option<&str>) -> bool {
-        self.iss.as_deref() == iss && self.sub.as_deref() == sub
-    }
-
-    fn sub(&self) -> &str {
-        self.sub.as_deref().unwrap_or("-")
+impl Active {
+    pub(crate) fn new() -> Self {
+        metrics::gauge!(METRIC_CONNECTIONS_ACTIVE).increment(1.0);
+        Active
     }
 }
 
-impl Drop for Connection {
+impl Drop for Active {
     fn drop(&mut self) {
         metrics::gauge!(METRIC_CONNECTIONS_ACTIVE).decrement(1.0);
     }
+}
+
+fn sub(identity: &Identity) -> &str {
+    identity.subject().unwrap_or("-")
 }
 
 pub(crate) fn upgrade_refused(rejection: &AuthRejection) {
@@ -72,70 +59,70 @@ pub(crate) fn upgrade_failed(error: axum::Error) {
     tracing::debug!(target: TARGET, event = "upgrade_failed", %error, "WebSocket upgrade failed");
 }
 
-pub(crate) fn connected(connection: &Connection, source: TokenSource, exp: u64) {
+pub(crate) fn connected(connection: &Identity, exp: u64) {
+    let source = connection.token_source();
     metrics::counter!(METRIC_CONNECTIONS_OPENED, "source" => source.as_str()).increment(1);
-    metrics::gauge!(METRIC_CONNECTIONS_ACTIVE).increment(1.0);
     tracing::info!(
         target: TARGET,
         event = "connected",
-        conn_id = connection.id,
-        sub = connection.sub(),
+        conn_id = connection.connection_id(),
+        sub = sub(connection),
         source = source.as_str(),
         exp,
         "authenticated WebSocket opened"
     );
 }
 
-pub(crate) fn expiring(connection: &Connection, exp: u64, expires_in: u64) {
+pub(crate) fn expiring(connection: &Identity, exp: u64, expires_in: u64) {
     metrics::counter!(METRIC_EXPIRY_NOTICES).increment(1);
     tracing::debug!(
         target: TARGET,
         event = "expiring",
-        conn_id = connection.id,
-        sub = connection.sub(),
+        conn_id = connection.connection_id(),
+        sub = sub(connection),
         exp,
         expires_in,
         "token expiry notice sent"
     );
 }
 
-pub(crate) fn renewed(connection: &Connection, exp: u64) {
+pub(crate) fn renewed(connection: &Identity, exp: u64) {
     metrics::counter!(METRIC_RENEWALS, "result" => "accepted", "error" => "none").increment(1);
     tracing::info!(
         target: TARGET,
         event = "renewed",
-        conn_id = connection.id,
-        sub = connection.sub(),
+        conn_id = connection.connection_id(),
+        sub = sub(connection),
         exp,
         "token renewed"
     );
 }
 
-pub(crate) fn renew_rejected(connection: &Connection, error: RenewRejection, reason: &str) {
+pub(crate) fn renew_rejected(connection: &Identity, error: RenewRejection, reason: &str) {
     metrics::counter!(METRIC_RENEWALS, "result" => "rejected", "error" => error.as_str())
         .increment(1);
     tracing::warn!(
         target: TARGET,
         event = "renew_rejected",
-        conn_id = connection.id,
-        sub = connection.sub(),
+        conn_id = connection.connection_id(),
+        sub = sub(connection),
         error = error.as_str(),
         reason,
         "token renewal rejected"
     );
 }
 
-pub(crate) fn identity_change_refused(connection: &Connection) {
+pub(crate) fn identity_change_refused(connection: &Identity) {
     tracing::warn!(
         target: TARGET,
         event = "identity_change",
-        conn_id = connection.id,
-        sub = connection.sub(),
+        conn_id = connection.connection_id(),
+        sub = sub(connection),
         "renewal tried to change the token's identity (iss, sub)"
     );
 }
 
-pub(crate) fn closed(connection: &Connection, reason: CloseReason) {
+pub(crate) fn closed(connection: &Identity, reason: CloseReason) {
     metrics::counter!(METRIC_CLOSES, "code" => reason.code().to_string()).increment(1);
     // Expiry and shutdown are routine; the other closes mean a misbehaving
     // or hostile client.
@@ -144,8 +131,8 @@ pub(crate) fn closed(connection: &Connection, reason: CloseReason) {
             tracing::$level!(
                 target: TARGET,
                 event = "closed",
-                conn_id = connection.id,
-                sub = connection.sub(),
+                conn_id = connection.connection_id(),
+                sub = sub(connection),
                 code = reason.code(),
                 reason = reason.phrase(),
                 "authenticated WebSocket closed by the server"
@@ -158,12 +145,12 @@ pub(crate) fn closed(connection: &Connection, reason: CloseReason) {
     }
 }
 
-pub(crate) fn disconnected(connection: &Connection) {
+pub(crate) fn disconnected(connection: &Identity) {
     tracing::debug!(
         target: TARGET,
         event = "disconnected",
-        conn_id = connection.id,
-        sub = connection.sub(),
+        conn_id = connection.connection_id(),
+        sub = sub(connection),
         "peer went away"
     );
 }

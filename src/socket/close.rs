@@ -12,7 +12,8 @@ use axum::extract::ws::{CloseFrame, Message, close_code};
 use futures_core::Stream;
 use serde::de::DeserializeOwned;
 
-use super::core::{Ending, Shared};
+use super::core::Shared;
+use crate::connection::EndReason;
 use crate::telemetry;
 
 /// Sends the goodbye (after any control frames still queued), reads until
@@ -24,25 +25,24 @@ where
 {
     let (ending, timeout) = {
         let core = shared.lock();
-        let ending = core.ending.unwrap_or(Ending::PeerGone);
-        match ending {
-            Ending::Close(reason) => telemetry::closed(&core.connection, reason),
-            Ending::PeerGone => telemetry::disconnected(&core.connection),
-            Ending::ApplicationDone | Ending::ApplicationClosed => {}
+        let ending = core.ending.clone().unwrap_or(EndReason::ConnectionLost);
+        if let Some(reason) = ending.close_reason() {
+            telemetry::closed(&shared.identity, reason);
+        } else if ending.is_peer() {
+            telemetry::disconnected(&shared.identity);
         }
         (ending, core.settings.session.close_timeout)
     };
-    let mut goodbye = match ending {
-        Ending::Close(reason) => Some(reason.to_message()),
-        Ending::ApplicationDone => Some(Message::Close(Some(CloseFrame {
+    let mut goodbye = match &ending {
+        EndReason::Dropped => Some(Message::Close(Some(CloseFrame {
             code: close_code::NORMAL,
             reason: "".into(),
         }))),
-        Ending::ApplicationClosed | Ending::PeerGone => None,
+        other => other.close_reason().map(|reason| reason.to_message()),
     };
     let handshake = async {
         poll_fn(|cx| shared.poll_goodbye(&mut goodbye, cx)).await?;
-        if ending != Ending::PeerGone {
+        if !ending.is_peer() {
             poll_fn(|cx| {
                 let mut core = shared.lock();
                 loop {

@@ -30,27 +30,13 @@ use super::timers::Timed;
 use super::transport::{Io, Transport, Writers};
 use super::{close, closed};
 use crate::config::{SessionConfig, Settings};
-use crate::connections::{Closable, LiveGuard};
-use crate::protocol::{Classified, CloseReason, ServerMessage, classify};
-use crate::telemetry::{self, Connection};
-
-/// Why the connection is ending, once that is decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ending {
-    /// Close with one of the contract's codes.
-    Close(CloseReason),
-    /// The application let go of every half: close normally.
-    ApplicationDone,
-    /// The application sent its own close frame: await the peer's reply.
-    ApplicationClosed,
-    /// The peer closed or the transport failed: nothing more to send.
-    PeerGone,
-}
+use crate::connection::{Closable, EndReason, Identity, LiveGuard};
+use crate::protocol::{Classified, ServerMessage, classify};
+use crate::telemetry::{self, Active};
 
 pub(crate) struct Core<C> {
     pub(crate) transport: Io,
     pub(crate) settings: Arc<Settings<C>>,
-    pub(crate) connection: Connection,
     pub(super) claims: Arc<C>,
     /// Created on the first `watch_claims`: most applications never ask.
     pub(super) claims_watch: Option<watch::Sender<Arc<C>>>,
@@ -62,7 +48,9 @@ pub(crate) struct Core<C> {
     control_unflushed: bool,
     /// A task is flushing control frames the transport had no room for.
     flushing: bool,
-    pub(crate) ending: Option<Ending>,
+    /// Why the connection ended, once that is decided (the first
+    /// decision wins).
+    pub(crate) ending: Option<EndReason>,
     pub(super) notice_sent: bool,
     /// The application's reader, parked until a frame arrives; woken when
     /// the connection ends so its `recv` returns `None` at once.
@@ -76,6 +64,8 @@ pub(crate) struct Core<C> {
 /// Everything one connection shares between its tasks.
 pub(crate) struct Shared<C> {
     core: Mutex<Core<C>>,
+    pub(crate) identity: Identity,
+    _active: Active,
     pub(crate) deadline: SharedDeadline,
     /// Itself, for starting tasks that outlive the current borrow.
     me: Weak<Shared<C>>,
@@ -99,20 +89,19 @@ where
     pub(crate) fn start(
         transport: Box<dyn Transport>,
         settings: Arc<Settings<C>>,
-        connection: Connection,
+        identity: Identity,
         exp: u64,
         claims: Arc<C>,
     ) -> Arc<Self> {
         let session = &settings.session;
         let renewals = RenewLimiter::new(session.renew_limit, session.renew_window);
         let deadline = SharedDeadline::new(exp, session.leeway);
-        let id = connection.id;
-        let sub = connection.sub.clone();
+        let id = identity.connection_id();
+        let sub = identity.shared_subject();
         let writers = Arc::new(Writers::default());
         let shared = Arc::new_cyclic(|me| Self {
             core: Mutex::new(Core {
                 transport: Io::new(transport),
-                connection,
                 claims,
                 claims_watch: None,
                 renewals,
@@ -127,6 +116,8 @@ where
                 live: None,
                 settings,
             }),
+            identity,
+            _active: Active::new(),
             deadline,
             me: me.clone(),
             write_waker: writers.waker(),
@@ -156,7 +147,7 @@ where
         let target: Weak<dyn Timed> = self.me.clone();
         core.settings
             .timers
-            .arm(core.connection.id, core.armed_at, next, target);
+            .arm(self.identity.connection_id(), core.armed_at, next, target);
         core.armed_at = Some(next);
     }
 
@@ -171,7 +162,7 @@ where
 
     /// Decides how the connection ends (the first decision wins), wakes
     /// every parked half, and starts the closing handshake.
-    pub(crate) fn end(&self, core: &mut Core<C>, ending: Ending) {
+    pub(crate) fn end(&self, core: &mut Core<C>, ending: EndReason) {
         if core.ending.is_none() {
             core.ending = Some(ending);
         }
@@ -206,14 +197,14 @@ where
             };
             let message = match frame {
                 None => {
-                    self.end(core, Ending::PeerGone);
+                    self.end(core, EndReason::ConnectionLost);
                     return Poll::Ready(None);
                 }
                 Some(Err(error)) => {
                     let ending = if is_capacity_error(&error) {
-                        Ending::Close(CloseReason::MessageTooBig)
+                        EndReason::MessageTooBig
                     } else {
-                        Ending::PeerGone
+                        EndReason::ConnectionLost
                     };
                     self.end(core, ending);
                     return Poll::Ready(Some(Err(error)));
@@ -222,7 +213,7 @@ where
             };
             // A frame that arrives after the deadline is dropped.
             if self.deadline.has_passed() {
-                self.end(core, Ending::Close(CloseReason::TokenExpired));
+                self.end(core, EndReason::Expired);
                 return Poll::Ready(None);
             }
             match &message {
@@ -235,11 +226,14 @@ where
                         }
                     }
                 }
-                Message::Close(_) => {
+                Message::Close(frame) => {
                     // Get tungstenite's queued close reply out, then stop.
                     core.control_unflushed = true;
                     self.flush_control(core);
-                    self.end(core, Ending::PeerGone);
+                    let (code, reason) = frame.as_ref().map_or((1005, String::new()), |frame| {
+                        (frame.code, frame.reason.as_str().to_owned())
+                    });
+                    self.end(core, EndReason::PeerClosed { code, reason });
                     return Poll::Ready(Some(Ok(message)));
                 }
                 Message::Ping(_) => {
@@ -269,7 +263,7 @@ where
     fn flush_control(&self, core: &mut Core<C>) {
         match self.poll_control(core, &mut Context::from_waker(&self.write_waker)) {
             Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(_)) => self.end(core, Ending::PeerGone),
+            Poll::Ready(Err(_)) => self.end(core, EndReason::ConnectionLost),
             Poll::Pending => {
                 if !core.flushing
                     && core.ending.is_none()
@@ -326,7 +320,7 @@ where
             Poll::Ready(result) => {
                 core.flushing = false;
                 if result.is_err() {
-                    self.end(&mut core, Ending::PeerGone);
+                    self.end(&mut core, EndReason::ConnectionLost);
                 }
                 Poll::Ready(())
             }
@@ -369,10 +363,10 @@ where
         self.writers.wake_all();
     }
 
-    fn half_dropped(&self) -> bool {
+    pub(super) fn half_dropped(&self) -> bool {
         if self.halves.fetch_sub(1, Ordering::AcqRel) == 1 {
             let mut core = self.lock();
-            self.end(&mut core, Ending::ApplicationDone);
+            self.end(&mut core, EndReason::Dropped);
             return true;
         }
         false
@@ -392,6 +386,11 @@ impl<C> Shared<C> {
             .subscribe()
     }
 
+    /// Why the connection ended, once it has.
+    pub(crate) fn end_reason(&self) -> Option<EndReason> {
+        self.lock().ending.clone()
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core<C>> {
         // Every critical section leaves the core consistent, panic or not.
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
@@ -401,6 +400,7 @@ impl<C> Shared<C> {
 /// The application's view of a connection, with the claims type erased so
 /// the public halves are not generic.
 pub(crate) trait Half: Send + Sync {
+    #[cfg(test)]
     fn deadline(&self) -> &SharedDeadline;
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, axum::Error>>>;
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>>;
@@ -418,6 +418,7 @@ impl<C> Half for Shared<C>
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
+    #[cfg(test)]
     fn deadline(&self) -> &SharedDeadline {
         &self.deadline
     }
@@ -447,7 +448,7 @@ where
                 Poll::Pending
             }
             Poll::Ready(Err(_)) => {
-                self.end(&mut core, Ending::PeerGone);
+                self.end(&mut core, EndReason::ConnectionLost);
                 Poll::Ready(Err(closed()))
             }
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
@@ -458,7 +459,7 @@ where
         let mut core = self.lock();
         // No application frame leaves after the deadline.
         if self.deadline.has_passed() {
-            self.end(&mut core, Ending::Close(CloseReason::TokenExpired));
+            self.end(&mut core, EndReason::Expired);
         }
         if core.ending.is_some() {
             return Err(closed());
@@ -466,14 +467,18 @@ where
         let is_close = matches!(message, Message::Close(_));
         Pin::new(&mut core.transport).start_send(message)?;
         if is_close {
-            self.end(&mut core, Ending::ApplicationClosed);
+            self.end(&mut core, EndReason::ApplicationClosed);
         }
         Ok(())
     }
 
     fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
         let mut core = self.lock();
-        if matches!(core.ending, Some(ending) if ending != Ending::ApplicationClosed) {
+        if core
+            .ending
+            .as_ref()
+            .is_some_and(|ending| *ending != EndReason::ApplicationClosed)
+        {
             return Poll::Ready(Err(closed()));
         }
         let seen = self.writers.seen();
@@ -520,7 +525,9 @@ impl<C> Drop for Shared<C> {
     fn drop(&mut self) {
         let core = self.core.get_mut().unwrap_or_else(PoisonError::into_inner);
         if let Some(armed) = core.armed_at {
-            core.settings.timers.cancel(core.connection.id, armed);
+            core.settings
+                .timers
+                .cancel(self.identity.connection_id(), armed);
         }
     }
 }
@@ -544,7 +551,7 @@ where
         if !core.notice_sent && Instant::now() >= notice_at(exp_at, &core.settings.session) {
             core.notice_sent = true;
             let expires_in = exp_at.saturating_duration_since(Instant::now()).as_secs();
-            telemetry::expiring(&core.connection, self.deadline.exp(), expires_in);
+            telemetry::expiring(&self.identity, self.deadline.exp(), expires_in);
             let notice = ServerMessage::Expiring {
                 exp: self.deadline.exp(),
                 expires_in,
@@ -552,7 +559,7 @@ where
             self.send_control(&mut core, &notice);
         }
         if self.deadline.has_passed() {
-            self.end(&mut core, Ending::Close(CloseReason::TokenExpired));
+            self.end(&mut core, EndReason::Expired);
             return;
         }
         self.arm(&mut core);
@@ -563,9 +570,9 @@ impl<C> Closable for Shared<C>
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    fn request_close(&self, reason: CloseReason) {
+    fn request_close(&self, reason: EndReason) {
         let mut core = self.lock();
-        self.end(&mut core, Ending::Close(reason));
+        self.end(&mut core, reason);
     }
 }
 

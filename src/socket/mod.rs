@@ -31,12 +31,11 @@ use axum::extract::ws::Message;
 use futures_core::Stream;
 use futures_sink::Sink;
 use futures_util::SinkExt;
-use http::HeaderValue;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::telemetry::{self, Connection};
-use crate::token::TokenSource;
+use crate::connection::{EndReason, Identity};
+use crate::telemetry;
 use crate::upgrade::Authenticated;
 use core::{Half, Shared};
 pub(crate) use timers::Timers;
@@ -72,36 +71,78 @@ where
         settings,
     } = authenticated;
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    let connection = Connection::new(id, iss, sub.clone());
-    telemetry::connected(&connection, source, exp);
-    let shared = Shared::start(Box::new(transport), settings, connection, exp, claims);
+    let identity = Identity::new(id, iss, sub, source, protocol);
+    telemetry::connected(&identity, exp);
+    let shared = Shared::start(Box::new(transport), settings, identity, exp, claims);
     let half: Arc<dyn Half> = Arc::clone(&shared) as Arc<dyn Half>;
     AuthWebSocket {
         sender: AuthSender {
+            shared: Arc::clone(&shared),
             half: Arc::clone(&half),
         },
-        receiver: AuthReceiver { half },
-        shared,
-        id,
-        sub,
-        source,
-        protocol,
+        receiver: AuthReceiver { shared, half },
     }
+}
+
+/// What the socket and both its halves tell about the connection.
+macro_rules! connection_accessors {
+    () => {
+        /// Who is on the other end: connection id, `iss`, `sub`, token
+        /// source and selected subprotocol.
+        pub fn identity(&self) -> &Identity {
+            &self.shared().identity
+        }
+
+        /// The claims of the current token (replaced by every accepted
+        /// renewal).
+        pub fn claims(&self) -> Arc<C> {
+            self.shared().claims()
+        }
+
+        /// A receiver that observes every accepted renewal.
+        ///
+        /// ```
+        /// # async fn f(socket: axum_ws_auth::AuthWebSocket<serde_json::Value>) {
+        /// let mut claims = socket.watch_claims();
+        /// tokio::spawn(async move {
+        ///     while claims.changed().await.is_ok() {
+        ///         let current = std::sync::Arc::clone(&claims.borrow_and_update());
+        ///         println!("renewed: {current}");
+        ///     }
+        /// });
+        /// # }
+        /// ```
+        pub fn watch_claims(&self) -> watch::Receiver<Arc<C>> {
+            self.shared().watch_claims()
+        }
+
+        /// The current token's `exp` (seconds since the Unix epoch).
+        pub fn expires_at(&self) -> u64 {
+            self.shared().deadline.exp()
+        }
+
+        /// Why the connection ended; `None` while it is open.
+        pub fn end_reason(&self) -> Option<EndReason> {
+            self.shared().end_reason()
+        }
+    };
 }
 
 /// A WebSocket whose peer is authenticated, and stays so.
 ///
 /// It yields only the application's own frames: `auth.*` control messages
-/// are answered by the connection's driver and never appear here. Once the
-/// token expires (with no accepted renewal) [`recv`](Self::recv) returns
-/// `None` and [`send`](Self::send) fails, even for frames already queued.
+/// are answered by the connection and never appear here. Once the token
+/// expires (with no accepted renewal) [`recv`](Self::recv) returns `None`
+/// and [`send`](Self::send) fails, even for frames already queued;
+/// [`end_reason`](Self::end_reason) then says why.
 ///
 /// Use it like axum's `WebSocket`, or [`split`](Self::split) it to read and
-/// write from separate tasks. Renewals are answered as frames are read, so
-/// keep reading (as any WebSocket application does to see the peer's
-/// close), or drop the [`AuthReceiver`] of a push-only connection: the
-/// connection then reads for itself. Expiry, the notice and server closes
-/// never depend on the application.
+/// write from separate tasks, and clone the [`AuthSender`] for as many
+/// writers as you like. Renewals are answered as frames are read, so keep
+/// reading (as any WebSocket application does to see the peer's close), or
+/// drop the [`AuthReceiver`] of a push-only connection: the connection then
+/// reads for itself. Expiry, the notice and server closes never depend on
+/// the application.
 ///
 /// ```
 /// use axum_ws_auth::AuthWebSocket;
@@ -118,16 +159,14 @@ where
 /// }
 /// ```
 pub struct AuthWebSocket<C> {
-    sender: AuthSender,
-    receiver: AuthReceiver,
-    shared: Arc<Shared<C>>,
-    id: u64,
-    sub: Option<Arc<str>>,
-    source: TokenSource,
-    protocol: Option<HeaderValue>,
+    sender: AuthSender<C>,
+    receiver: AuthReceiver<C>,
 }
 
-impl<C> AuthWebSocket<C> {
+impl<C> AuthWebSocket<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
     /// Receives the next application message; `None` once the connection is
     /// closed or its token has expired.
     pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
@@ -138,57 +177,19 @@ impl<C> AuthWebSocket<C> {
     pub async fn send(&mut self, message: Message) -> Result<(), axum::Error> {
         self.sender.send(message).await
     }
+}
 
-    /// The claims of the current token (replaced by every accepted renewal).
-    pub fn claims(&self) -> Arc<C> {
-        self.shared.claims()
+impl<C> AuthWebSocket<C> {
+    connection_accessors!();
+
+    fn shared(&self) -> &Arc<Shared<C>> {
+        &self.receiver.shared
     }
 
-    /// A receiver that observes every accepted renewal.
-    ///
-    /// ```
-    /// # async fn f(socket: axum_ws_auth::AuthWebSocket<serde_json::Value>) {
-    /// let mut claims = socket.watch_claims();
-    /// tokio::spawn(async move {
-    ///     while claims.changed().await.is_ok() {
-    ///         let current = std::sync::Arc::clone(&claims.borrow_and_update());
-    ///         println!("renewed: {current}");
-    ///     }
-    /// });
-    /// # }
-    /// ```
-    pub fn watch_claims(&self) -> watch::Receiver<Arc<C>> {
-        self.shared.watch_claims()
-    }
-
-    /// The current token's `exp` (seconds since the Unix epoch).
-    pub fn expires_at(&self) -> u64 {
-        self.receiver.half.deadline().exp()
-    }
-
-    /// The `sub` of the connection; renewals cannot change it.
-    pub fn subject(&self) -> Option<&str> {
-        self.sub.as_deref()
-    }
-
-    /// Where the opening token was found.
-    pub fn token_source(&self) -> TokenSource {
-        self.source
-    }
-
-    /// The selected subprotocol, if any.
-    pub fn protocol(&self) -> Option<&HeaderValue> {
-        self.protocol.as_ref()
-    }
-
-    /// A process-unique id of this connection, as used in log events.
-    pub fn connection_id(&self) -> u64 {
-        self.id
-    }
-
-    /// Splits into independently usable halves. Dropping both ends the
-    /// connection with a normal close.
-    pub fn split(self) -> (AuthSender, AuthReceiver) {
+    /// Splits into independently usable halves. Dropping both (every clone
+    /// of the sender and the receiver) ends the connection with a normal
+    /// close.
+    pub fn split(self) -> (AuthSender<C>, AuthReceiver<C>) {
         (self.sender, self.receiver)
     }
 }
@@ -196,16 +197,16 @@ impl<C> AuthWebSocket<C> {
 impl<C> std::fmt::Debug for AuthWebSocket<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthWebSocket")
-            .field("id", &self.id)
-            .field("sub", &self.sub)
-            .field("source", &self.source)
-            .field("protocol", &self.protocol)
+            .field("identity", self.identity())
             .field("expires_at", &self.expires_at())
             .finish_non_exhaustive()
     }
 }
 
-impl<C> Stream for AuthWebSocket<C> {
+impl<C> Stream for AuthWebSocket<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
     type Item = Result<Message, axum::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -213,7 +214,10 @@ impl<C> Stream for AuthWebSocket<C> {
     }
 }
 
-impl<C> Sink<Message> for AuthWebSocket<C> {
+impl<C> Sink<Message> for AuthWebSocket<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
     type Error = axum::Error;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -233,13 +237,20 @@ impl<C> Sink<Message> for AuthWebSocket<C> {
     }
 }
 
-/// The sending half of an [`AuthWebSocket`]. Cloning it gives another
-/// sender onto the same connection.
-pub struct AuthSender {
+/// The sending half of an [`AuthWebSocket`]. Clone it for every task that
+/// writes (rooms, broadcasts): each clone is woken when the socket drains,
+/// and fails at once when the connection ends.
+pub struct AuthSender<C> {
+    shared: Arc<Shared<C>>,
+    /// The same connection with its claims type erased, for `Clone` and
+    /// `Drop`, which cannot require what the connection's code does of `C`.
     half: Arc<dyn Half>,
 }
 
-impl AuthSender {
+impl<C> AuthSender<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
     /// Sends an application message; fails once the connection is closed or
     /// its token has expired.
     pub async fn send(&mut self, message: Message) -> Result<(), axum::Error> {
@@ -247,80 +258,111 @@ impl AuthSender {
     }
 }
 
-impl Clone for AuthSender {
+impl<C> AuthSender<C> {
+    connection_accessors!();
+
+    fn shared(&self) -> &Arc<Shared<C>> {
+        &self.shared
+    }
+}
+
+impl<C> Clone for AuthSender<C> {
     fn clone(&self) -> Self {
         self.half.sender_cloned();
         Self {
+            shared: Arc::clone(&self.shared),
             half: Arc::clone(&self.half),
         }
     }
 }
 
-impl Drop for AuthSender {
+impl<C> Drop for AuthSender<C> {
     fn drop(&mut self) {
         self.half.sender_dropped();
     }
 }
 
-impl std::fmt::Debug for AuthSender {
+impl<C> std::fmt::Debug for AuthSender<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthSender").finish_non_exhaustive()
+        f.debug_struct("AuthSender")
+            .field("identity", self.identity())
+            .finish_non_exhaustive()
     }
 }
 
-impl Sink<Message> for AuthSender {
+impl<C> Sink<Message> for AuthSender<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
     type Error = axum::Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.half.poll_ready(cx)
+        self.shared().poll_ready(cx)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
-        self.half.start_send(item)
+        self.shared().start_send(item)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.half.poll_flush(cx)
+        self.shared().poll_flush(cx)
     }
 
     /// Flushes; the connection itself closes when every half is dropped
     /// (or on an explicit `Message::Close`).
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.half.poll_flush(cx)
+        self.shared().poll_flush(cx)
     }
 }
 
 /// The receiving half of an [`AuthWebSocket`]. Reading it is what moves
 /// the connection along: control messages are answered as they are read.
 /// Keep reading, or drop it (the connection then reads for itself).
-pub struct AuthReceiver {
+pub struct AuthReceiver<C> {
+    shared: Arc<Shared<C>>,
     half: Arc<dyn Half>,
 }
 
-impl AuthReceiver {
+impl<C> AuthReceiver<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
     /// Receives the next application message; `None` once the connection is
     /// closed or its token has expired.
     pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
-        std::future::poll_fn(|cx| self.half.poll_recv(cx)).await
+        std::future::poll_fn(|cx| self.shared().poll_recv(cx)).await
     }
 }
 
-impl Drop for AuthReceiver {
+impl<C> AuthReceiver<C> {
+    connection_accessors!();
+
+    fn shared(&self) -> &Arc<Shared<C>> {
+        &self.shared
+    }
+}
+
+impl<C> Drop for AuthReceiver<C> {
     fn drop(&mut self) {
         self.half.receiver_dropped();
     }
 }
 
-impl std::fmt::Debug for AuthReceiver {
+impl<C> std::fmt::Debug for AuthReceiver<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthReceiver").finish_non_exhaustive()
+        f.debug_struct("AuthReceiver")
+            .field("identity", self.identity())
+            .finish_non_exhaustive()
     }
 }
 
-impl Stream for AuthReceiver {
+impl<C> Stream for AuthReceiver<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
     type Item = Result<Message, axum::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.half.poll_recv(cx)
+        self.shared().poll_recv(cx)
     }
 }

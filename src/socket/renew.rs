@@ -7,9 +7,10 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-use super::core::{Core, Ending, Shared};
+use super::core::{Core, Shared};
 use crate::config::Refusal;
-use crate::protocol::{CloseReason, InvalidControl, RenewRejection, ServerMessage};
+use crate::connection::EndReason;
+use crate::protocol::{InvalidControl, RenewRejection, ServerMessage};
 use crate::telemetry;
 use crate::token::TokenError;
 
@@ -19,7 +20,7 @@ where
 {
     pub(super) fn renew(&self, core: &mut Core<C>, token: String, id: Option<String>) {
         if !core.renewals.attempt(Instant::now()) {
-            self.end(core, Ending::Close(CloseReason::TooManyRenewals));
+            self.end(core, EndReason::TooManyRenewals);
             return;
         }
         let checked = core.settings.check_token(&token);
@@ -38,12 +39,12 @@ where
                 );
             }
         };
-        if !core
-            .connection
-            .is_same_identity(valid.iss.as_deref(), valid.sub.as_deref())
+        if !self
+            .identity
+            .is_same(valid.iss.as_deref(), valid.sub.as_deref())
         {
-            telemetry::identity_change_refused(&core.connection);
-            self.end(core, Ending::Close(CloseReason::Forbidden));
+            telemetry::identity_change_refused(&self.identity);
+            self.end(core, EndReason::IdentityChanged);
             return;
         }
         if valid.exp <= self.deadline.exp() {
@@ -61,7 +62,7 @@ where
         }
         core.notice_sent = false;
         self.arm(core);
-        telemetry::renewed(&core.connection, valid.exp);
+        telemetry::renewed(&self.identity, valid.exp);
         self.send_control(core, &ServerMessage::Renewed { exp: valid.exp, id });
     }
 
@@ -72,7 +73,7 @@ where
         description: String,
         id: Option<String>,
     ) {
-        telemetry::renew_rejected(&core.connection, error, &description);
+        telemetry::renew_rejected(&self.identity, error, &description);
         self.send_control(
             core,
             &ServerMessage::RenewRejected {
@@ -91,7 +92,7 @@ where
     ) {
         core.invalid_controls += 1;
         if core.invalid_controls > core.settings.session.invalid_control_limit {
-            self.end(core, Ending::Close(CloseReason::BadRequest));
+            self.end(core, EndReason::BadRequests);
             return;
         }
         self.reject(

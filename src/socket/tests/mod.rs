@@ -133,7 +133,7 @@ fn deadline(socket: &AuthWebSocket<Claims>) -> Instant {
 /// An application that keeps reading (as applications must: control
 /// messages are answered as frames are read) and hands its frames over.
 struct App {
-    sender: AuthSender,
+    sender: AuthSender<Claims>,
     frames: mpsc::UnboundedReceiver<Message>,
     claims: tokio::sync::watch::Receiver<Arc<Claims>>,
 }

@@ -136,14 +136,14 @@ fn assert_fired_at_or_after(when: Instant, at: Instant) {
 
 /// A push-only handler streams through one sender while a task reads its
 /// receiver; the peer stops reading before the notice is due.
-async fn stream_until_closed(mut sender: AuthSender) {
+async fn stream_until_closed(mut sender: AuthSender<Claims>) {
     let mut n = 0;
     while sender.send(tagged(0, n)).await.is_ok() {
         n += 1;
     }
 }
 
-fn drain_receiver(mut receiver: super::super::AuthReceiver) {
+fn drain_receiver(mut receiver: super::super::AuthReceiver<Claims>) {
     tokio::spawn(async move { while receiver.recv().await.is_some() {} });
 }
 

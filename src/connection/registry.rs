@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tokio::sync::Notify;
 
-use crate::protocol::CloseReason;
+use super::EndReason;
 
 /// A handle on the live connections of one [`WsAuthLayer`](crate::WsAuthLayer):
 /// close them all with `1001 server shutting down`, close every socket of a
@@ -59,7 +59,7 @@ impl std::fmt::Debug for Entry {
 
 /// A connection the registry can ask to close.
 pub(crate) trait Closable: Send + Sync {
-    fn request_close(&self, reason: CloseReason);
+    fn request_close(&self, reason: EndReason);
 }
 
 impl Registry {
@@ -87,7 +87,7 @@ impl Connections {
     pub fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
         for connection in self.matching(|_| true) {
-            connection.request_close(CloseReason::ServerShutdown);
+            connection.request_close(EndReason::ServerShutdown);
         }
     }
 
@@ -121,7 +121,7 @@ impl Connections {
     pub fn close_subject(&self, sub: &str) -> usize {
         let matching = self.matching(|entry| entry.sub.as_deref() == Some(sub));
         for connection in &matching {
-            connection.request_close(CloseReason::Forbidden);
+            connection.request_close(EndReason::Revoked);
         }
         matching.len()
     }
@@ -150,7 +150,7 @@ impl Connections {
         if self.is_shutting_down()
             && let Some(connection) = late
         {
-            connection.request_close(CloseReason::ServerShutdown);
+            connection.request_close(EndReason::ServerShutdown);
         }
         LiveGuard {
             registry: Arc::clone(&self.inner),
@@ -182,10 +182,10 @@ mod tests {
     use super::*;
 
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<CloseReason>>);
+    struct Recorder(Mutex<Vec<EndReason>>);
 
     impl Closable for Recorder {
-        fn request_close(&self, reason: CloseReason) {
+        fn request_close(&self, reason: EndReason) {
             self.0.lock().unwrap().push(reason);
         }
     }
@@ -206,7 +206,7 @@ mod tests {
         let second_guard = connections.register(2, Some("b".into()), second_weak);
         assert_eq!(connections.count(), 2);
         connections.shutdown();
-        assert_eq!(*first.0.lock().unwrap(), [CloseReason::ServerShutdown]);
+        assert_eq!(*first.0.lock().unwrap(), [EndReason::ServerShutdown]);
         let waiter = tokio::spawn({
             let connections = connections.clone();
             async move { connections.closed().await }
@@ -220,7 +220,7 @@ mod tests {
         // Registered after shutdown: told to close at once.
         let (late, late_weak) = connection();
         let _late_guard = connections.register(3, None, late_weak);
-        assert_eq!(*late.0.lock().unwrap(), [CloseReason::ServerShutdown]);
+        assert_eq!(*late.0.lock().unwrap(), [EndReason::ServerShutdown]);
     }
 
     #[tokio::test]
@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(connections.close_subject("alice"), 2);
         assert_eq!(connections.close_subject("nobody"), 0);
         for alice in [&alice_phone, &alice_laptop] {
-            assert_eq!(*alice.0.lock().unwrap(), [CloseReason::Forbidden]);
+            assert_eq!(*alice.0.lock().unwrap(), [EndReason::Revoked]);
         }
         assert!(bob.0.lock().unwrap().is_empty());
     }

@@ -151,15 +151,18 @@ async fn a_rejected_renewal_runs_into_4401_and_the_client_reconnects() {
             .authorize(|claims: &Claims| claims.scope != "denied"),
     )
     .await;
+    // Every renewal on the first connection is refused, however many the
+    // client tries (it answers the server's notice even after giving up).
     let calls = Arc::new(AtomicUsize::new(0));
+    let denying = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let provider = {
-        let calls = calls.clone();
+        let (calls, denying) = (calls.clone(), denying.clone());
         move || {
             let call = calls.fetch_add(1, Ordering::SeqCst);
+            let deny = call > 0 && denying.load(Ordering::SeqCst);
             async move {
-                // The first connection's renewals are all refused.
                 let mut claims = claims("alice", 2);
-                if (1..=3).contains(&call) {
+                if deny {
                     claims["scope"] = json!("denied");
                 }
                 Ok::<_, std::io::Error>(sign(&claims))
@@ -178,15 +181,20 @@ async fn a_rejected_renewal_runs_into_4401_and_the_client_reconnects() {
             ClientEvent::RenewRejected { .. } => {}
             ClientEvent::Disconnected { code, .. } => {
                 assert_eq!(code, Some(4401));
+                denying.store(false, Ordering::SeqCst);
                 break;
             }
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(matches!(
-        next_event(&mut client).await,
-        ClientEvent::Connected { .. }
-    ));
+    // A reconnect that raced the switch is refused once and retried.
+    loop {
+        match next_event(&mut client).await {
+            ClientEvent::Connected { .. } => break,
+            ClientEvent::Error(ClientError::Refused(403)) | ClientEvent::Disconnected { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
     client.close().await;
 }
 
@@ -613,4 +621,68 @@ async fn extreme_exp_values_do_not_panic_and_the_connection_works() {
         assert!(quiet.is_err(), "{exp}: {quiet:?}");
         client.close().await;
     }
+}
+
+/// Linux drops a SYN to a listener whose accept queue is full, so the TCP
+/// connect itself hangs.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_tcp_connect_that_hangs_times_out() {
+    let (addr, _listener, _fillers) = full_listener().await;
+    let mut client = AuthClient::builder(format!("ws://{addr}/ws"), || async {
+        Ok::<_, std::io::Error>(token("alice", 60))
+    })
+    .connect_timeout(Duration::from_millis(200))
+    .backoff(instant_backoff())
+    .connect();
+    assert_eq!(
+        next_event(&mut client).await,
+        ClientEvent::Error(ClientError::ConnectTimeout(Duration::from_millis(200)))
+    );
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Disconnected { attempt: 0, .. }
+    ));
+    client.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_renewal_fetch_is_an_error_event_and_is_retried() {
+    let addr = serve(
+        builder()
+            .leeway(Duration::ZERO)
+            .notify_before(Duration::from_secs(1)),
+    )
+    .await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = {
+        let calls = calls.clone();
+        move || {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match call {
+                    1 => Err(std::io::Error::other("refresh endpoint down")),
+                    _ => Ok(token("alice", 3)),
+                }
+            }
+        }
+    };
+    let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
+        .renew_before(Duration::from_secs(2))
+        .renew_jitter(Duration::ZERO)
+        .backoff(fast_backoff())
+        .connect();
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Connected { .. }
+    ));
+    assert_eq!(
+        next_event(&mut client).await,
+        ClientEvent::Error(ClientError::TokenProvider("refresh endpoint down".into()))
+    );
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Renewed { .. }
+    ));
+    client.close().await;
 }

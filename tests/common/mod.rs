@@ -404,3 +404,22 @@ pub async fn silent_listener() -> SocketAddr {
     });
     addr
 }
+
+/// A listener whose accept queue is full and never drained: a new TCP
+/// connect to it hangs (Linux drops the SYN). The returned streams keep the
+/// queue full; keep them alive.
+pub async fn full_listener() -> (SocketAddr, tokio::net::TcpListener, Vec<TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let connect = TcpStream::connect(addr);
+        match tokio::time::timeout(std::time::Duration::from_millis(200), connect).await {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    (addr, listener, fillers)
+}

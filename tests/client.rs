@@ -1,6 +1,8 @@
 //! The Rust client against a real server: renewal across several
 //! expiries, single-flight token fetches, reconnect with backoff, stop on
-//! 4403.
+//! 4403 and on repeated refusals, timeouts, unusable tokens, a skewed
+//! clock, extreme `exp` values, the backoff reset rule and a clean close.
+//! Timer-only paths run on tokio's paused clock; real-time tests stay short.
 #![cfg(feature = "client")]
 
 mod common;
@@ -9,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum_ws_auth::client::{AuthClient, Backoff, ClientEvent, Message, TokenPlacement};
+use axum_ws_auth::client::{
+    AuthClient, Backoff, ClientError, ClientEvent, Message, TokenPlacement,
+};
 use common::*;
 use serde_json::json;
 
@@ -147,15 +151,18 @@ async fn a_rejected_renewal_runs_into_4401_and_the_client_reconnects() {
             .authorize(|claims: &Claims| claims.scope != "denied"),
     )
     .await;
+    // Every renewal on the first connection is refused, however many the
+    // client tries (it answers the server's notice even after giving up).
     let calls = Arc::new(AtomicUsize::new(0));
+    let denying = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let provider = {
-        let calls = calls.clone();
+        let (calls, denying) = (calls.clone(), denying.clone());
         move || {
             let call = calls.fetch_add(1, Ordering::SeqCst);
+            let deny = call > 0 && denying.load(Ordering::SeqCst);
             async move {
-                // The first connection's renewals are all refused.
                 let mut claims = claims("alice", 2);
-                if (1..=3).contains(&call) {
+                if deny {
                     claims["scope"] = json!("denied");
                 }
                 Ok::<_, std::io::Error>(sign(&claims))
@@ -174,20 +181,25 @@ async fn a_rejected_renewal_runs_into_4401_and_the_client_reconnects() {
             ClientEvent::RenewRejected { .. } => {}
             ClientEvent::Disconnected { code, .. } => {
                 assert_eq!(code, Some(4401));
+                denying.store(false, Ordering::SeqCst);
                 break;
             }
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(matches!(
-        next_event(&mut client).await,
-        ClientEvent::Connected { .. }
-    ));
+    // A reconnect that raced the switch is refused once and retried.
+    loop {
+        match next_event(&mut client).await {
+            ClientEvent::Connected { .. } => break,
+            ClientEvent::Error(ClientError::Refused(403)) | ClientEvent::Disconnected { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
     client.close().await;
 }
 
 #[tokio::test]
-async fn stops_for_good_on_4403_and_on_a_403_handshake() {
+async fn stops_for_good_on_4403() {
     let addr = serve(
         builder()
             .leeway(Duration::ZERO)
@@ -219,17 +231,458 @@ async fn stops_for_good_on_4403_and_on_a_403_handshake() {
     assert!(client.next_event().await.is_none());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2, "no reconnect after 4403");
+}
 
+async fn recv(events: &mut tokio::sync::mpsc::UnboundedReceiver<ClientEvent>) -> ClientEvent {
+    tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("no client event within 10 s")
+        .expect("callback dropped")
+}
+
+async fn next_from_stream(client: &mut AuthClient) -> ClientEvent {
+    use futures_util::StreamExt;
+    tokio::time::timeout(Duration::from_secs(10), client.next())
+        .await
+        .expect("no client event within 10 s")
+        .expect("client stopped")
+}
+
+fn instant_backoff() -> Backoff {
+    Backoff {
+        base: Duration::from_millis(1),
+        max: Duration::from_millis(8),
+    }
+}
+
+/// A provider that counts its calls and answers with `answer(call)`.
+fn counting<F>(
+    answer: F,
+) -> (
+    Arc<AtomicUsize>,
+    impl Fn() -> std::future::Ready<Result<String, std::io::Error>> + Send + Sync + 'static,
+)
+where
+    F: Fn(usize) -> String + Send + Sync + 'static,
+{
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = {
+        let calls = calls.clone();
+        move || std::future::ready(Ok(answer(calls.fetch_add(1, Ordering::SeqCst))))
+    };
+    (calls, provider)
+}
+
+#[tokio::test]
+async fn repeated_refusals_stop_after_the_configured_number_of_attempts() {
+    // 403: the application refuses every token.
     let addr = serve(builder().authorize(|_| false)).await;
+    let (calls, provider) = counting(|_| token("alice", 60));
+    let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
+        .backoff(instant_backoff())
+        .max_refused_handshakes(3)
+        .connect();
+    for attempt in 0..2 {
+        assert_eq!(
+            next_event(&mut client).await,
+            ClientEvent::Error(ClientError::Refused(403))
+        );
+        match next_event(&mut client).await {
+            ClientEvent::Disconnected {
+                code: Some(403),
+                attempt: a,
+                ..
+            } => assert_eq!(a, attempt),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        next_event(&mut client).await,
+        ClientEvent::Error(ClientError::Refused(403))
+    );
+    match next_event(&mut client).await {
+        ClientEvent::Stopped {
+            code: Some(403),
+            reason,
+        } => assert!(reason.contains("refused 3 times"), "{reason}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(client.next_event().await.is_none());
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    // 401: an expired token, every time.
+    let addr = serve(builder().leeway(Duration::ZERO)).await;
+    let (calls, provider) = counting(|_| token("alice", -60));
+    let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
+        .token_placement(TokenPlacement::Header)
+        .backoff(instant_backoff())
+        .max_refused_handshakes(2)
+        .connect();
+    let mut events = Vec::new();
+    while let Some(event) = client.next_event().await {
+        events.push(event);
+    }
+    assert!(matches!(
+        events.last(),
+        Some(ClientEvent::Stopped {
+            code: Some(401),
+            ..
+        })
+    ));
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_400_handshake_stops_at_once() {
+    let addr = serve(builder()).await;
+    // Only the bearer entry: the server refuses the protocol list with 400.
     let mut client = AuthClient::builder(format!("ws://{addr}/ws"), || async {
         Ok::<_, std::io::Error>(token("alice", 60))
     })
+    .protocols(Vec::<String>::new())
     .connect();
+    assert_eq!(
+        next_event(&mut client).await,
+        ClientEvent::Error(ClientError::Refused(400))
+    );
     assert!(matches!(
         next_event(&mut client).await,
         ClientEvent::Stopped {
-            code: Some(403),
+            code: Some(400),
             ..
         }
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_provider_that_never_answers_times_out_and_is_retried() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = {
+        let calls = calls.clone();
+        move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<String, std::io::Error>>()
+        }
+    };
+    // Never reached: no token ever arrives.
+    let mut client = AuthClient::builder("ws://127.0.0.1:9/ws", provider)
+        .backoff(fast_backoff())
+        .connect();
+    let start = tokio::time::Instant::now();
+    for attempt in 0..3 {
+        assert_eq!(
+            client.next_event().await.unwrap(),
+            ClientEvent::Error(ClientError::TokenTimeout(Duration::from_secs(10)))
+        );
+        match client.next_event().await.unwrap() {
+            ClientEvent::Disconnected {
+                code: None,
+                attempt: a,
+                ..
+            } => assert_eq!(a, attempt),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_secs(31),
+        "{waited:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    client.close().await;
+}
+
+#[tokio::test]
+async fn tokens_are_trimmed_and_an_html_page_is_an_error_event_then_a_retry() {
+    for placement in [TokenPlacement::Subprotocol, TokenPlacement::Header] {
+        let addr = serve(builder()).await;
+        let (calls, provider) = counting(|call| match call {
+            0 => "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>\n".into(),
+            _ => format!("{}\n", token("alice", 60)),
+        });
+        let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
+            .token_placement(placement)
+            .backoff(instant_backoff())
+            .connect();
+        match next_event(&mut client).await {
+            ClientEvent::Error(error @ ClientError::UnusableToken(_)) => {
+                assert!(!error.to_string().contains("html"), "{error}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            next_event(&mut client).await,
+            ClientEvent::Disconnected {
+                attempt: 0,
+                code: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            next_event(&mut client).await,
+            ClientEvent::Connected { .. }
+        ));
+        client.send(Message::Text("hi".into())).await.unwrap();
+        assert_eq!(
+            next_event(&mut client).await,
+            ClientEvent::Message(Message::Text("hi".into()))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        client.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_listener_that_never_answers_the_upgrade_times_out() {
+    let addr = silent_listener().await;
+    let mut client = AuthClient::builder(format!("ws://{addr}/ws"), || async {
+        Ok::<_, std::io::Error>(token("alice", 60))
+    })
+    .handshake_timeout(Duration::from_millis(200))
+    .backoff(instant_backoff())
+    .connect();
+    let start = std::time::Instant::now();
+    for attempt in 0..2 {
+        assert_eq!(
+            next_event(&mut client).await,
+            ClientEvent::Error(ClientError::HandshakeTimeout(Duration::from_millis(200)))
+        );
+        assert!(matches!(
+            next_event(&mut client).await,
+            ClientEvent::Disconnected { attempt: a, .. } if a == attempt
+        ));
+    }
+    assert!(start.elapsed() >= Duration::from_millis(400));
+    // close() does not wait for an attempt under way.
+    let closing = std::time::Instant::now();
+    client.close().await;
+    assert!(closing.elapsed() < Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn close_sends_a_close_frame_and_the_server_sees_a_normal_close() {
+    let (addr, mut seen) = serve_recording(builder()).await;
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let client = AuthClient::builder(format!("ws://{addr}/ws"), || async {
+        Ok::<_, std::io::Error>(token("alice", 60))
+    })
+    .on_event(move |event| {
+        let _ = tx.send(event);
+    })
+    .connect();
+    assert!(matches!(
+        recv(&mut events).await,
+        ClientEvent::Connected { .. }
+    ));
+    client.send(Message::Text("bye soon".into())).await.unwrap();
+    assert_eq!(
+        recv(&mut events).await,
+        ClientEvent::Message(Message::Text("bye soon".into()))
+    );
+    let start = std::time::Instant::now();
+    client.close().await;
+    assert!(start.elapsed() < Duration::from_secs(1));
+    let mut server_saw = Vec::new();
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_secs(5), seen.recv()).await {
+        let end = item == Seen::End;
+        server_saw.push(item);
+        if end {
+            break;
+        }
+    }
+    assert_eq!(
+        server_saw,
+        [
+            Seen::Text("bye soon".into()),
+            Seen::Close(Some(1000)),
+            Seen::End
+        ]
+    );
+    assert_eq!(
+        recv(&mut events).await,
+        ClientEvent::Stopped {
+            code: Some(1000),
+            reason: "closed by the application".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn backoff_grows_against_a_server_that_closes_at_once_and_resets_after_data_or_time() {
+    async fn attempts(mut client: AuthClient, rounds: usize, say_hello: bool) -> Vec<u32> {
+        let mut attempts = Vec::new();
+        while attempts.len() < rounds {
+            match next_event(&mut client).await {
+                ClientEvent::Connected { .. } if say_hello => {
+                    client.send(Message::Text("hello".into())).await.unwrap();
+                }
+                ClientEvent::Disconnected { attempt, .. } => attempts.push(attempt),
+                _ => {}
+            }
+        }
+        client.close().await;
+        attempts
+    }
+    let connect = |addr: std::net::SocketAddr| {
+        AuthClient::builder(format!("ws://{addr}/ws"), || async {
+            Ok::<_, std::io::Error>(token("alice", 60))
+        })
+        .backoff(instant_backoff())
+        .backoff_reset_after(Duration::from_millis(300))
+        .connect()
+    };
+    // Accepts, then drops the connection at once: delays keep growing.
+    let addr = serve_flaky(builder(), Duration::ZERO, false).await;
+    assert_eq!(attempts(connect(addr), 5, false).await, [0, 1, 2, 3, 4]);
+    // Application data came through before the drop: a fresh start each time.
+    let addr = serve_flaky(builder(), Duration::ZERO, true).await;
+    assert_eq!(attempts(connect(addr), 3, true).await, [0, 0, 0]);
+    // Open for longer than `backoff_reset_after`: the same.
+    let addr = serve_flaky(builder(), Duration::from_millis(400), false).await;
+    assert_eq!(attempts(connect(addr), 2, false).await, [0, 0]);
+}
+
+#[tokio::test]
+async fn a_client_clock_hours_off_does_not_renew_in_a_loop() {
+    // A renewal loop would pass 5 renewals in a few hundred milliseconds
+    // and be closed with 4429.
+    for skew in [3 * 3600, -3 * 3600_i64] {
+        let addr = serve(
+            builder()
+                .renew_limit(5)
+                .leeway(Duration::ZERO)
+                .notify_before(Duration::from_secs(1)),
+        )
+        .await;
+        // Whole-second `exp`: four-second tokens renewed about a second
+        // ahead are always newer than the last.
+        let (calls, provider) = counting(|_| token("alice", 4));
+        let clock = move || {
+            let now = std::time::SystemTime::now();
+            let by = Duration::from_secs(skew.unsigned_abs());
+            if skew > 0 { now + by } else { now - by }
+        };
+        let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
+            .wall_clock(clock)
+            .renew_before(Duration::from_secs(1))
+            .renew_jitter(Duration::ZERO)
+            .backoff(fast_backoff())
+            .connect();
+        assert!(matches!(
+            next_event(&mut client).await,
+            ClientEvent::Connected { .. }
+        ));
+        let mut renewed = 0;
+        let until = tokio::time::Instant::now() + Duration::from_millis(4500);
+        while let Ok(event) = tokio::time::timeout_at(until, client.next_event()).await {
+            match event.unwrap() {
+                ClientEvent::Renewed { .. } => renewed += 1,
+                other => panic!("skew {skew}: unexpected {other:?}"),
+            }
+        }
+        // A renewal every 2 s or so, and the connection survived its tokens.
+        assert!(
+            (1..=4).contains(&renewed),
+            "skew {skew}: {renewed} renewals"
+        );
+        assert!(calls.load(Ordering::SeqCst) <= 4);
+        client.close().await;
+    }
+}
+
+#[tokio::test]
+async fn extreme_exp_values_do_not_panic_and_the_connection_works() {
+    use futures_util::StreamExt;
+
+    let addr = serve(builder()).await;
+    for exp in [u64::MAX, 1 << 53, (1 << 53) + 1] {
+        let provider = move || async move {
+            let mut claims = claims("alice", 60);
+            claims["exp"] = json!(exp);
+            Ok::<_, std::io::Error>(sign(&claims))
+        };
+        let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider).connect();
+        assert!(
+            matches!(
+                next_from_stream(&mut client).await,
+                ClientEvent::Connected { .. }
+            ),
+            "{exp}"
+        );
+        client.send(Message::Text("far".into())).await.unwrap();
+        assert_eq!(
+            next_from_stream(&mut client).await,
+            ClientEvent::Message(Message::Text("far".into())),
+            "{exp}"
+        );
+        // Nothing to renew for centuries: no renewal, no panic, no close.
+        let quiet = tokio::time::timeout(Duration::from_millis(300), client.next()).await;
+        assert!(quiet.is_err(), "{exp}: {quiet:?}");
+        client.close().await;
+    }
+}
+
+/// Linux drops a SYN to a listener whose accept queue is full, so the TCP
+/// connect itself hangs.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_tcp_connect_that_hangs_times_out() {
+    let (addr, _listener, _fillers) = full_listener().await;
+    let mut client = AuthClient::builder(format!("ws://{addr}/ws"), || async {
+        Ok::<_, std::io::Error>(token("alice", 60))
+    })
+    .connect_timeout(Duration::from_millis(200))
+    .backoff(instant_backoff())
+    .connect();
+    assert_eq!(
+        next_event(&mut client).await,
+        ClientEvent::Error(ClientError::ConnectTimeout(Duration::from_millis(200)))
+    );
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Disconnected { attempt: 0, .. }
+    ));
+    client.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_renewal_fetch_is_an_error_event_and_is_retried() {
+    let addr = serve(
+        builder()
+            .leeway(Duration::ZERO)
+            .notify_before(Duration::from_secs(1)),
+    )
+    .await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = {
+        let calls = calls.clone();
+        move || {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match call {
+                    1 => Err(std::io::Error::other("refresh endpoint down")),
+                    _ => Ok(token("alice", 3)),
+                }
+            }
+        }
+    };
+    let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
+        .renew_before(Duration::from_secs(2))
+        .renew_jitter(Duration::ZERO)
+        .backoff(fast_backoff())
+        .connect();
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Connected { .. }
+    ));
+    assert_eq!(
+        next_event(&mut client).await,
+        ClientEvent::Error(ClientError::TokenProvider("refresh endpoint down".into()))
+    );
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Renewed { .. }
+    ));
+    client.close().await;
 }

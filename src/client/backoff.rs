@@ -4,6 +4,15 @@ use std::time::Duration;
 /// Exponential backoff with "full jitter": the n-th delay is uniform in
 /// `[0, min(max, base * 2^n)]`, so a fleet of clients told to reconnect at
 /// once (a server restart, 1001) spreads out instead of stampeding.
+///
+/// ```
+/// use std::time::Duration;
+/// use axum_ws_auth::client::Backoff;
+///
+/// let backoff = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(1) };
+/// assert_eq!(backoff.ceiling(3), Duration::from_millis(800));
+/// assert!(backoff.delay(3) <= Duration::from_millis(800));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// The ceiling of the first delay.
@@ -23,12 +32,28 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The ceiling for attempt `attempt` (0-based).
+    ///
+    /// ```
+    /// use axum_ws_auth::client::Backoff;
+    ///
+    /// let backoff = Backoff::default();
+    /// assert_eq!(backoff.ceiling(0), backoff.base);
+    /// assert_eq!(backoff.ceiling(u32::MAX), backoff.max);
+    /// ```
     pub fn ceiling(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.max)
     }
 
-    /// A random delay for attempt `attempt`.
+    /// A random delay for attempt `attempt`, uniform in
+    /// `[0, ceiling(attempt)]`.
+    ///
+    /// ```
+    /// use axum_ws_auth::client::Backoff;
+    ///
+    /// let backoff = Backoff::default();
+    /// assert!(backoff.delay(2) <= backoff.ceiling(2));
+    /// ```
     pub fn delay(&self, attempt: u32) -> Duration {
         self.ceiling(attempt).mul_f64(unit_random())
     }
@@ -36,7 +61,7 @@ impl Backoff {
 
 /// A uniform value in `[0, 1)`, from the standard library's per-process
 /// random hash keys; jitter needs spread, not cryptographic strength.
-fn unit_random() -> f64 {
+pub(super) fn unit_random() -> f64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
         std::time::SystemTime::now()

@@ -1,13 +1,32 @@
 //! A Rust client for the `wsauth.v1` contract (feature `client`).
 //!
 //! [`AuthClient`] keeps one authenticated connection alive for as long as
-//! the application wants it: it fetches tokens through the application's own
-//! provider (its HTTPS refresh endpoint, say), renews in-band when the
-//! server sends `auth.expiring` and on its own timer from the token's `exp`,
-//! never has more than one token fetch in flight, and reconnects with
-//! full-jitter [`Backoff`] after `4401`, `4429`, `1001` or a lost
-//! connection. It stops for good after `4403` or `4400`, or when the server
-//! refuses the handshake with 400 or 403.
+//! the application wants it:
+//!
+//! - It fetches tokens through the application's own provider (its HTTPS
+//!   refresh endpoint, say), under a timeout, trims them and checks that they
+//!   can be sent; never more than one fetch is in flight.
+//! - It renews in-band when the server sends `auth.expiring`, and on its own
+//!   timer from the token's `exp`, read against the server's clock (learnt
+//!   from the notices and the upgrade's `Date`), so a client clock that is
+//!   hours off cannot make it renew in a loop. The moment of renewal is
+//!   spread over a jitter window, so tokens minted together are not renewed
+//!   in one burst.
+//! - It reconnects with full-jitter [`Backoff`] after `4401`, `4429`,
+//!   `1001`, a lost connection or a failed attempt. The backoff resets only
+//!   after a connection stayed open for a while or carried application data.
+//! - It stops for good after `4403`, `4400` or `1009`, when the server
+//!   refuses the handshake with 400, or after a number of handshakes in a row
+//!   refused with 401 or 403.
+//! - [`AuthClient::close`] sends a close frame and waits briefly for the
+//!   server's reply.
+//!
+//! Every failure is reported as a [`ClientEvent::Error`], followed by a
+//! scheduled retry or a final [`ClientEvent::Stopped`]; nothing fails
+//! silently. Events come from [`AuthClient::next_event`], from the client
+//! as a [`Stream`](futures_core::Stream), or through a callback
+//! ([`AuthClientBuilder::on_event`]). No event, error or log line ever holds
+//! a token.
 //!
 //! ```no_run
 //! use axum_ws_auth::client::{AuthClient, ClientEvent, Message};
@@ -19,6 +38,7 @@
 //! while let Some(event) = client.next_event().await {
 //!     match event {
 //!         ClientEvent::Message(message) => println!("{message:?}"),
+//!         ClientEvent::Error(error) => eprintln!("{error}"),
 //!         ClientEvent::Stopped { reason, .. } => { eprintln!("stopped: {reason}"); break; }
 //!         _ => {}
 //!     }
@@ -27,30 +47,47 @@
 //! ```
 
 mod backoff;
+mod builder;
+mod connect;
+mod error;
 mod session;
+mod timing;
 mod token;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use backoff::Backoff;
+pub use builder::AuthClientBuilder;
+pub use error::ClientError;
 pub use tokio_rustls::rustls;
 pub use tokio_tungstenite::tungstenite::Message;
 
-use crate::protocol::{PROTOCOL_V1, RenewRejection};
+use crate::protocol::RenewRejection;
 
 /// Errors a token provider may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 type TokenFuture = Pin<Box<dyn Future<Output = Result<String, BoxError>> + Send>>;
 type TokenProvider = Arc<dyn Fn() -> TokenFuture + Send + Sync>;
+type EventCallback = Arc<dyn Fn(ClientEvent) + Send + Sync>;
 
 /// Where the client puts its token on the upgrade request.
+///
+/// ```
+/// use axum_ws_auth::client::{AuthClient, TokenPlacement};
+///
+/// # async fn token() -> Result<String, std::io::Error> { Ok(String::new()) }
+/// assert_eq!(TokenPlacement::default(), TokenPlacement::Subprotocol);
+/// let builder = AuthClient::builder("ws://127.0.0.1:3000/ws", token)
+///     .token_placement(TokenPlacement::Header);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum TokenPlacement {
@@ -62,6 +99,20 @@ pub enum TokenPlacement {
 }
 
 /// What happened on the connection, in order.
+///
+/// ```
+/// use axum_ws_auth::client::{ClientError, ClientEvent};
+///
+/// fn log(event: &ClientEvent) {
+///     match event {
+///         ClientEvent::Error(ClientError::Refused(status)) => eprintln!("refused: {status}"),
+///         ClientEvent::Disconnected { retry_in, .. } => eprintln!("retry in {retry_in:?}"),
+///         ClientEvent::Stopped { reason, .. } => eprintln!("stopped: {reason}"),
+///         _ => {}
+///     }
+/// }
+/// log(&ClientEvent::Renewed { exp: 1_764_000_000 });
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ClientEvent {
@@ -84,18 +135,27 @@ pub enum ClientEvent {
         /// The server's short explanation.
         description: Option<String>,
     },
-    /// The connection ended and the client will reconnect after `retry_in`.
+    /// Something failed. It is followed by a retry: a renewal retry while
+    /// connected, or [`Disconnected`](Self::Disconnected) with the delay
+    /// before the next attempt; or by [`Stopped`](Self::Stopped).
+    Error(ClientError),
+    /// The connection ended, or an attempt failed, and the client will
+    /// reconnect after `retry_in`.
     Disconnected {
-        /// The close code, if the server sent one.
+        /// The close code or refusing HTTP status, if there was one.
         code: Option<u16>,
         /// Why, in words (never a token).
         reason: String,
         /// The jittered delay before the next attempt.
         retry_in: Duration,
+        /// The backoff step this delay was drawn from (0-based); it grows
+        /// until a connection is stable.
+        attempt: u32,
     },
-    /// The client stopped for good.
+    /// The client stopped for good; this is the last event.
     Stopped {
-        /// The close code or refusing HTTP status, if any.
+        /// The close code or refusing HTTP status, if any (1000 when the
+        /// application closed the client).
         code: Option<u16>,
         /// Why, in words.
         reason: String,
@@ -103,103 +163,63 @@ pub enum ClientEvent {
 }
 
 /// The application's end was closed; nothing more can be sent.
+///
+/// ```no_run
+/// use axum_ws_auth::client::{AuthClient, ClientStopped, Message};
+///
+/// # async fn run(client: AuthClient) {
+/// let sent: Result<(), ClientStopped> = client.send(Message::Text("hi".into())).await;
+/// if let Err(stopped) = sent {
+///     eprintln!("{stopped}");
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the client has stopped")]
 #[non_exhaustive]
 pub struct ClientStopped;
 
-/// Configuration for [`AuthClient`].
-#[must_use]
-pub struct AuthClientBuilder {
-    config: session::Config,
-}
-
-impl AuthClientBuilder {
-    /// The application's subprotocols to offer besides the token
-    /// (default `["wsauth.v1"]`).
-    pub fn protocols<I, S>(mut self, protocols: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.config.protocols = protocols.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Where to put the token (default: the subprotocol list).
-    pub fn token_placement(mut self, placement: TokenPlacement) -> Self {
-        self.config.placement = placement;
-        self
-    }
-
-    /// Renew this long before `exp` on the client's own timer, or halfway
-    /// through a shorter token's life (default 60 s). The server's
-    /// `auth.expiring` notice triggers a renewal too, whichever comes first.
-    pub fn renew_before(mut self, ahead: Duration) -> Self {
-        self.config.renew_before = ahead;
-        self
-    }
-
-    /// Reconnection backoff (default 500 ms doubling to 30 s, full jitter).
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.config.backoff = backoff;
-        self
-    }
-
-    /// TLS settings for `wss://` URLs (required for them).
-    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
-        self.config.tls = Some(config);
-        self
-    }
-
-    /// Starts connecting in the background and returns the client.
-    pub fn connect(self) -> AuthClient {
-        let (outbound_tx, outbound_rx) = mpsc::channel(64);
-        let (events_tx, events_rx) = mpsc::channel(64);
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(session::run(
-            Arc::new(self.config),
-            outbound_rx,
-            events_tx,
-            stop_rx,
-        ));
-        AuthClient {
-            outbound: outbound_tx,
-            events: events_rx,
-            stop: Some(stop_tx),
-            task,
-        }
-    }
-}
-
-impl std::fmt::Debug for AuthClientBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthClientBuilder")
-            .field("url", &self.config.url)
-            .field("protocols", &self.config.protocols)
-            .field("placement", &self.config.placement)
-            .field("renew_before", &self.config.renew_before)
-            .field("backoff", &self.config.backoff)
-            .finish_non_exhaustive()
-    }
-}
-
 /// A self-renewing, reconnecting client connection.
 ///
-/// Read [`next_event`](Self::next_event) continuously: the background task
-/// waits for the application to take events, so an application that stops
-/// reading also stops renewing.
+/// Read its events continuously, with [`next_event`](Self::next_event) or
+/// as a [`Stream`](futures_core::Stream): the background task waits for the
+/// application to take events, so an application that stops reading also
+/// stops renewing. (With [`AuthClientBuilder::on_event`] the events go to
+/// the callback instead.)
+///
+/// ```no_run
+/// use axum_ws_auth::client::{AuthClient, ClientEvent};
+/// use futures_util::StreamExt;
+///
+/// # async fn token() -> Result<String, std::io::Error> { Ok(String::new()) }
+/// # async fn run() {
+/// let mut client = AuthClient::builder("ws://127.0.0.1:3000/ws", token).connect();
+/// while let Some(event) = client.next().await {
+///     if let ClientEvent::Connected { .. } = event {
+///         break;
+///     }
+/// }
+/// client.close().await;
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct AuthClient {
     outbound: mpsc::Sender<Message>,
     events: mpsc::Receiver<ClientEvent>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl AuthClient {
     /// A client for `url` (`ws://` or `wss://`) that gets its tokens from
     /// `provider`. Nothing happens until [`AuthClientBuilder::connect`].
+    ///
+    /// ```
+    /// use axum_ws_auth::client::AuthClient;
+    ///
+    /// # async fn refresh() -> Result<String, std::io::Error> { Ok(String::new()) }
+    /// let builder = AuthClient::builder("wss://chat.example/ws", || refresh());
+    /// ```
     pub fn builder<F, Fut, E>(url: impl Into<String>, provider: F) -> AuthClientBuilder
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -210,43 +230,86 @@ impl AuthClient {
             let fetch = provider();
             Box::pin(async move { fetch.await.map_err(Into::into) })
         });
-        AuthClientBuilder {
-            config: session::Config {
-                url: url.into(),
-                protocols: vec![PROTOCOL_V1.to_owned()],
-                placement: TokenPlacement::default(),
-                renew_before: Duration::from_secs(60),
-                backoff: Backoff::default(),
-                tls: None,
-                provider,
-            },
-        }
+        AuthClientBuilder::new(url.into(), provider)
     }
 
     /// Queues an application message; it is sent on the current connection,
     /// or on the next one while reconnecting.
+    ///
+    /// ```no_run
+    /// # use axum_ws_auth::client::{AuthClient, Message};
+    /// # async fn run(client: AuthClient) {
+    /// client.send(Message::Text("hello".into())).await.unwrap();
+    /// # }
+    /// ```
     pub async fn send(&self, message: Message) -> Result<(), ClientStopped> {
         self.outbound.send(message).await.map_err(|_| ClientStopped)
     }
 
-    /// The next event; `None` after [`ClientEvent::Stopped`].
+    /// The next event; `None` after [`ClientEvent::Stopped`] (at once, with
+    /// an [`on_event`](AuthClientBuilder::on_event) callback, only when the
+    /// client has stopped).
+    ///
+    /// ```no_run
+    /// # use axum_ws_auth::client::AuthClient;
+    /// # async fn run(mut client: AuthClient) {
+    /// while let Some(event) = client.next_event().await {
+    ///     println!("{event:?}");
+    /// }
+    /// # }
+    /// ```
     pub async fn next_event(&mut self) -> Option<ClientEvent> {
         self.events.recv().await
     }
 
-    /// Closes the connection normally and stops reconnecting.
+    /// Closes the connection normally and stops reconnecting: sends a close
+    /// frame (1000) and waits for the server's reply, at most
+    /// [`close_timeout`](AuthClientBuilder::close_timeout). A connection
+    /// attempt under way is abandoned.
+    ///
+    /// ```no_run
+    /// # use axum_ws_auth::client::AuthClient;
+    /// # async fn run(client: AuthClient) {
+    /// client.close().await;
+    /// # }
+    /// ```
     pub async fn close(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        // Nobody reads events any more: the task must not wait for us.
+        self.events.close();
+        let _ = self.stop.send(true);
         let _ = (&mut self.task).await;
     }
 }
 
+impl futures_core::Stream for AuthClient {
+    type Item = ClientEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ClientEvent>> {
+        self.events.poll_recv(cx)
+    }
+}
+
 impl Drop for AuthClient {
+    /// Dropping the client closes it in the background, as
+    /// [`close`](Self::close) does, without waiting.
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let _ = self.stop.send(true);
+    }
+}
+
+fn spawn(config: session::Config) -> AuthClient {
+    let (outbound_tx, outbound_rx) = mpsc::channel(64);
+    let (events_tx, events_rx) = mpsc::channel(64);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let events = session::Events {
+        channel: events_tx,
+        callback: config.on_event.clone(),
+    };
+    let task = tokio::spawn(session::run(Arc::new(config), outbound_rx, events, stop_rx));
+    AuthClient {
+        outbound: outbound_tx,
+        events: events_rx,
+        stop: stop_tx,
+        task,
     }
 }

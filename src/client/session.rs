@@ -2,28 +2,24 @@
 //! and when to reconnect.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use http::HeaderValue;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::token::unverified_exp;
-use super::{Backoff, ClientEvent, TokenFuture, TokenPlacement, TokenProvider};
-use crate::protocol::{
-    BEARER_PROTOCOL_PREFIX, ClientMessage, CloseReason, ServerMessage, control_object,
-};
+use super::backoff::unit_random;
+use super::connect::{Connected, Socket, connect};
+use super::timing::{ServerClock, WallClock, notice_delay, renewal_delay};
+use super::token::{self, Fetch, Usage, unverified_exp};
+use super::{Backoff, ClientError, ClientEvent, EventCallback, TokenPlacement, TokenProvider};
+use crate::protocol::{ClientMessage, CloseReason, ServerMessage, control_object};
 
-/// Renewal rejections tolerated per token before the client lets the
-/// connection expire and reconnects with a fresh one.
+/// Failed renewals (rejections, provider failures) tolerated per token
+/// before the client lets the connection expire and reconnects.
 const MAX_RENEW_RETRIES: u32 = 3;
 
 pub(super) struct Config {
@@ -31,57 +27,184 @@ pub(super) struct Config {
     pub(super) protocols: Vec<String>,
     pub(super) placement: TokenPlacement,
     pub(super) renew_before: Duration,
+    pub(super) renew_jitter: Duration,
     pub(super) backoff: Backoff,
+    pub(super) backoff_reset_after: Duration,
+    pub(super) max_refused_handshakes: u32,
+    pub(super) token_timeout: Duration,
+    pub(super) connect_timeout: Duration,
+    pub(super) handshake_timeout: Duration,
+    pub(super) close_timeout: Duration,
     pub(super) tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     pub(super) provider: TokenProvider,
+    pub(super) wall_clock: WallClock,
+    pub(super) on_event: Option<EventCallback>,
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-type Socket = WebSocketStream<Box<dyn Io>>;
+impl Config {
+    fn fetch(&self, usage: Usage) -> Fetch {
+        token::fetch(&self.provider, self.token_timeout, usage)
+    }
+}
 
 /// How a session or a connection attempt ended.
-enum Outcome {
-    Reconnect { code: Option<u16>, reason: String },
-    Stop { code: Option<u16>, reason: String },
-    ClosedByApplication,
+pub(super) enum Outcome {
+    /// Reconnect after a backoff delay.
+    Retry {
+        code: Option<u16>,
+        reason: String,
+        error: Option<ClientError>,
+    },
+    /// Stop for good.
+    Stop {
+        code: Option<u16>,
+        reason: String,
+        error: Option<ClientError>,
+    },
+    /// The application closed the client (or dropped it).
+    Closed,
+}
+
+impl Outcome {
+    pub(super) fn retry_on(error: ClientError) -> Self {
+        Outcome::Retry {
+            code: status_of(&error),
+            reason: error.to_string(),
+            error: Some(error),
+        }
+    }
+
+    pub(super) fn stop_on(error: ClientError) -> Self {
+        Outcome::Stop {
+            code: status_of(&error),
+            reason: error.to_string(),
+            error: Some(error),
+        }
+    }
+}
+
+fn status_of(error: &ClientError) -> Option<u16> {
+    match error {
+        ClientError::Refused(status) => Some(*status),
+        _ => None,
+    }
+}
+
+/// Where events go: the application's callback, or the channel it reads.
+pub(super) struct Events {
+    pub(super) channel: mpsc::Sender<ClientEvent>,
+    pub(super) callback: Option<EventCallback>,
+}
+
+impl Events {
+    /// Delivers one event; `false` once the application has gone.
+    async fn send(&self, event: ClientEvent) -> bool {
+        match &self.callback {
+            Some(callback) => {
+                callback(event);
+                true
+            }
+            None => self.channel.send(event).await.is_ok(),
+        }
+    }
+}
+
+/// Completes once the application asked to stop (or dropped the client).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// What carries over from one connection to the next.
+#[derive(Default)]
+struct Progress {
+    /// The backoff step; back to 0 only after a stable connection.
+    attempt: u32,
+    /// Handshakes refused with 401 or 403 since the last successful open.
+    refusals: u32,
+    server_clock: ServerClock,
 }
 
 pub(super) async fn run(
     config: Arc<Config>,
     mut outbound: mpsc::Receiver<Message>,
-    events: mpsc::Sender<ClientEvent>,
-    mut stop: oneshot::Receiver<()>,
+    events: Events,
+    mut stop: watch::Receiver<bool>,
 ) {
-    let mut attempt = 0u32;
+    let mut progress = Progress::default();
     loop {
-        let outcome = tokio::select! {
-            _ = &mut stop => return,
-            outcome = connect_and_run(&config, &mut outbound, &events, &mut attempt) => outcome,
-        };
-        match outcome {
-            Outcome::ClosedByApplication => return,
-            Outcome::Stop { code, reason } => {
+        let outcome =
+            connect_and_run(&config, &mut outbound, &events, &mut stop, &mut progress).await;
+        let (code, reason, error) = match outcome {
+            Outcome::Closed => {
+                let reason = "closed by the application".into();
+                let _ = events
+                    .send(ClientEvent::Stopped {
+                        code: Some(1000),
+                        reason,
+                    })
+                    .await;
+                return;
+            }
+            Outcome::Stop {
+                code,
+                reason,
+                error,
+            } => {
+                if let Some(error) = error {
+                    let _ = events.send(ClientEvent::Error(error)).await;
+                }
                 let _ = events.send(ClientEvent::Stopped { code, reason }).await;
                 return;
             }
-            Outcome::Reconnect { code, reason } => {
-                let retry_in = config.backoff.delay(attempt);
-                attempt = attempt.saturating_add(1);
-                let event = ClientEvent::Disconnected {
-                    code,
-                    reason,
-                    retry_in,
-                };
-                if events.send(event).await.is_err() {
-                    return;
-                }
-                tokio::select! {
-                    _ = &mut stop => return,
-                    () = sleep(retry_in) => {}
-                }
+            Outcome::Retry {
+                code,
+                reason,
+                error,
+            } => (code, reason, error),
+        };
+        if let Some(ClientError::Refused(status @ (401 | 403))) = error {
+            progress.refusals += 1;
+            if progress.refusals >= config.max_refused_handshakes {
+                let _ = events
+                    .send(ClientEvent::Error(ClientError::Refused(status)))
+                    .await;
+                let reason = format!(
+                    "the handshake was refused {} times in a row, last with HTTP {status}",
+                    progress.refusals
+                );
+                let _ = events
+                    .send(ClientEvent::Stopped {
+                        code: Some(status),
+                        reason,
+                    })
+                    .await;
+                return;
             }
+        }
+        if let Some(error) = error
+            && !events.send(ClientEvent::Error(error)).await
+        {
+            return;
+        }
+        let attempt = progress.attempt;
+        let retry_in = config.backoff.delay(attempt);
+        progress.attempt = attempt.saturating_add(1);
+        let event = ClientEvent::Disconnected {
+            code,
+            reason,
+            retry_in,
+            attempt,
+        };
+        if !events.send(event).await {
+            return;
+        }
+        tokio::select! {
+            () = stopped(&mut stop) => {
+                let reason = "closed by the application".into();
+                let _ = events.send(ClientEvent::Stopped { code: Some(1000), reason }).await;
+                return;
+            }
+            () = sleep(retry_in) => {}
         }
     }
 }
@@ -89,173 +212,123 @@ pub(super) async fn run(
 async fn connect_and_run(
     config: &Config,
     outbound: &mut mpsc::Receiver<Message>,
-    events: &mpsc::Sender<ClientEvent>,
-    attempt: &mut u32,
+    events: &Events,
+    stop: &mut watch::Receiver<bool>,
+    progress: &mut Progress,
 ) -> Outcome {
-    let token = match (config.provider)().await {
-        Ok(token) => token,
-        Err(error) => {
-            return Outcome::Reconnect {
-                code: None,
-                reason: format!("token provider failed: {error}"),
-            };
-        }
+    let usage = match config.placement {
+        TokenPlacement::Subprotocol => Usage::Subprotocol,
+        TokenPlacement::Header => Usage::Bearer,
     };
-    let (socket, protocol) = match connect(config, &token).await {
+    let fetched = tokio::select! {
+        () = stopped(stop) => return Outcome::Closed,
+        fetched = config.fetch(usage) => fetched,
+    };
+    let token = match fetched {
+        Ok(token) => token,
+        Err(error) => return Outcome::retry_on(error),
+    };
+    let connected = tokio::select! {
+        () = stopped(stop) => return Outcome::Closed,
+        connected = connect(config, &token) => connected,
+    };
+    let Connected {
+        socket,
+        protocol,
+        server_date,
+    } = match connected {
         Ok(connected) => connected,
         Err(outcome) => return outcome,
     };
-    *attempt = 0;
-    if events
-        .send(ClientEvent::Connected { protocol })
-        .await
-        .is_err()
-    {
-        return Outcome::ClosedByApplication;
+    progress.refusals = 0;
+    if let Some(date) = server_date {
+        progress
+            .server_clock
+            .observe_date(date, (config.wall_clock)());
     }
-    Session::new(config, socket, &token)
-        .run(outbound, events)
-        .await
-}
-
-async fn connect(config: &Config, token: &str) -> Result<(Socket, Option<String>), Outcome> {
-    let fatal = |reason: String| Outcome::Stop { code: None, reason };
-    let retry = |reason: String| Outcome::Reconnect { code: None, reason };
-    let mut request = config
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| fatal(format!("invalid url: {e}")))?;
-    let mut protocols = config.protocols.join(", ");
-    match config.placement {
-        TokenPlacement::Header => {
-            let value = HeaderValue::try_from(format!("Bearer {token}"))
-                .map_err(|_| retry("token is not valid in a header".into()))?;
-            request
-                .headers_mut()
-                .insert(http::header::AUTHORIZATION, value);
-        }
-        TokenPlacement::Subprotocol => {
-            if !protocols.is_empty() {
-                protocols.push_str(", ");
-            }
-            protocols.push_str(BEARER_PROTOCOL_PREFIX);
-            protocols.push_str(token);
-        }
-    }
-    if !protocols.is_empty() {
-        let value = HeaderValue::try_from(protocols)
-            .map_err(|_| retry("token is not valid in a header".into()))?;
-        request
-            .headers_mut()
-            .insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
-    }
-
-    let uri = request.uri().clone();
-    let secure = uri.scheme_str() == Some("wss");
-    let host = uri.host().unwrap_or_default().to_owned();
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| retry(format!("connect failed: {e}")))?;
-    let _ = tcp.set_nodelay(true);
-    let io: Box<dyn Io> = if secure {
-        let tls = config
-            .tls
-            .clone()
-            .ok_or_else(|| fatal("wss:// needs AuthClientBuilder::tls_config".into()))?;
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host)
-            .map_err(|e| fatal(format!("invalid server name: {e}")))?;
-        let stream = tokio_rustls::TlsConnector::from(tls)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| retry(format!("TLS handshake failed: {e}")))?;
-        Box::new(stream)
+    let mut session = Session::new(config, socket, &mut progress.server_clock);
+    session.schedule_from_exp(unverified_exp(&token));
+    drop(token);
+    let outcome = if events.send(ClientEvent::Connected { protocol }).await {
+        session.run(outbound, events, stop).await
     } else {
-        Box::new(tcp)
+        session.close_normally().await
     };
-    match tokio_tungstenite::client_async(request, io).await {
-        Ok((socket, response)) => {
-            let protocol = response
-                .headers()
-                .get(http::header::SEC_WEBSOCKET_PROTOCOL)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            Ok((socket, protocol))
-        }
-        Err(tungstenite::Error::Http(response)) => {
-            let status = response.status();
-            let outcome = if status == http::StatusCode::BAD_REQUEST
-                || status == http::StatusCode::FORBIDDEN
-            {
-                Outcome::Stop {
-                    code: Some(status.as_u16()),
-                    reason: format!("handshake refused with {status}"),
-                }
-            } else {
-                Outcome::Reconnect {
-                    code: Some(status.as_u16()),
-                    reason: format!("handshake refused with {status}"),
-                }
-            };
-            Err(outcome)
-        }
-        Err(error) => Err(retry(format!("handshake failed: {error}"))),
+    if session.was_stable() {
+        progress.attempt = 0;
     }
+    outcome
 }
 
 /// One connection's life: application traffic both ways, renewals, close.
 struct Session<'a> {
     config: &'a Config,
     socket: Socket,
+    server_clock: &'a mut ServerClock,
     renew_at: Option<Instant>,
-    fetch: Option<TokenFuture>,
-    rejections: u32,
+    fetch: Option<Fetch>,
+    /// A renewal was sent and its answer has not come yet.
+    awaiting_answer: bool,
+    failures: u32,
     next_id: u64,
+    opened_at: Instant,
+    saw_application_data: bool,
 }
 
 impl<'a> Session<'a> {
-    fn new(config: &'a Config, socket: Socket, token: &str) -> Self {
-        let mut session = Self {
+    fn new(config: &'a Config, socket: Socket, server_clock: &'a mut ServerClock) -> Self {
+        Self {
             config,
             socket,
+            server_clock,
             renew_at: None,
             fetch: None,
-            rejections: 0,
+            awaiting_answer: false,
+            failures: 0,
             next_id: 0,
-        };
-        session.schedule_renewal(unverified_exp(token));
-        session
+            opened_at: Instant::now(),
+            saw_application_data: false,
+        }
     }
 
-    /// Renews `renew_before` ahead of `exp`, or halfway through a token
-    /// whose whole remaining life is shorter than that.
-    fn schedule_renewal(&mut self, exp: Option<u64>) {
-        self.renew_at = exp.map(|exp| {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let remaining = Duration::from_secs(exp).saturating_sub(now);
-            let ahead = self.config.renew_before.min(remaining / 2);
-            Instant::now() + remaining.saturating_sub(ahead)
+    /// Whether this connection earned a backoff reset: it stayed open for
+    /// `backoff_reset_after`, or the server sent application data.
+    fn was_stable(&self) -> bool {
+        self.saw_application_data || self.opened_at.elapsed() >= self.config.backoff_reset_after
+    }
+
+    /// Arms the client's own renewal timer from a token's `exp`, read
+    /// against the best estimate of the server's clock.
+    fn schedule_from_exp(&mut self, exp: Option<u64>) {
+        self.renew_at = exp.and_then(|exp| {
+            let remaining = self.server_clock.remaining(exp, (self.config.wall_clock)());
+            let delay = renewal_delay(
+                remaining,
+                self.config.renew_before,
+                self.config.renew_jitter,
+                unit_random(),
+            )?;
+            Instant::now().checked_add(delay)
         });
     }
 
     /// Starts a token fetch unless one is already running (single flight).
     fn start_fetch(&mut self) {
         if self.fetch.is_none() {
-            self.fetch = Some((self.config.provider)());
+            self.fetch = Some(self.config.fetch(Usage::Bearer));
         }
     }
 
     async fn run(
-        mut self,
+        &mut self,
         outbound: &mut mpsc::Receiver<Message>,
-        events: &mpsc::Sender<ClientEvent>,
+        events: &Events,
+        stop: &mut watch::Receiver<bool>,
     ) -> Outcome {
         loop {
             let renew_at = self.renew_at;
             tokio::select! {
+                () = stopped(stop) => return self.close_normally().await,
                 message = outbound.recv() => match message {
                     Some(message) => {
                         if let Err(error) = self.socket.send(message).await {
@@ -277,31 +350,49 @@ impl<'a> Session<'a> {
                             if let Err(error) = self.socket.send(Message::Text(renew.to_json().into())).await {
                                 return lost(&error);
                             }
+                            self.awaiting_answer = true;
                         }
-                        Err(_) => self.retry_renewal_later(),
+                        Err(error) => {
+                            self.failures += 1;
+                            self.retry_renewal_later();
+                            if !events.send(ClientEvent::Error(error)).await {
+                                return self.close_normally().await;
+                            }
+                        }
                     }
                 }
                 frame = self.socket.next() => match frame {
-                    None => return Outcome::Reconnect { code: None, reason: "connection lost".into() },
+                    None => {
+                        let error = ClientError::ConnectionLost("closed without a close frame".into());
+                        return Outcome::retry_on(error);
+                    }
                     Some(Err(error)) => return lost(&error),
                     Some(Ok(Message::Close(frame))) => return self.closed_by_server(frame).await,
                     Some(Ok(Message::Text(text))) => {
-                        if let Some(control) = control_object(text.as_str()) {
-                            let parsed = serde_json::from_value(serde_json::Value::Object(control));
-                            if let Some(event) = self.on_control(parsed.ok())
-                                && events.send(event).await.is_err()
-                            {
-                                return self.close_normally().await;
+                        let event = match control_object(text.as_str()) {
+                            Some(control) => {
+                                let parsed = serde_json::from_value(serde_json::Value::Object(control));
+                                self.on_control(parsed.ok())
                             }
-                        } else if events.send(ClientEvent::Message(Message::Text(text))).await.is_err() {
+                            None => {
+                                self.saw_application_data = true;
+                                Some(ClientEvent::Message(Message::Text(text)))
+                            }
+                        };
+                        if let Some(event) = event
+                            && !events.send(event).await
+                        {
                             return self.close_normally().await;
                         }
                     }
-                    Some(Ok(other)) => {
-                        if events.send(ClientEvent::Message(other)).await.is_err() {
+                    Some(Ok(other @ (Message::Binary(_) | Message::Frame(_)))) => {
+                        self.saw_application_data = true;
+                        if !events.send(ClientEvent::Message(other)).await {
                             return self.close_normally().await;
                         }
                     }
+                    // Pings are answered by tungstenite; pongs need nothing.
+                    Some(Ok(_)) => {}
                 },
             }
         }
@@ -311,13 +402,27 @@ impl<'a> Session<'a> {
     /// (the prefix is reserved, so they are never application data).
     fn on_control(&mut self, message: Option<ServerMessage>) -> Option<ClientEvent> {
         match message? {
-            ServerMessage::Expiring { .. } => {
-                self.start_fetch();
+            ServerMessage::Expiring { exp, expires_in } => {
+                // The server's own word on its clock: trust it over ours.
+                self.server_clock
+                    .observe_notice(exp, expires_in, (self.config.wall_clock)());
+                // A renewal already under way answers this notice too.
+                if !self.awaiting_answer && self.fetch.is_none() {
+                    // Every notice is answered, even after renewals failed
+                    // (a re-authentication request is a new question).
+                    self.failures = 0;
+                    let delay = notice_delay(expires_in, self.config.renew_jitter, unit_random());
+                    let at = Instant::now()
+                        .checked_add(delay)
+                        .unwrap_or_else(Instant::now);
+                    self.renew_at = Some(self.renew_at.map_or(at, |armed| armed.min(at)));
+                }
                 None
             }
             ServerMessage::Renewed { exp, .. } => {
-                self.rejections = 0;
-                self.schedule_renewal(Some(exp));
+                self.awaiting_answer = false;
+                self.failures = 0;
+                self.schedule_from_exp(Some(exp));
                 Some(ClientEvent::Renewed { exp })
             }
             ServerMessage::RenewRejected {
@@ -325,7 +430,8 @@ impl<'a> Session<'a> {
                 error_description,
                 ..
             } => {
-                self.rejections += 1;
+                self.awaiting_answer = false;
+                self.failures += 1;
                 self.retry_renewal_later();
                 Some(ClientEvent::RenewRejected {
                     error,
@@ -336,38 +442,49 @@ impl<'a> Session<'a> {
     }
 
     fn retry_renewal_later(&mut self) {
-        self.renew_at = (self.rejections < MAX_RENEW_RETRIES)
-            .then(|| Instant::now() + self.config.backoff.delay(self.rejections));
+        self.renew_at = (self.failures < MAX_RENEW_RETRIES)
+            .then(|| Instant::now() + self.config.backoff.delay(self.failures));
     }
 
-    async fn closed_by_server(mut self, frame: Option<CloseFrame>) -> Outcome {
-        // Let tungstenite send its close reply.
-        while let Some(Ok(_)) = self.socket.next().await {}
+    async fn closed_by_server(&mut self, frame: Option<CloseFrame>) -> Outcome {
+        // Let tungstenite send its close reply, but not forever.
+        let _ = tokio::time::timeout(self.config.close_timeout, async {
+            while let Some(Ok(_)) = self.socket.next().await {}
+        })
+        .await;
         let code = frame.as_ref().map(|f| u16::from(f.code));
         let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
         match code.and_then(CloseReason::from_code) {
-            Some(known) if !known.may_reconnect() => Outcome::Stop { code, reason },
-            _ => Outcome::Reconnect { code, reason },
+            Some(known) if !known.may_reconnect() => Outcome::Stop {
+                code,
+                reason,
+                error: None,
+            },
+            _ => Outcome::Retry {
+                code,
+                reason,
+                error: None,
+            },
         }
     }
 
-    async fn close_normally(mut self) -> Outcome {
+    /// Sends a normal close (1000) and waits up to `close_timeout` for the
+    /// server's reply, so the server sees a clean close, not a reset.
+    async fn close_normally(&mut self) -> Outcome {
         let frame = CloseFrame {
             code: CloseCode::Normal,
             reason: "".into(),
         };
-        let _ = self.socket.close(Some(frame)).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            while let Some(Ok(_)) = self.socket.next().await {}
+        let _ = tokio::time::timeout(self.config.close_timeout, async {
+            if self.socket.send(Message::Close(Some(frame))).await.is_ok() {
+                while let Some(Ok(_)) = self.socket.next().await {}
+            }
         })
         .await;
-        Outcome::ClosedByApplication
+        Outcome::Closed
     }
 }
 
 fn lost(error: &tungstenite::Error) -> Outcome {
-    Outcome::Reconnect {
-        code: None,
-        reason: format!("connection lost: {error}"),
-    }
+    Outcome::retry_on(ClientError::ConnectionLost(error.to_string()))
 }

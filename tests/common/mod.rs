@@ -319,3 +319,107 @@ pub async fn next_app_message(client: &mut Client) -> WsMessage {
         return message;
     }
 }
+
+/// What a [`serve_recording`] handler saw from `recv`, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    Text(String),
+    Close(Option<u16>),
+    Other,
+    Error,
+    /// `recv` returned `None`: the stream ended.
+    End,
+}
+
+/// An echo server that also reports every `recv` result of each connection.
+pub async fn serve_recording(
+    builder: WsAuthLayerBuilder<Claims>,
+) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Seen>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let handler = move |upgrade: AuthUpgrade<Claims>| {
+        let tx = tx.clone();
+        async move {
+            upgrade.on_upgrade(move |mut socket| async move {
+                loop {
+                    let seen = match socket.recv().await {
+                        None => {
+                            let _ = tx.send(Seen::End);
+                            return;
+                        }
+                        Some(Err(_)) => Seen::Error,
+                        Some(Ok(Message::Text(text))) => {
+                            let _ = socket.send(Message::Text(text.clone())).await;
+                            Seen::Text(text.as_str().to_owned())
+                        }
+                        Some(Ok(Message::Close(frame))) => Seen::Close(frame.map(|f| f.code)),
+                        Some(Ok(_)) => Seen::Other,
+                    };
+                    let _ = tx.send(seen);
+                }
+            })
+        }
+    };
+    let addr = serve_router(
+        Router::new()
+            .route("/ws", any(handler))
+            .layer(builder.build().unwrap()),
+    )
+    .await;
+    (addr, rx)
+}
+
+/// A server that accepts the upgrade, optionally echoes one text frame,
+/// keeps the connection for `hold`, then drops it.
+pub async fn serve_flaky(
+    builder: WsAuthLayerBuilder<Claims>,
+    hold: std::time::Duration,
+    echo_first: bool,
+) -> SocketAddr {
+    let handler = move |upgrade: AuthUpgrade<Claims>| async move {
+        upgrade.on_upgrade(move |mut socket| async move {
+            if echo_first && let Some(Ok(Message::Text(text))) = socket.recv().await {
+                let _ = socket.send(Message::Text(text)).await;
+            }
+            tokio::time::sleep(hold).await;
+        })
+    };
+    serve_router(
+        Router::new()
+            .route("/ws", any(handler))
+            .layer(builder.build().unwrap()),
+    )
+    .await
+}
+
+/// A TCP listener that accepts connections and never answers: the HTTP
+/// upgrade hangs.
+pub async fn silent_listener() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// A listener whose accept queue is full and never drained: a new TCP
+/// connect to it hangs (Linux drops the SYN). The returned streams keep the
+/// queue full; keep them alive.
+pub async fn full_listener() -> (SocketAddr, tokio::net::TcpListener, Vec<TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let connect = TcpStream::connect(addr);
+        match tokio::time::timeout(std::time::Duration::from_millis(200), connect).await {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    (addr, listener, fillers)
+}

@@ -95,7 +95,8 @@ pub use connections::Connections;
 pub use error::ConfigError;
 pub use socket::{AuthReceiver, AuthSender, AuthWebSocket, SocketClosed};
 pub use token::{
-    DEFAULT_MAX_TOKEN_BYTES, InvalidRequest, JwtValidator, TokenError, TokenSource, ValidatedToken,
+    DEFAULT_MAX_TOKEN_BYTES, InvalidRequest, JwtValidator, RegisteredClaims, TokenError,
+    TokenSource, ValidatedToken,
 };
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]

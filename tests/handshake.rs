@@ -4,6 +4,10 @@ mod common;
 
 use std::time::Duration;
 
+use axum::Router;
+use axum::response::Response;
+use axum::routing::any;
+use axum_ws_auth::{AuthUpgrade, WsAuthLayer};
 use common::*;
 use futures_util::SinkExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -664,4 +668,76 @@ async fn tokens_without_sub_are_refused_unless_the_application_opts_out() {
         .await
         .is_ok()
     );
+}
+
+/// An application's claims type that declares only what it reads: no `aud`,
+/// no `exp`. The registered claims reach the handler typed, whatever shape
+/// RFC 7519 allows them.
+#[derive(Debug, serde::Deserialize)]
+struct ScopeOnly {
+    scope: String,
+}
+
+async fn registered_reporter(upgrade: AuthUpgrade<ScopeOnly>) -> Response {
+    let registered = upgrade.registered().clone();
+    let scope = upgrade.claims().scope.clone();
+    upgrade.on_upgrade(move |mut socket| async move {
+        let report = json!({
+            "scope": scope,
+            "iss": registered.iss,
+            "sub": registered.sub,
+            "aud": registered.aud,
+            "exp": registered.exp,
+            "nbf": registered.nbf,
+            "iat": registered.iat,
+            "jti": registered.jti,
+        });
+        let _ = socket.send(report.to_string().into()).await;
+        while let Some(Ok(_)) = socket.recv().await {}
+    })
+}
+
+#[tokio::test]
+async fn registered_claims_reach_a_handler_whose_claims_type_omits_them() {
+    let layer = WsAuthLayer::<ScopeOnly>::builder(validator())
+        .realm(REALM)
+        .build()
+        .unwrap();
+    let addr = serve_router(
+        Router::new()
+            .route("/ws", any(registered_reporter))
+            .route_layer(layer),
+    )
+    .await;
+    let mut claims = claims("alice", 60);
+    claims["aud"] = json!(["other-service", AUDIENCE]);
+    claims["iat"] = json!(now() - 1);
+    claims["jti"] = json!("token-1");
+    let mut client = connect_bearer(addr, &sign(&claims)).await;
+    let report = match next_app_message(&mut client).await {
+        WsMessage::Text(text) => serde_json::from_str::<serde_json::Value>(text.as_str()).unwrap(),
+        other => panic!("expected text, got {other:?}"),
+    };
+    assert_eq!(
+        report,
+        json!({
+            "scope": "chat",
+            "iss": ISSUER,
+            "sub": "alice",
+            "aud": ["other-service", AUDIENCE],
+            "exp": claims["exp"],
+            "nbf": null,
+            "iat": claims["iat"],
+            "jti": "token-1",
+        })
+    );
+
+    // A single-string `aud` is a list of one.
+    let mut client = connect_bearer(addr, &token("bob", 60)).await;
+    let WsMessage::Text(text) = next_app_message(&mut client).await else {
+        panic!("expected text");
+    };
+    let report: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+    assert_eq!(report["aud"], json!([AUDIENCE]));
+    assert_eq!(report["sub"], "bob");
 }

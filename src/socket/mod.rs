@@ -64,6 +64,7 @@ where
 {
     let Authenticated {
         claims,
+        registered: _,
         iss,
         sub,
         exp,

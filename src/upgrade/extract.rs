@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::Authenticated;
 use crate::socket::{self, AuthWebSocket};
 use crate::telemetry;
-use crate::token::TokenSource;
+use crate::token::{RegisteredClaims, TokenSource};
 
 /// Extractor for an upgrade request that [`WsAuthLayer`](super::WsAuthLayer)
 /// has authenticated; finish it with [`on_upgrade`](Self::on_upgrade).
@@ -41,6 +41,32 @@ impl<C> AuthUpgrade<C> {
     /// The claims of the token that opened the connection.
     pub fn claims(&self) -> &C {
         &self.authenticated.claims
+    }
+
+    /// The registered claims (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`,
+    /// `jti`) of the token that opened the connection, whatever `C`
+    /// declares.
+    ///
+    /// ```
+    /// use axum::response::Response;
+    /// use axum_ws_auth::AuthUpgrade;
+    ///
+    /// // The application reads no claims of its own.
+    /// async fn handler(upgrade: AuthUpgrade<serde::de::IgnoredAny>) -> Response {
+    ///     let registered = upgrade.registered();
+    ///     let greeting = format!(
+    ///         "hello {} ({}), until {}",
+    ///         registered.sub.as_deref().unwrap_or("anonymous"),
+    ///         registered.aud.join(", "),
+    ///         registered.exp,
+    ///     );
+    ///     upgrade.on_upgrade(move |mut socket| async move {
+    ///         let _ = socket.send(greeting.into()).await;
+    ///     })
+    /// }
+    /// ```
+    pub fn registered(&self) -> &RegisteredClaims {
+        &self.authenticated.registered
     }
 
     /// Where the token was found.

@@ -102,6 +102,7 @@ fn authenticate<C: DeserializeOwned>(
         })?;
     Ok(Authenticated {
         claims: Arc::new(valid.claims),
+        registered: Arc::new(valid.registered),
         iss: valid.iss.map(Arc::from),
         sub: valid.sub.map(Arc::from),
         exp: valid.exp,

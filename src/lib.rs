@@ -101,10 +101,8 @@ pub use token::{
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub use token::{JwksError, JwksSource, JwksSourceBuilder};
-pub use upgrade::{
-    AuthRejection, AuthUpgrade, AuthUpgradeRejection, MissingAuthLayer, RejectionKind,
-    ResponseFuture, WsAuth, WsAuthLayer, WsAuthLayerBuilder,
-};
+pub use upgrade::rejection;
+pub use upgrade::{AuthUpgrade, ResponseFuture, WsAuth, WsAuthLayer, WsAuthLayerBuilder};
 
 /// Re-exported so applications name the same `jsonwebtoken` types
 /// (`DecodingKey`, `Validation`, `Algorithm`) as this crate.

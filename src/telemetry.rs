@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::protocol::{CloseReason, RenewRejection};
 use crate::token::TokenSource;
-use crate::upgrade::AuthRejection;
+use crate::upgrade::rejection::AuthRejection;
 
 const TARGET: &str = "axum_ws_auth";
 

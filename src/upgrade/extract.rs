@@ -2,13 +2,13 @@ use std::future::Future;
 
 use axum::extract::FromRequestParts;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use http::HeaderValue;
 use http::request::Parts;
-use http::{HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::Authenticated;
+use super::rejection::{AuthUpgradeRejection, MissingAuthLayer};
 use crate::socket::{self, AuthWebSocket};
 use crate::telemetry;
 use crate::token::{RegisteredClaims, TokenSource};
@@ -160,40 +160,5 @@ where
             upgrade,
             authenticated,
         })
-    }
-}
-
-/// The route is not behind a [`WsAuthLayer`](super::WsAuthLayer) with the
-/// same claims type: a server bug, answered with 500.
-#[derive(Debug, Clone, Copy, Default, thiserror::Error)]
-#[error("AuthUpgrade used on a route without a WsAuthLayer for this claims type")]
-#[non_exhaustive]
-pub struct MissingAuthLayer;
-
-impl IntoResponse for MissingAuthLayer {
-    fn into_response(self) -> Response {
-        tracing::error!(target: "axum_ws_auth", "{self}");
-        (StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n").into_response()
-    }
-}
-
-/// Rejection of [`AuthUpgrade`].
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthUpgradeRejection {
-    /// See [`MissingAuthLayer`].
-    #[error(transparent)]
-    MissingAuthLayer(MissingAuthLayer),
-    /// The request is not a valid WebSocket upgrade.
-    #[error(transparent)]
-    WebSocketUpgrade(WebSocketUpgradeRejection),
-}
-
-impl IntoResponse for AuthUpgradeRejection {
-    fn into_response(self) -> Response {
-        match self {
-            AuthUpgradeRejection::MissingAuthLayer(rejection) => rejection.into_response(),
-            AuthUpgradeRejection::WebSocketUpgrade(rejection) => rejection.into_response(),
-        }
     }
 }

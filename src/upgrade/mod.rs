@@ -4,17 +4,16 @@
 mod extract;
 mod future;
 mod layer;
-mod rejection;
+pub mod rejection;
 mod service;
 
 use std::sync::Arc;
 
 use http::HeaderValue;
 
-pub use extract::{AuthUpgrade, AuthUpgradeRejection, MissingAuthLayer};
+pub use extract::AuthUpgrade;
 pub use future::ResponseFuture;
 pub use layer::{WsAuthLayer, WsAuthLayerBuilder};
-pub use rejection::{AuthRejection, RejectionKind};
 pub use service::WsAuth;
 
 use crate::config::Settings;

@@ -7,7 +7,8 @@ use http::{HeaderMap, Request, Uri};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use super::{AuthRejection, Authenticated, RejectionKind, ResponseFuture};
+use super::rejection::{AuthRejection, RejectionKind};
+use super::{Authenticated, ResponseFuture};
 use crate::config::{Refusal, Settings};
 use crate::telemetry;
 use crate::token::source::{OfferedProtocols, conceal_tokens, find_token};

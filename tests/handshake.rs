@@ -741,3 +741,59 @@ async fn registered_claims_reach_a_handler_whose_claims_type_omits_them() {
     assert_eq!(report["aud"], json!([AUDIENCE]));
     assert_eq!(report["sub"], "bob");
 }
+
+#[tokio::test]
+async fn a_handler_refuses_with_the_layers_realm_and_nothing_is_upgraded() {
+    use axum::response::IntoResponse;
+    use axum_ws_auth::rejection::RejectionKind;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let upgraded = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&upgraded);
+    let room = move |upgrade: AuthUpgrade<Claims>| {
+        let counter = Arc::clone(&counter);
+        async move {
+            // A per-room check the layer cannot make.
+            if upgrade.claims().sub != "alice" {
+                return upgrade
+                    .reject(RejectionKind::InsufficientScope)
+                    .into_response();
+            }
+            upgrade.on_upgrade(move |_socket| async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+        }
+    };
+    let addr = serve_router(
+        Router::new()
+            .route("/ws", any(room))
+            .route_layer(builder().build().unwrap()),
+    )
+    .await;
+    let refused = connect(
+        addr,
+        &[("authorization", &format!("Bearer {}", token("bob", 60)))],
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_refused(
+        &refused,
+        403,
+        Some(&format!(
+            r#"Bearer realm="{REALM}", error="insufficient_scope""#
+        )),
+    );
+    assert_eq!(refused.body, "insufficient_scope: insufficient scope\n");
+    assert_eq!(upgraded.load(Ordering::SeqCst), 0);
+    // The same handler upgrades the one it admits.
+    connect_bearer(addr, &token("alice", 60)).await;
+    for _ in 0..100 {
+        if upgraded.load(Ordering::SeqCst) == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("alice was not upgraded");
+}

@@ -2,7 +2,9 @@
 //! refuse, as axum's `extract::rejection` groups its own.
 //!
 //! - [`AuthRejection`] (with its [`RejectionKind`]) is the layer's RFC 6750
-//!   response to an upgrade it refuses;
+//!   response to an upgrade it refuses, and what
+//!   [`AuthUpgrade::reject`](crate::AuthUpgrade::reject) answers for a
+//!   handler that refuses after the layer;
 //! - [`AuthUpgradeRejection`] is the rejection of the
 //!   [`AuthUpgrade`](crate::AuthUpgrade) extractor: [`MissingAuthLayer`]
 //!   (a server bug) or axum's own `WebSocketUpgradeRejection`.

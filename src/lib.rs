@@ -5,8 +5,10 @@
 //!
 //! 1. [`WsAuthLayer`] checks a JWT on the HTTP upgrade, taken from
 //!    `Authorization: Bearer`, a `bearer.<jwt>` subprotocol entry (browsers
-//!    cannot set headers on a WebSocket) or, opt-in, a cookie or the query
-//!    string. Failures are RFC 6750 responses; nothing is upgraded.
+//!    cannot set headers on a WebSocket) or, opt-in, a cookie, the query
+//!    string or a place the application names
+//!    ([`WsAuthLayerBuilder::token_from`]), in that order of precedence.
+//!    Failures are RFC 6750 responses; nothing is upgraded.
 //! 2. [`AuthUpgrade`] hands the route an [`AuthWebSocket`], which runs a
 //!    per-connection expiry timer, sends an `auth.expiring` notice before
 //!    `exp`, and accepts in-band `auth.renew` messages, while the application

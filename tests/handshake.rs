@@ -797,3 +797,78 @@ async fn a_handler_refuses_with_the_layers_realm_and_nothing_is_upgraded() {
     }
     panic!("alice was not upgraded");
 }
+
+/// Reads the token from `X-Access-Token`, as a gateway might forward it;
+/// two of them are an invalid request.
+fn x_access_token(
+    parts: &http::request::Parts,
+) -> Result<Option<String>, axum_ws_auth::InvalidRequest> {
+    let mut values = parts.headers.get_all("x-access-token").iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => value
+            .to_str()
+            .map(|token| Some(token.to_owned()))
+            .map_err(|_| axum_ws_auth::InvalidRequest::Custom),
+        _ => Err(axum_ws_auth::InvalidRequest::Custom),
+    }
+}
+
+#[tokio::test]
+async fn the_applications_token_location_follows_the_same_rules() {
+    let addr = serve(builder().token_from(x_access_token)).await;
+    let jwt = token("erin", 60);
+    let mut client = connect(addr, &[("x-access-token", &jwt)])
+        .await
+        .unwrap()
+        .client;
+    send_text(&mut client, "claims").await;
+    assert_eq!(next_json(&mut client).await["sub"], "erin");
+
+    // Absent: 401 without an error code.
+    let refused = connect(addr, &[]).await.err().unwrap();
+    assert_refused(&refused, 401, Some(&format!(r#"Bearer realm="{REALM}""#)));
+
+    // The extractor's error: 400 invalid_request.
+    let refused = connect(addr, &[("x-access-token", &jwt), ("x-access-token", &jwt)])
+        .await
+        .err()
+        .unwrap();
+    assert_refused(
+        &refused,
+        400,
+        Some(&invalid_request("malformed token location")),
+    );
+
+    // Over the size limit: refused before parsing.
+    let oversize = format!("{}.{}.x", "a".repeat(6000), "b".repeat(3000));
+    let refused = connect(addr, &[("x-access-token", &oversize)])
+        .await
+        .err()
+        .unwrap();
+    assert_refused(&refused, 401, Some(&invalid_token("token too large")));
+
+    // A bad token: 401 invalid_token, and the body never holds it.
+    let refused = connect(addr, &[("x-access-token", "x.y.z")])
+        .await
+        .err()
+        .unwrap();
+    assert_refused(&refused, 401, Some(&invalid_token("malformed token")));
+
+    // Built-in sources come first: the header's token wins, and the
+    // extractor is not asked (its location would be an error here).
+    let header = format!("Bearer {}", token("alice", 60));
+    let mut client = connect(
+        addr,
+        &[
+            ("authorization", &header),
+            ("x-access-token", &jwt),
+            ("x-access-token", &jwt),
+        ],
+    )
+    .await
+    .unwrap()
+    .client;
+    send_text(&mut client, "claims").await;
+    assert_eq!(next_json(&mut client).await["sub"], "alice");
+}

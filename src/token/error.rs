@@ -114,4 +114,10 @@ pub enum InvalidRequest {
     /// `access_token` appears more than once, or is not decodable.
     #[error("malformed access_token parameter")]
     MalformedQuery,
+    /// The application's token extractor
+    /// ([`WsAuthLayerBuilder::token_from`](crate::WsAuthLayerBuilder::token_from))
+    /// found its location unusable: malformed, or holding more than one
+    /// token.
+    #[error("malformed token location")]
+    Custom,
 }

@@ -106,7 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build()?;
     let app = Router::new()
         .route("/ws", any(echo))
-        .layer(layer)
+        .route_layer(layer)
         .route("/", get(|| async { Html(PAGE) }))
         .route(
             "/wsauth-client.js",

@@ -124,10 +124,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .realm("wss-echo")
         .build()?;
     let connections = layer.connections();
-    let app = Router::new().route("/ws", any(echo)).layer(layer).route(
-        "/metrics",
-        get(move || std::future::ready(metrics.render())),
-    );
+    let app = Router::new()
+        .route("/ws", any(echo))
+        .route_layer(layer)
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        );
 
     let tls = tls_config().await?;
     let handle = axum_server::Handle::new();

@@ -46,7 +46,8 @@
 //!     let secret = std::env::var("WS_AUTH_HS256_SECRET")?;
 //!     let validator = JwtValidator::hs256(secret)?.with_audience(&["chat"]);
 //!     let layer = WsAuthLayer::<Claims>::builder(validator).build()?;
-//!     let app = Router::new().route("/ws", any(echo)).layer(layer);
+//!     // `route_layer`, not `layer`: see "Routing" below.
+//!     let app = Router::new().route("/ws", any(echo)).route_layer(layer);
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //!     axum::serve(listener, app).await?;
 //!     Ok(())
@@ -56,6 +57,51 @@
 //! A browser connects with
 //! `new WebSocket(url, ["wsauth.v1", "bearer." + jwt])`; the server selects
 //! `wsauth.v1` and never echoes the token.
+//!
+//! # Routing
+//!
+//! Put the layer on the WebSocket routes with [`Router::route_layer`], not
+//! [`Router::layer`]. `layer` wraps the routes added before it and the
+//! router's fallback too, so the layer answers requests that match no
+//! route: a path that does not exist gets 401 and a `WWW-Authenticate`
+//! challenge instead of 404 (scanners and typos then look like auth
+//! failures in logs and metrics), and a plain HTTP route next to the
+//! socket (a health check, a page) demands a WebSocket token.
+//! `route_layer` runs the layer only for requests that match one of the
+//! routes added before it: an unknown path stays 404, with no challenge.
+//! axum's own docs of `route_layer` make the same point for authorization
+//! middleware.
+//!
+//! Every route added before `route_layer` is behind it, and none added
+//! after; keep the WebSocket routes in a router of their own and merge it
+//! into the application:
+//!
+//! ```
+//! use axum::{Router, response::Response, routing::{any, get}};
+//! use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
+//!
+//! async fn chat(upgrade: AuthUpgrade<serde_json::Value>) -> Response {
+//!     upgrade.on_upgrade(|_socket| async move { /* ... */ })
+//! }
+//!
+//! let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?)
+//!     .build()?;
+//! let sockets = Router::new()
+//!     .route("/ws", any(chat))
+//!     .route("/ws/{room}", any(chat))
+//!     .route_layer(layer);
+//! let app: Router = Router::new()
+//!     .route("/health", get(|| async { "ok" }))
+//!     .merge(sockets);
+//! # Ok::<_, axum_ws_auth::ConfigError>(())
+//! ```
+//!
+//! A handler that takes [`AuthUpgrade`] on a route without the layer
+//! answers 500 ([`rejection::MissingAuthLayer`]), so a route left out is
+//! loud, not open.
+//!
+//! [`Router::route_layer`]: axum::Router::route_layer
+//! [`Router::layer`]: axum::Router::layer
 //!
 //! # Features
 //!

@@ -872,3 +872,65 @@ async fn the_applications_token_location_follows_the_same_rules() {
     send_text(&mut client, "claims").await;
     assert_eq!(next_json(&mut client).await["sub"], "alice");
 }
+
+#[tokio::test]
+async fn route_layer_keeps_unknown_paths_404_and_plain_routes_untouched() {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    let get_path = |path: &str| {
+        http::Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let sockets = Router::new()
+        .route("/ws", any(echo))
+        .route_layer(builder().build().unwrap());
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .merge(sockets);
+
+    let response = app.clone().oneshot(get_path("/favicon.ico")).await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(response.headers().get("www-authenticate").is_none());
+    let response = app.clone().oneshot(get_path("/health")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("www-authenticate").is_none());
+    // The socket route is still behind the layer.
+    let response = app.oneshot(get_path("/ws")).await.unwrap();
+    assert_eq!(response.status(), 401);
+
+    // Over a real connection too.
+    let addr = serve_router(
+        Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .merge(
+                Router::new()
+                    .route("/ws", any(echo))
+                    .route_layer(builder().build().unwrap()),
+            ),
+    )
+    .await;
+    let refused = connect_request(request(addr, "/favicon.ico", &[]))
+        .await
+        .err()
+        .unwrap();
+    assert_refused(&refused, 404, None);
+    assert!(
+        connect_bearer(addr, &token("alice", 60))
+            .await
+            .close(None)
+            .await
+            .is_ok()
+    );
+
+    // What `layer` would have done: the fallback is behind it, so an
+    // unknown path is an authentication failure.
+    let wrapped = Router::new()
+        .route("/ws", any(echo))
+        .layer(builder().build().unwrap());
+    let response = wrapped.oneshot(get_path("/favicon.ico")).await.unwrap();
+    assert_eq!(response.status(), 401);
+}

@@ -42,7 +42,8 @@ const MAX_LEEWAY: Duration = Duration::from_secs(300);
 ///     .realm("chat")
 ///     .authorize(|claims| claims.scope.split(' ').any(|s| s == "chat"))
 ///     .build()?;
-/// let app: Router = Router::new().route("/ws", any(ws)).layer(layer);
+/// // `route_layer`: only `/ws` asks for a token (see "Routing" in the crate docs).
+/// let app: Router = Router::new().route("/ws", any(ws)).route_layer(layer);
 /// # Ok::<_, axum_ws_auth::ConfigError>(())
 /// ```
 pub struct WsAuthLayer<C> {

@@ -25,12 +25,17 @@
 //! use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
 //! use serde::Deserialize;
 //!
+//! /// Only what the application itself reads: the registered claims
+//! /// (`sub`, `aud`, `exp`, ...) are the crate's, in `upgrade.registered()`.
 //! #[derive(Deserialize)]
 //! struct Claims {
-//!     sub: String,
+//!     #[serde(default)]
+//!     scope: String,
 //! }
 //!
 //! async fn echo(upgrade: AuthUpgrade<Claims>) -> Response {
+//!     let user = upgrade.registered().sub.clone();
+//!     tracing::info!(?user, scope = %upgrade.claims().scope, "connecting");
 //!     upgrade.on_upgrade(|mut socket| async move {
 //!         // Renewals, expiry notices and the expiry close happen underneath.
 //!         while let Some(Ok(message)) = socket.recv().await {

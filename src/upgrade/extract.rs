@@ -24,12 +24,13 @@ use crate::token::{RegisteredClaims, TokenSource};
 /// use axum_ws_auth::AuthUpgrade;
 ///
 /// #[derive(serde::Deserialize)]
-/// struct Claims { sub: String }
+/// struct Claims { name: String }
 ///
 /// async fn handler(upgrade: AuthUpgrade<Claims>) -> Response {
-///     let user = upgrade.claims().sub.clone();
+///     let name = upgrade.claims().name.clone();
+///     let sub = upgrade.registered().sub.clone().unwrap_or_default();
 ///     upgrade.on_upgrade(move |mut socket| async move {
-///         let _ = socket.send(format!("hello {user}").into()).await;
+///         let _ = socket.send(format!("hello {name} ({sub})").into()).await;
 ///     })
 /// }
 /// ```

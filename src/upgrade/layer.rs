@@ -28,7 +28,7 @@ const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// use serde::Deserialize;
 ///
 /// #[derive(Deserialize)]
-/// struct Claims { sub: String, scope: String }
+/// struct Claims { scope: String }
 ///
 /// async fn ws(upgrade: AuthUpgrade<Claims>) -> Response {
 ///     upgrade.on_upgrade(|mut socket| async move {

@@ -103,6 +103,7 @@ impl<C> AuthUpgrade<C> {
     ///     upgrade.on_upgrade(|_socket| async move { /* ... */ })
     /// }
     /// ```
+    #[must_use = "the refusal only reaches the client when this is returned"]
     pub fn reject(self, kind: RejectionKind) -> AuthRejection {
         let rejection = AuthRejection::new(Arc::clone(&self.authenticated.settings.realm), kind);
         telemetry::upgrade_refused(&rejection);

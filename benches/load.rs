@@ -137,7 +137,7 @@ fn wrapped_router(validator: JwtValidator, read_buffer: Option<usize>) -> (Route
                 response
             }),
         )
-        .layer(layer);
+        .route_layer(layer);
     (router, connections)
 }
 

@@ -25,15 +25,19 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
 use jsonwebtoken::{EncodingKey, Header};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::IgnoredAny;
 
 const DEV_SECRET: &str = "development secret, replace me: 32+ bytes";
 const AUDIENCE: &str = "axum-ws-auth-browser-demo";
 const PAGE: &str = include_str!("browser/index.html");
 const CLIENT: &str = include_str!("browser/wsauth-client.js");
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
+/// What the demo's stand-in identity provider puts in a token. The socket
+/// reads none of it itself (`AuthUpgrade<IgnoredAny>`): the registered
+/// claims are the crate's business.
+#[derive(Serialize)]
+struct IssuedClaims {
     sub: String,
     exp: u64,
     aud: String,
@@ -51,7 +55,7 @@ async fn token(State(issuer): State<TokenIssuer>) -> Response {
         .duration_since(UNIX_EPOCH)
         .map(|now| now.as_secs() + issuer.ttl)
         .unwrap_or_default();
-    let claims = Claims {
+    let claims = IssuedClaims {
         sub: "browser-demo".into(),
         exp,
         aud: AUDIENCE.into(),
@@ -62,7 +66,7 @@ async fn token(State(issuer): State<TokenIssuer>) -> Response {
     }
 }
 
-async fn echo(upgrade: AuthUpgrade<Claims>) -> Response {
+async fn echo(upgrade: AuthUpgrade<IgnoredAny>) -> Response {
     upgrade.on_upgrade(|mut socket| async move {
         while let Some(Ok(message)) = socket.recv().await {
             if matches!(message, Message::Close(_)) || socket.send(message).await.is_err() {
@@ -95,18 +99,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ttl: env_secs("WS_AUTH_TOKEN_TTL_SECS", 30)?,
     };
 
-    let layer =
-        WsAuthLayer::<Claims>::builder(JwtValidator::hs256(&secret)?.with_audience(&[AUDIENCE]))
-            .realm("browser-demo")
-            .notify_before(Duration::from_secs(env_secs(
-                "WS_AUTH_NOTIFY_BEFORE_SECS",
-                10,
-            )?))
-            .leeway(Duration::from_secs(env_secs("WS_AUTH_LEEWAY_SECS", 0)?))
-            .build()?;
+    let layer = WsAuthLayer::<IgnoredAny>::builder(
+        JwtValidator::hs256(&secret)?.with_audience(&[AUDIENCE]),
+    )
+    .realm("browser-demo")
+    .notify_before(Duration::from_secs(env_secs(
+        "WS_AUTH_NOTIFY_BEFORE_SECS",
+        10,
+    )?))
+    .leeway(Duration::from_secs(env_secs("WS_AUTH_LEEWAY_SECS", 0)?))
+    .build()?;
     let app = Router::new()
         .route("/ws", any(echo))
-        .layer(layer)
+        .route_layer(layer)
         .route("/", get(|| async { Html(PAGE) }))
         .route(
             "/wsauth-client.js",

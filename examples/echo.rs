@@ -26,28 +26,24 @@ use axum::response::Response;
 use axum::routing::any;
 use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
 use jsonwebtoken::{EncodingKey, Header};
-use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 const DEV_SECRET: &str = "development secret, replace me: 32+ bytes";
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    exp: u64,
-    aud: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iss: Option<String>,
-}
+/// This application reads no claims of its own: it echoes the token's
+/// payload as it came. The registered claims (`sub`, `aud`, `exp`, ...)
+/// are the crate's business, typed in `upgrade.registered()`; an
+/// application that reads, say, a `scope` declares only that.
+type Claims = Value;
 
 async fn echo(upgrade: AuthUpgrade<Claims>) -> Response {
+    let registered = upgrade.registered();
+    tracing::info!(sub = ?registered.sub, aud = ?registered.aud, exp = registered.exp, "upgrading");
     upgrade.on_upgrade(|mut socket| async move {
         while let Some(Ok(message)) = socket.recv().await {
             let reply = match message {
                 Message::Text(text) if text.as_str() == "claims" => {
-                    match serde_json::to_string(&*socket.claims()) {
-                        Ok(json) => Message::Text(json.into()),
-                        Err(_) => continue,
-                    }
+                    Message::Text(socket.claims().to_string().into())
                 }
                 Message::Close(_) => break,
                 other => other,
@@ -101,7 +97,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .leeway(Duration::from_secs(leeway))
         .renew_limit(renew_limit)
         .build()?;
-    let app = Router::new().route("/ws", any(echo)).layer(layer);
+    // `route_layer`: only `/ws` asks for a token; other paths stay 404.
+    let app = Router::new().route("/ws", any(echo)).route_layer(layer);
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let local = listener.local_addr()?;
@@ -124,12 +121,10 @@ fn sample_token(
         .duration_since(UNIX_EPOCH)
         .map(|now| now.as_secs() + 3600)
         .unwrap_or_default();
-    let claims = Claims {
-        sub: "demo".into(),
-        exp,
-        aud: audience.into(),
-        iss: issuer,
-    };
+    let mut claims = json!({"sub": "demo", "exp": exp, "aud": audience});
+    if let Some(issuer) = issuer {
+        claims["iss"] = issuer.into();
+    }
     jsonwebtoken::encode(
         &Header::default(),
         &claims,

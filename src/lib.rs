@@ -5,8 +5,10 @@
 //!
 //! 1. [`WsAuthLayer`] checks a JWT on the HTTP upgrade, taken from
 //!    `Authorization: Bearer`, a `bearer.<jwt>` subprotocol entry (browsers
-//!    cannot set headers on a WebSocket) or, opt-in, a cookie or the query
-//!    string. Failures are RFC 6750 responses; nothing is upgraded.
+//!    cannot set headers on a WebSocket) or, opt-in, a cookie, the query
+//!    string or a place the application names
+//!    ([`WsAuthLayerBuilder::token_from`]), in that order of precedence.
+//!    Failures are RFC 6750 responses; nothing is upgraded.
 //! 2. [`AuthUpgrade`] hands the route an [`AuthWebSocket`], which runs a
 //!    per-connection expiry timer, sends an `auth.expiring` notice before
 //!    `exp`, and accepts in-band `auth.renew` messages, while the application
@@ -23,12 +25,17 @@
 //! use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
 //! use serde::Deserialize;
 //!
+//! /// Only what the application itself reads: the registered claims
+//! /// (`sub`, `aud`, `exp`, ...) are the crate's, in `upgrade.registered()`.
 //! #[derive(Deserialize)]
 //! struct Claims {
-//!     sub: String,
+//!     #[serde(default)]
+//!     scope: String,
 //! }
 //!
 //! async fn echo(upgrade: AuthUpgrade<Claims>) -> Response {
+//!     let user = upgrade.registered().sub.clone();
+//!     tracing::info!(?user, scope = %upgrade.claims().scope, "connecting");
 //!     upgrade.on_upgrade(|mut socket| async move {
 //!         // Renewals, expiry notices and the expiry close happen underneath.
 //!         while let Some(Ok(message)) = socket.recv().await {
@@ -44,7 +51,8 @@
 //!     let secret = std::env::var("WS_AUTH_HS256_SECRET")?;
 //!     let validator = JwtValidator::hs256(secret)?.with_audience(&["chat"]);
 //!     let layer = WsAuthLayer::<Claims>::builder(validator).build()?;
-//!     let app = Router::new().route("/ws", any(echo)).layer(layer);
+//!     // `route_layer`, not `layer`: see "Routing" below.
+//!     let app = Router::new().route("/ws", any(echo)).route_layer(layer);
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //!     axum::serve(listener, app).await?;
 //!     Ok(())
@@ -54,6 +62,51 @@
 //! A browser connects with
 //! `new WebSocket(url, ["wsauth.v1", "bearer." + jwt])`; the server selects
 //! `wsauth.v1` and never echoes the token.
+//!
+//! # Routing
+//!
+//! Put the layer on the WebSocket routes with [`Router::route_layer`], not
+//! [`Router::layer`]. `layer` wraps the routes added before it and the
+//! router's fallback too, so the layer answers requests that match no
+//! route: a path that does not exist gets 401 and a `WWW-Authenticate`
+//! challenge instead of 404 (scanners and typos then look like auth
+//! failures in logs and metrics), and a plain HTTP route next to the
+//! socket (a health check, a page) demands a WebSocket token.
+//! `route_layer` runs the layer only for requests that match one of the
+//! routes added before it: an unknown path stays 404, with no challenge.
+//! axum's own docs of `route_layer` make the same point for authorization
+//! middleware.
+//!
+//! Every route added before `route_layer` is behind it, and none added
+//! after; keep the WebSocket routes in a router of their own and merge it
+//! into the application:
+//!
+//! ```
+//! use axum::{Router, response::Response, routing::{any, get}};
+//! use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
+//!
+//! async fn chat(upgrade: AuthUpgrade<serde_json::Value>) -> Response {
+//!     upgrade.on_upgrade(|_socket| async move { /* ... */ })
+//! }
+//!
+//! let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?)
+//!     .build()?;
+//! let sockets = Router::new()
+//!     .route("/ws", any(chat))
+//!     .route("/ws/{room}", any(chat))
+//!     .route_layer(layer);
+//! let app: Router = Router::new()
+//!     .route("/health", get(|| async { "ok" }))
+//!     .merge(sockets);
+//! # Ok::<_, axum_ws_auth::ConfigError>(())
+//! ```
+//!
+//! A handler that takes [`AuthUpgrade`] on a route without the layer
+//! answers 500 ([`rejection::MissingAuthLayer`]), so a route left out is
+//! loud, not open.
+//!
+//! [`Router::route_layer`]: axum::Router::route_layer
+//! [`Router::layer`]: axum::Router::layer
 //!
 //! # Features
 //!
@@ -95,15 +148,14 @@ pub use connection::{Connections, EndReason, Identity};
 pub use error::ConfigError;
 pub use socket::{AuthReceiver, AuthSender, AuthWebSocket, SocketClosed};
 pub use token::{
-    DEFAULT_MAX_TOKEN_BYTES, InvalidRequest, JwtValidator, TokenError, TokenSource, ValidatedToken,
+    DEFAULT_MAX_TOKEN_BYTES, InvalidRequest, JwtValidator, RegisteredClaims, TokenError,
+    TokenSource, ValidatedToken,
 };
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub use token::{JwksError, JwksSource, JwksSourceBuilder};
-pub use upgrade::{
-    AuthRejection, AuthUpgrade, AuthUpgradeRejection, MissingAuthLayer, RejectionKind,
-    ResponseFuture, WsAuth, WsAuthLayer, WsAuthLayerBuilder,
-};
+pub use upgrade::rejection;
+pub use upgrade::{AuthUpgrade, ResponseFuture, WsAuth, WsAuthLayer, WsAuthLayerBuilder};
 
 /// Re-exported so applications name the same `jsonwebtoken` types
 /// (`DecodingKey`, `Validation`, `Algorithm`) as this crate.

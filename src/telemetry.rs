@@ -6,7 +6,7 @@
 
 use crate::connection::Identity;
 use crate::protocol::{CloseReason, RenewRejection};
-use crate::upgrade::AuthRejection;
+use crate::upgrade::rejection::AuthRejection;
 
 const TARGET: &str = "axum_ws_auth";
 

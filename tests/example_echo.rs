@@ -41,6 +41,26 @@ async fn echo_example_serves_its_sample_token() {
     assert_eq!(claims["sub"], "demo");
     assert_eq!(claims["aud"], "example-test");
 
+    // Any `aud` shape RFC 7519 allows: the example restates no registered claim.
+    let listed = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({
+            "sub": "listed",
+            "exp": common::now() + 60,
+            "aud": ["another-service", "example-test"],
+        }),
+        &jsonwebtoken::EncodingKey::from_secret(b"a secret for the example test, 32+ bytes"),
+    )
+    .unwrap();
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {listed}").parse().unwrap());
+    let (mut client, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    send_text(&mut client, "claims").await;
+    let claims = next_json(&mut client).await;
+    assert_eq!(claims["aud"][1], "example-test");
+
     let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await;
     assert!(refused.is_err());
 }

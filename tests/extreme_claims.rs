@@ -145,23 +145,34 @@ async fn extreme_values_are_refused_with_the_right_401() {
 }
 
 #[tokio::test]
-async fn iat_of_any_number_has_no_effect() {
+async fn iat_is_read_as_a_numeric_date_and_has_no_effect_on_validity() {
     let addr = server().await;
     let later = now() + 60;
     for iat in [
         "0",
-        "-1",
-        "-1e18",
         "0.5",
         "9007199254740993.0",
         "18446744073709551615",
         "1.8e19",
-        "1e300",
         "null",
     ] {
         let jwt = token_with(&format!("\"exp\":{later},\"iat\":{iat}"));
         let mut client = connect_bearer(addr, &jwt).await;
         assert_echoes(&mut client, iat).await;
+    }
+    // jsonwebtoken ignores `iat`; one this crate cannot represent as a
+    // NumericDate (what the handler's `registered().iat` holds) is refused.
+    for iat in ["-1", "-1e18", "1e300", "18446744073709551616", "\"now\""] {
+        let jwt = token_with(&format!("\"exp\":{later},\"iat\":{iat}"));
+        let refused = connect(addr, &[("authorization", &format!("Bearer {jwt}"))])
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("iat {iat} was accepted"));
+        assert_eq!(
+            refused.challenge.as_deref(),
+            Some(invalid_token(BAD_FORMAT).as_str()),
+            "{iat}"
+        );
     }
 }
 

@@ -4,6 +4,10 @@ mod common;
 
 use std::time::Duration;
 
+use axum::Router;
+use axum::response::Response;
+use axum::routing::any;
+use axum_ws_auth::{AuthUpgrade, WsAuthLayer};
 use common::*;
 use futures_util::SinkExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -664,4 +668,269 @@ async fn tokens_without_sub_are_refused_unless_the_application_opts_out() {
         .await
         .is_ok()
     );
+}
+
+/// An application's claims type that declares only what it reads: no `aud`,
+/// no `exp`. The registered claims reach the handler typed, whatever shape
+/// RFC 7519 allows them.
+#[derive(Debug, serde::Deserialize)]
+struct ScopeOnly {
+    scope: String,
+}
+
+async fn registered_reporter(upgrade: AuthUpgrade<ScopeOnly>) -> Response {
+    let registered = upgrade.registered().clone();
+    let scope = upgrade.claims().scope.clone();
+    upgrade.on_upgrade(move |mut socket| async move {
+        let report = json!({
+            "scope": scope,
+            "iss": registered.iss,
+            "sub": registered.sub,
+            "aud": registered.aud,
+            "exp": registered.exp,
+            "nbf": registered.nbf,
+            "iat": registered.iat,
+            "jti": registered.jti,
+        });
+        let _ = socket.send(report.to_string().into()).await;
+        while let Some(Ok(_)) = socket.recv().await {}
+    })
+}
+
+#[tokio::test]
+async fn registered_claims_reach_a_handler_whose_claims_type_omits_them() {
+    let layer = WsAuthLayer::<ScopeOnly>::builder(validator())
+        .realm(REALM)
+        .build()
+        .unwrap();
+    let addr = serve_router(
+        Router::new()
+            .route("/ws", any(registered_reporter))
+            .route_layer(layer),
+    )
+    .await;
+    let mut claims = claims("alice", 60);
+    claims["aud"] = json!(["other-service", AUDIENCE]);
+    claims["iat"] = json!(now() - 1);
+    claims["jti"] = json!("token-1");
+    let mut client = connect_bearer(addr, &sign(&claims)).await;
+    let report = match next_app_message(&mut client).await {
+        WsMessage::Text(text) => serde_json::from_str::<serde_json::Value>(text.as_str()).unwrap(),
+        other => panic!("expected text, got {other:?}"),
+    };
+    assert_eq!(
+        report,
+        json!({
+            "scope": "chat",
+            "iss": ISSUER,
+            "sub": "alice",
+            "aud": ["other-service", AUDIENCE],
+            "exp": claims["exp"],
+            "nbf": null,
+            "iat": claims["iat"],
+            "jti": "token-1",
+        })
+    );
+
+    // A single-string `aud` is a list of one.
+    let mut client = connect_bearer(addr, &token("bob", 60)).await;
+    let WsMessage::Text(text) = next_app_message(&mut client).await else {
+        panic!("expected text");
+    };
+    let report: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+    assert_eq!(report["aud"], json!([AUDIENCE]));
+    assert_eq!(report["sub"], "bob");
+}
+
+#[tokio::test]
+async fn a_handler_refuses_with_the_layers_realm_and_nothing_is_upgraded() {
+    use axum::response::IntoResponse;
+    use axum_ws_auth::rejection::RejectionKind;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let upgraded = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&upgraded);
+    let room = move |upgrade: AuthUpgrade<Claims>| {
+        let counter = Arc::clone(&counter);
+        async move {
+            // A per-room check the layer cannot make.
+            if upgrade.claims().sub != "alice" {
+                return upgrade
+                    .reject(RejectionKind::InsufficientScope)
+                    .into_response();
+            }
+            upgrade.on_upgrade(move |_socket| async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+        }
+    };
+    let addr = serve_router(
+        Router::new()
+            .route("/ws", any(room))
+            .route_layer(builder().build().unwrap()),
+    )
+    .await;
+    let refused = connect(
+        addr,
+        &[("authorization", &format!("Bearer {}", token("bob", 60)))],
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_refused(
+        &refused,
+        403,
+        Some(&format!(
+            r#"Bearer realm="{REALM}", error="insufficient_scope""#
+        )),
+    );
+    assert_eq!(refused.body, "insufficient_scope: insufficient scope\n");
+    assert_eq!(upgraded.load(Ordering::SeqCst), 0);
+    // The same handler upgrades the one it admits.
+    connect_bearer(addr, &token("alice", 60)).await;
+    for _ in 0..100 {
+        if upgraded.load(Ordering::SeqCst) == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("alice was not upgraded");
+}
+
+/// Reads the token from `X-Access-Token`, as a gateway might forward it;
+/// two of them are an invalid request.
+fn x_access_token(
+    parts: &http::request::Parts,
+) -> Result<Option<String>, axum_ws_auth::InvalidRequest> {
+    let mut values = parts.headers.get_all("x-access-token").iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => value
+            .to_str()
+            .map(|token| Some(token.to_owned()))
+            .map_err(|_| axum_ws_auth::InvalidRequest::Custom),
+        _ => Err(axum_ws_auth::InvalidRequest::Custom),
+    }
+}
+
+#[tokio::test]
+async fn the_applications_token_location_follows_the_same_rules() {
+    let addr = serve(builder().token_from(x_access_token)).await;
+    let jwt = token("erin", 60);
+    let mut client = connect(addr, &[("x-access-token", &jwt)])
+        .await
+        .unwrap()
+        .client;
+    send_text(&mut client, "claims").await;
+    assert_eq!(next_json(&mut client).await["sub"], "erin");
+
+    // Absent: 401 without an error code.
+    let refused = connect(addr, &[]).await.err().unwrap();
+    assert_refused(&refused, 401, Some(&format!(r#"Bearer realm="{REALM}""#)));
+
+    // The extractor's error: 400 invalid_request.
+    let refused = connect(addr, &[("x-access-token", &jwt), ("x-access-token", &jwt)])
+        .await
+        .err()
+        .unwrap();
+    assert_refused(
+        &refused,
+        400,
+        Some(&invalid_request("malformed token location")),
+    );
+
+    // Over the size limit: refused before parsing.
+    let oversize = format!("{}.{}.x", "a".repeat(6000), "b".repeat(3000));
+    let refused = connect(addr, &[("x-access-token", &oversize)])
+        .await
+        .err()
+        .unwrap();
+    assert_refused(&refused, 401, Some(&invalid_token("token too large")));
+
+    // A bad token: 401 invalid_token, and the body never holds it.
+    let refused = connect(addr, &[("x-access-token", "x.y.z")])
+        .await
+        .err()
+        .unwrap();
+    assert_refused(&refused, 401, Some(&invalid_token("malformed token")));
+
+    // Built-in sources come first: the header's token wins, and the
+    // extractor is not asked (its location would be an error here).
+    let header = format!("Bearer {}", token("alice", 60));
+    let mut client = connect(
+        addr,
+        &[
+            ("authorization", &header),
+            ("x-access-token", &jwt),
+            ("x-access-token", &jwt),
+        ],
+    )
+    .await
+    .unwrap()
+    .client;
+    send_text(&mut client, "claims").await;
+    assert_eq!(next_json(&mut client).await["sub"], "alice");
+}
+
+#[tokio::test]
+async fn route_layer_keeps_unknown_paths_404_and_plain_routes_untouched() {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    let get_path = |path: &str| {
+        http::Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let sockets = Router::new()
+        .route("/ws", any(echo))
+        .route_layer(builder().build().unwrap());
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .merge(sockets);
+
+    let response = app.clone().oneshot(get_path("/favicon.ico")).await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(response.headers().get("www-authenticate").is_none());
+    let response = app.clone().oneshot(get_path("/health")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("www-authenticate").is_none());
+    // The socket route is still behind the layer.
+    let response = app.oneshot(get_path("/ws")).await.unwrap();
+    assert_eq!(response.status(), 401);
+
+    // Over a real connection too.
+    let addr = serve_router(
+        Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .merge(
+                Router::new()
+                    .route("/ws", any(echo))
+                    .route_layer(builder().build().unwrap()),
+            ),
+    )
+    .await;
+    let refused = connect_request(request(addr, "/favicon.ico", &[]))
+        .await
+        .err()
+        .unwrap();
+    assert_refused(&refused, 404, None);
+    assert!(
+        connect_bearer(addr, &token("alice", 60))
+            .await
+            .close(None)
+            .await
+            .is_ok()
+    );
+
+    // What `layer` would have done: the fallback is behind it, so an
+    // unknown path is an authentication failure.
+    let wrapped = Router::new()
+        .route("/ws", any(echo))
+        .layer(builder().build().unwrap());
+    let response = wrapped.oneshot(get_path("/favicon.ico")).await.unwrap();
+    assert_eq!(response.status(), 401);
 }

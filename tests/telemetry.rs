@@ -8,6 +8,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::any;
+use axum_ws_auth::AuthUpgrade;
+use axum_ws_auth::rejection::RejectionKind;
 use common::*;
 use serde_json::json;
 
@@ -91,6 +96,48 @@ async fn security_events_are_logged_and_counted_without_tokens() {
     assert_eq!(expect_close(&mut client).await.0, 4403);
     tokens.extend([opening, hijack]);
 
+    // A handler's own refusal is logged and counted like the layer's; a
+    // token from the application's location is counted as `custom`.
+    let room = |upgrade: AuthUpgrade<Claims>| async move {
+        if upgrade.claims().sub == "eve" {
+            return upgrade
+                .reject(RejectionKind::InsufficientScope)
+                .into_response();
+        }
+        echo(upgrade).await
+    };
+    let rooms = serve_router(
+        Router::new().route("/ws", any(room)).route_layer(
+            builder()
+                .token_from(|parts| {
+                    Ok(parts
+                        .headers
+                        .get("x-access-token")
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned))
+                })
+                .build()
+                .unwrap(),
+        ),
+    )
+    .await;
+    let eve = token("eve", 60);
+    assert_eq!(
+        connect(rooms, &[("authorization", &format!("Bearer {eve}"))])
+            .await
+            .err()
+            .unwrap()
+            .status,
+        403
+    );
+    let dave = token("dave", 60);
+    let mut client = connect(rooms, &[("x-access-token", &dave)])
+        .await
+        .unwrap()
+        .client;
+    client.close(None).await.unwrap();
+    tokens.extend([eve, dave]);
+
     // Expiry: a one-second token.
     let short = token("carol", 1);
     let mut client = connect_bearer(addr, &short).await;
@@ -103,6 +150,8 @@ async fn security_events_are_logged_and_counted_without_tokens() {
         "event=\"upgrade_refused\"",
         "reason=signature invalid",
         "reason=invalid audience",
+        "reason=insufficient scope",
+        "source=\"custom\"",
         "event=\"connected\"",
         "event=\"renew_rejected\"",
         "event=\"renewed\"",
@@ -131,6 +180,8 @@ async fn security_events_are_logged_and_counted_without_tokens() {
     for needle in [
         r#"ws_auth_upgrades_refused_total{status="401",error="invalid_token"} 2"#,
         r#"ws_auth_connections_opened_total{source="header"} 3"#,
+        r#"ws_auth_connections_opened_total{source="custom"} 1"#,
+        r#"ws_auth_upgrades_refused_total{status="403",error="insufficient_scope"} 1"#,
         r#"ws_auth_renewals_total{result="rejected",error="invalid_token"} 1"#,
         r#"ws_auth_renewals_total{result="accepted",error="none"} 1"#,
         r#"ws_auth_server_closes_total{code="4429"} 1"#,

@@ -33,11 +33,13 @@ use crate::config::{SessionConfig, Settings};
 use crate::connection::{Closable, EndReason, Identity, LiveGuard};
 use crate::protocol::{Classified, ServerMessage, classify};
 use crate::telemetry::{self, Active};
+use crate::token::RegisteredClaims;
 
 pub(crate) struct Core<C> {
     pub(crate) transport: Io,
     pub(crate) settings: Arc<Settings<C>>,
     pub(super) claims: Arc<C>,
+    pub(super) registered: Arc<RegisteredClaims>,
     /// Created on the first `watch_claims`: most applications never ask.
     pub(super) claims_watch: Option<watch::Sender<Arc<C>>>,
     pub(super) renewals: RenewLimiter,
@@ -92,6 +94,7 @@ where
         identity: Identity,
         exp: u64,
         claims: Arc<C>,
+        registered: Arc<RegisteredClaims>,
     ) -> Arc<Self> {
         let session = &settings.session;
         let renewals = RenewLimiter::new(session.renew_limit, session.renew_window);
@@ -103,6 +106,7 @@ where
             core: Mutex::new(Core {
                 transport: Io::new(transport),
                 claims,
+                registered,
                 claims_watch: None,
                 renewals,
                 invalid_controls: 0,
@@ -376,6 +380,10 @@ where
 impl<C> Shared<C> {
     pub(crate) fn claims(&self) -> Arc<C> {
         Arc::clone(&self.lock().claims)
+    }
+
+    pub(crate) fn registered(&self) -> Arc<RegisteredClaims> {
+        Arc::clone(&self.lock().registered)
     }
 
     pub(crate) fn watch_claims(&self) -> watch::Receiver<Arc<C>> {

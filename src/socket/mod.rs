@@ -36,6 +36,7 @@ use tokio::sync::watch;
 
 use crate::connection::{EndReason, Identity};
 use crate::telemetry;
+use crate::token::RegisteredClaims;
 use crate::upgrade::Authenticated;
 use core::{Half, Shared};
 pub(crate) use timers::Timers;
@@ -63,6 +64,7 @@ where
 {
     let Authenticated {
         claims,
+        registered,
         iss,
         sub,
         exp,
@@ -73,7 +75,14 @@ where
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let identity = Identity::new(id, iss, sub, source, protocol);
     telemetry::connected(&identity, exp);
-    let shared = Shared::start(Box::new(transport), settings, identity, exp, claims);
+    let shared = Shared::start(
+        Box::new(transport),
+        settings,
+        identity,
+        exp,
+        claims,
+        registered,
+    );
     let half: Arc<dyn Half> = Arc::clone(&shared) as Arc<dyn Half>;
     AuthWebSocket {
         sender: AuthSender {
@@ -97,6 +106,12 @@ macro_rules! connection_accessors {
         /// renewal).
         pub fn claims(&self) -> Arc<C> {
             self.shared().claims()
+        }
+
+        /// The registered claims of the current token (`iss`, `sub`, `aud`,
+        /// `exp`, `nbf`, `iat`, `jti`), replaced by every accepted renewal.
+        pub fn registered(&self) -> Arc<RegisteredClaims> {
+            self.shared().registered()
         }
 
         /// A receiver that observes every accepted renewal.

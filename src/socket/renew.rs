@@ -57,6 +57,7 @@ where
         }
         self.deadline.set(valid.exp);
         core.claims = Arc::new(valid.claims);
+        core.registered = Arc::new(valid.registered);
         if let Some(watch) = &core.claims_watch {
             watch.send_replace(Arc::clone(&core.claims));
         }

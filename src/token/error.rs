@@ -48,10 +48,11 @@ pub enum TokenError {
     /// or beyond `u64::MAX as f64` (`1e300`, `1.8446744073709552e19`).
     #[error("missing or malformed required claim")]
     MissingClaim,
-    /// An optional registered claim has the wrong type: `nbf` that is not a
-    /// NumericDate (a string, negative, or beyond `u64::MAX as f64`), `iat`
-    /// that is not a number, `iss` that is a list rather than one string,
-    /// or an optional `iss` or `sub` that is not a string.
+    /// An optional registered claim has the wrong type: `nbf` or `iat`
+    /// that is not a NumericDate (a string, negative, or beyond
+    /// `u64::MAX as f64`), `iss` that is a list rather than one string,
+    /// `aud` that is neither a string nor a list of strings, or an optional
+    /// `iss`, `sub` or `jti` that is not a string.
     #[error("invalid claim format")]
     InvalidClaimFormat,
     /// The claims do not deserialize into the application's claims type.
@@ -113,4 +114,10 @@ pub enum InvalidRequest {
     /// `access_token` appears more than once, or is not decodable.
     #[error("malformed access_token parameter")]
     MalformedQuery,
+    /// The application's token extractor
+    /// ([`WsAuthLayerBuilder::token_from`](crate::WsAuthLayerBuilder::token_from))
+    /// found its location unusable: malformed, or holding more than one
+    /// token.
+    #[error("malformed token location")]
+    Custom,
 }

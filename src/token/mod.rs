@@ -4,12 +4,14 @@
 //! subprotocol entry, cookie, query) and [`JwtValidator`] checks it. Both
 //! run on the handshake; the validator runs again for every in-band renewal.
 
+mod claims;
 mod error;
 #[cfg(feature = "jwks")]
 mod jwks;
 pub(crate) mod source;
 mod validator;
 
+pub use claims::RegisteredClaims;
 pub use error::{InvalidRequest, TokenError};
 #[cfg(feature = "jwks")]
 pub use jwks::{JwksError, JwksSource, JwksSourceBuilder};

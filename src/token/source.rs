@@ -1,13 +1,15 @@
 //! Finding the token in an upgrade request.
 //!
 //! Sources are tried in a fixed order of precedence (header, subprotocol,
-//! cookie, query); the first one present wins and the others are ignored,
-//! so a request never gets authenticated by a token the client did not
-//! mean to use.
+//! cookie, query, then the application's own extractor); the first one
+//! present wins and the others are ignored, so a request never gets
+//! authenticated by a token the client did not mean to use.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use http::header::{AUTHORIZATION, COOKIE, SEC_WEBSOCKET_PROTOCOL};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Uri};
 
 use super::InvalidRequest;
@@ -25,6 +27,9 @@ pub enum TokenSource {
     Cookie,
     /// The `access_token` query parameter.
     Query,
+    /// The application's own location, read by the extractor given to
+    /// [`WsAuthLayerBuilder::token_from`](crate::WsAuthLayerBuilder::token_from).
+    Custom,
 }
 
 impl TokenSource {
@@ -35,17 +40,46 @@ impl TokenSource {
             TokenSource::Subprotocol => "subprotocol",
             TokenSource::Cookie => "cookie",
             TokenSource::Query => "query",
+            TokenSource::Custom => "custom",
         }
     }
 }
 
+/// The application's token extractor; see
+/// [`WsAuthLayerBuilder::token_from`](crate::WsAuthLayerBuilder::token_from).
+pub(crate) type CustomSource =
+    Arc<dyn Fn(&Parts) -> Result<Option<String>, InvalidRequest> + Send + Sync>;
+
 /// Which sources are enabled.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct SourceConfig {
     pub(crate) header: bool,
     pub(crate) subprotocol: bool,
     pub(crate) cookie: Option<String>,
     pub(crate) query: bool,
+    pub(crate) custom: Option<CustomSource>,
+}
+
+impl SourceConfig {
+    pub(crate) fn any_enabled(&self) -> bool {
+        self.header
+            || self.subprotocol
+            || self.cookie.is_some()
+            || self.query
+            || self.custom.is_some()
+    }
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("header", &self.header)
+            .field("subprotocol", &self.subprotocol)
+            .field("cookie", &self.cookie)
+            .field("query", &self.query)
+            .field("custom", &self.custom.is_some())
+            .finish()
+    }
 }
 
 impl Default for SourceConfig {
@@ -55,6 +89,7 @@ impl Default for SourceConfig {
             subprotocol: true,
             cookie: None,
             query: false,
+            custom: None,
         }
     }
 }
@@ -231,13 +266,14 @@ fn conceal_query(uri: &mut Uri) {
         .unwrap_or_default();
 }
 
-/// Finds the token of highest precedence among the enabled sources.
+/// Finds the token of highest precedence among the enabled sources; the
+/// application's extractor, if any, comes last.
 pub(crate) fn find_token<'a>(
     config: &SourceConfig,
-    headers: &'a HeaderMap,
-    uri: &'a Uri,
+    parts: &'a Parts,
     offered: &OfferedProtocols<'a>,
 ) -> Result<Option<FoundToken<'a>>, InvalidRequest> {
+    let (headers, uri) = (&parts.headers, &parts.uri);
     let found = |source, token| Ok(Some(FoundToken { source, token }));
     if config.header
         && let Some(token) = from_authorization(headers)?
@@ -258,6 +294,11 @@ pub(crate) fn find_token<'a>(
         && let Some(token) = from_query(uri)?
     {
         return found(TokenSource::Query, token);
+    }
+    if let Some(extract) = &config.custom
+        && let Some(token) = extract(parts)?
+    {
+        return found(TokenSource::Custom, Cow::Owned(token));
     }
     Ok(None)
 }
@@ -379,14 +420,24 @@ mod tests {
         map
     }
 
+    fn parts(map: &HeaderMap, uri: &str) -> Parts {
+        let (mut parts, ()) = http::Request::builder()
+            .uri(uri)
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts.headers = map.clone();
+        parts
+    }
+
     fn find(
         config: &SourceConfig,
         map: &HeaderMap,
         uri: &str,
     ) -> Result<Option<(TokenSource, String)>, InvalidRequest> {
-        let uri: Uri = uri.parse().unwrap();
-        let offered = OfferedProtocols::parse(map)?;
-        Ok(find_token(config, map, &uri, &offered)?.map(|f| (f.source, f.token.into_owned())))
+        let parts = parts(map, uri);
+        let offered = OfferedProtocols::parse(&parts.headers)?;
+        Ok(find_token(config, &parts, &offered)?.map(|f| (f.source, f.token.into_owned())))
     }
 
     fn all_sources() -> SourceConfig {
@@ -395,7 +446,54 @@ mod tests {
             subprotocol: true,
             cookie: Some("jwt".into()),
             query: true,
+            custom: None,
         }
+    }
+
+    /// Reads `x-access-token`; two of them are an invalid request.
+    fn x_access_token() -> CustomSource {
+        Arc::new(|parts: &Parts| {
+            let mut values = parts.headers.get_all("x-access-token").iter();
+            match (values.next(), values.next()) {
+                (None, _) => Ok(None),
+                (Some(value), None) => Ok(value.to_str().ok().map(str::to_owned)),
+                _ => Err(InvalidRequest::Custom),
+            }
+        })
+    }
+
+    #[test]
+    fn the_applications_extractor_comes_last() {
+        let config = SourceConfig {
+            custom: Some(x_access_token()),
+            ..all_sources()
+        };
+        let map = headers(&[("x-access-token", "x.x.x"), ("cookie", "jwt=c.c.c")]);
+        assert_eq!(
+            find(&config, &map, "/ws?access_token=q.q.q").unwrap(),
+            Some((TokenSource::Cookie, "c.c.c".into()))
+        );
+        let only = headers(&[("x-access-token", "x.x.x")]);
+        assert_eq!(
+            find(&config, &only, "/ws").unwrap(),
+            Some((TokenSource::Custom, "x.x.x".into()))
+        );
+        assert_eq!(
+            find(&config, &only, "/ws?access_token=q.q.q").unwrap(),
+            Some((TokenSource::Query, "q.q.q".into()))
+        );
+        assert_eq!(find(&config, &HeaderMap::new(), "/ws").unwrap(), None);
+        let twice = headers(&[("x-access-token", "x.x.x"), ("x-access-token", "y.y.y")]);
+        assert_eq!(
+            find(&config, &twice, "/ws").unwrap_err(),
+            InvalidRequest::Custom
+        );
+        // A source before it that has a token: the extractor is not asked.
+        assert_eq!(
+            find(&config, &twice, "/ws?access_token=q.q.q").unwrap(),
+            Some((TokenSource::Query, "q.q.q".into()))
+        );
+        assert!(format!("{config:?}").contains("custom: true"));
     }
 
     #[test]
@@ -605,8 +703,8 @@ mod tests {
     fn debug_of_parsed_sources_shows_no_token() {
         let map = headers(&[("sec-websocket-protocol", "wsauth.v1, bearer.s.s.s")]);
         let offered = OfferedProtocols::parse(&map).unwrap();
-        let uri: Uri = "/".parse().unwrap();
-        let found = find_token(&all_sources(), &map, &uri, &offered)
+        let parts = parts(&map, "/");
+        let found = find_token(&all_sources(), &parts, &offered)
             .unwrap()
             .unwrap();
         let debug = format!("{offered:?} {found:?}");

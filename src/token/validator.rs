@@ -1,9 +1,8 @@
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use super::TokenError;
+use super::{RegisteredClaims, TokenError};
 use crate::ConfigError;
 
 /// Tokens longer than this are refused before any parsing, by default.
@@ -258,14 +257,15 @@ impl JwtValidator {
             return Err(TokenError::UnsupportedHeader);
         }
         let payload = data.claims.get();
-        let registered: Registered =
-            serde_json::from_str(payload).map_err(|_| TokenError::InvalidClaimFormat)?;
+        let registered =
+            RegisteredClaims::from_payload(payload).ok_or(TokenError::InvalidClaimFormat)?;
         let claims = serde_json::from_str(payload).map_err(|_| TokenError::UnexpectedClaims)?;
         Ok(ValidatedToken {
             claims,
-            iss: registered.iss,
-            sub: registered.sub,
-            exp: registered.exp.0,
+            iss: registered.iss.clone(),
+            sub: registered.sub.clone(),
+            exp: registered.exp,
+            registered,
         })
     }
 }
@@ -283,68 +283,34 @@ impl std::fmt::Debug for JwtValidator {
     }
 }
 
-/// A token that passed validation, with the registered claims the socket
-/// needs and the application's own claims type.
+/// A token that passed validation: the application's claims and the
+/// registered claims, typed.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ValidatedToken<C> {
     /// The application's claims.
     pub claims: C,
-    /// The `iss` claim, if present. Together with [`sub`](Self::sub) it is
-    /// the connection's identity: a subject is unique only within its
-    /// issuer. An `iss` that is not a single string (jsonwebtoken would
-    /// accept a list) is refused as [`TokenError::InvalidClaimFormat`].
+    /// The registered claims (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`,
+    /// `jti`), whatever `C` declares.
+    pub registered: RegisteredClaims,
+    /// The `iss` claim, if present; the same as
+    /// [`registered.iss`](RegisteredClaims::iss). Together with
+    /// [`sub`](Self::sub) it is the connection's identity: a subject is
+    /// unique only within its issuer. An `iss` that is not a single string
+    /// (jsonwebtoken would accept a list) is refused as
+    /// [`TokenError::InvalidClaimFormat`].
     pub iss: Option<String>,
-    /// The `sub` claim, if present. A [`WsAuthLayer`](crate::WsAuthLayer)
-    /// requires it unless
+    /// The `sub` claim, if present; the same as
+    /// [`registered.sub`](RegisteredClaims::sub). A
+    /// [`WsAuthLayer`](crate::WsAuthLayer) requires it unless
     /// [`allow_missing_subject`](crate::WsAuthLayerBuilder::allow_missing_subject)
     /// is set.
     pub sub: Option<String>,
     /// The `exp` claim (seconds since the Unix epoch), exactly as
     /// jsonwebtoken read it for its own check: integers as they are (up to
-    /// `u64::MAX`), fractions rounded half away from zero.
+    /// `u64::MAX`), fractions rounded half away from zero. The same as
+    /// [`registered.exp`](RegisteredClaims::exp).
     pub exp: u64,
-}
-
-/// The registered claims this crate reads itself. jsonwebtoken has already
-/// checked `exp`, `nbf`, `iss`, `aud` (and `sub` when required) by the time
-/// this is parsed; a claim it let through but that is not of its RFC 7519
-/// type here is [`TokenError::InvalidClaimFormat`].
-#[derive(Deserialize)]
-struct Registered {
-    #[serde(default)]
-    iss: Option<String>,
-    #[serde(default)]
-    sub: Option<String>,
-    exp: NumericDate,
-    /// Never used, but RFC 7519 section 4.1.6 says it MUST be a number.
-    #[serde(default)]
-    #[allow(dead_code)]
-    iat: Option<serde_json::Number>,
-}
-
-/// RFC 7519 NumericDate as jsonwebtoken 11 reads `exp` and `nbf`
-/// (`validation::numeric_type`): a non-negative integer up to `u64::MAX` as
-/// it is, a finite non-negative fraction below `u64::MAX as f64` rounded
-/// half away from zero (`f64::round`); anything else (negative numbers,
-/// `1e300`, strings, `null`) is refused, by jsonwebtoken already, since
-/// `exp` is always required. Keeping the two readings identical means a
-/// token jsonwebtoken accepts always has an `exp` this crate can represent.
-struct NumericDate(u64);
-
-impl<'de> Deserialize<'de> for NumericDate {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let number = serde_json::Number::deserialize(deserializer)?;
-        if let Some(value) = number.as_u64() {
-            return Ok(NumericDate(value));
-        }
-        match number.as_f64() {
-            Some(value) if value.is_finite() && value >= 0.0 && value < u64::MAX as f64 => {
-                Ok(NumericDate(value.round() as u64))
-            }
-            _ => Err(serde::de::Error::custom("exp is not a NumericDate")),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -379,6 +345,7 @@ mod tests {
             .validate::<Value>(&sign(&json!({"sub": "a", "exp": exp})))
             .unwrap();
         assert_eq!(valid.exp, exp.round() as u64);
+        assert_eq!(valid.registered.exp, valid.exp);
         assert_eq!(valid.sub.as_deref(), Some("a"));
     }
 
@@ -539,9 +506,10 @@ mod tests {
                             payload.push_str(&format!(r#","iat":{text}"#));
                         }
                         payload.push('}');
-                        // `iat` only has to be a number (or null).
+                        // jsonwebtoken ignores `iat`; this crate reads it as a
+                        // NumericDate (or null, for absent) and refuses the rest.
                         let iat_ok =
-                            iat.is_none_or(|(text, _)| !text.starts_with('"') && text != "true");
+                            iat.is_none_or(|(text, reading)| reading.is_some() || text == "null");
                         check(&validator, &payload, |now| {
                             expected(*exp_reading, nbf.map(|(_, r)| *r), iat_ok, now, leeway)
                         });

@@ -1,17 +1,18 @@
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use http::HeaderValue;
 use http::request::Parts;
-use http::{HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::Authenticated;
+use super::rejection::{AuthRejection, AuthUpgradeRejection, MissingAuthLayer, RejectionKind};
 use crate::socket::{self, AuthWebSocket};
 use crate::telemetry;
-use crate::token::TokenSource;
+use crate::token::{RegisteredClaims, TokenSource};
 
 /// Extractor for an upgrade request that [`WsAuthLayer`](super::WsAuthLayer)
 /// has authenticated; finish it with [`on_upgrade`](Self::on_upgrade).
@@ -23,12 +24,13 @@ use crate::token::TokenSource;
 /// use axum_ws_auth::AuthUpgrade;
 ///
 /// #[derive(serde::Deserialize)]
-/// struct Claims { sub: String }
+/// struct Claims { name: String }
 ///
 /// async fn handler(upgrade: AuthUpgrade<Claims>) -> Response {
-///     let user = upgrade.claims().sub.clone();
+///     let name = upgrade.claims().name.clone();
+///     let sub = upgrade.registered().sub.clone().unwrap_or_default();
 ///     upgrade.on_upgrade(move |mut socket| async move {
-///         let _ = socket.send(format!("hello {user}").into()).await;
+///         let _ = socket.send(format!("hello {name} ({sub})").into()).await;
 ///     })
 /// }
 /// ```
@@ -43,6 +45,32 @@ impl<C> AuthUpgrade<C> {
         &self.authenticated.claims
     }
 
+    /// The registered claims (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`,
+    /// `jti`) of the token that opened the connection, whatever `C`
+    /// declares.
+    ///
+    /// ```
+    /// use axum::response::Response;
+    /// use axum_ws_auth::AuthUpgrade;
+    ///
+    /// // The application reads no claims of its own.
+    /// async fn handler(upgrade: AuthUpgrade<serde::de::IgnoredAny>) -> Response {
+    ///     let registered = upgrade.registered();
+    ///     let greeting = format!(
+    ///         "hello {} ({}), until {}",
+    ///         registered.sub.as_deref().unwrap_or("anonymous"),
+    ///         registered.aud.join(", "),
+    ///         registered.exp,
+    ///     );
+    ///     upgrade.on_upgrade(move |mut socket| async move {
+    ///         let _ = socket.send(greeting.into()).await;
+    ///     })
+    /// }
+    /// ```
+    pub fn registered(&self) -> &RegisteredClaims {
+        &self.authenticated.registered
+    }
+
     /// Where the token was found.
     pub fn token_source(&self) -> TokenSource {
         self.authenticated.source
@@ -51,6 +79,35 @@ impl<C> AuthUpgrade<C> {
     /// The subprotocol that will be selected, if the client offered any.
     pub fn selected_protocol(&self) -> Option<&HeaderValue> {
         self.authenticated.protocol.as_ref()
+    }
+
+    /// Refuses the upgrade after the layer let it through, e.g. for a
+    /// per-room check the handler makes: an RFC 6750 response in the
+    /// layer's realm, logged and counted like the layer's own refusals.
+    /// Nothing is upgraded.
+    ///
+    /// ```
+    /// use axum::extract::Path;
+    /// use axum::response::{IntoResponse, Response};
+    /// use axum_ws_auth::AuthUpgrade;
+    /// use axum_ws_auth::rejection::RejectionKind;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Claims { rooms: Vec<String> }
+    ///
+    /// async fn join(Path(room): Path<String>, upgrade: AuthUpgrade<Claims>) -> Response {
+    ///     if !upgrade.claims().rooms.contains(&room) {
+    ///         // 403, WWW-Authenticate: Bearer realm="<the layer's>", error="insufficient_scope"
+    ///         return upgrade.reject(RejectionKind::InsufficientScope).into_response();
+    ///     }
+    ///     upgrade.on_upgrade(|_socket| async move { /* ... */ })
+    /// }
+    /// ```
+    #[must_use = "the refusal only reaches the client when this is returned"]
+    pub fn reject(self, kind: RejectionKind) -> AuthRejection {
+        let rejection = AuthRejection::new(Arc::clone(&self.authenticated.settings.realm), kind);
+        telemetry::upgrade_refused(&rejection);
+        rejection
     }
 
     /// Adjusts the underlying [`WebSocketUpgrade`] (buffer sizes, or message
@@ -134,40 +191,5 @@ where
             upgrade,
             authenticated,
         })
-    }
-}
-
-/// The route is not behind a [`WsAuthLayer`](super::WsAuthLayer) with the
-/// same claims type: a server bug, answered with 500.
-#[derive(Debug, Clone, Copy, Default, thiserror::Error)]
-#[error("AuthUpgrade used on a route without a WsAuthLayer for this claims type")]
-#[non_exhaustive]
-pub struct MissingAuthLayer;
-
-impl IntoResponse for MissingAuthLayer {
-    fn into_response(self) -> Response {
-        tracing::error!(target: "axum_ws_auth", "{self}");
-        (StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n").into_response()
-    }
-}
-
-/// Rejection of [`AuthUpgrade`].
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthUpgradeRejection {
-    /// See [`MissingAuthLayer`].
-    #[error(transparent)]
-    MissingAuthLayer(MissingAuthLayer),
-    /// The request is not a valid WebSocket upgrade.
-    #[error(transparent)]
-    WebSocketUpgrade(WebSocketUpgradeRejection),
-}
-
-impl IntoResponse for AuthUpgradeRejection {
-    fn into_response(self) -> Response {
-        match self {
-            AuthUpgradeRejection::MissingAuthLayer(rejection) => rejection.into_response(),
-            AuthUpgradeRejection::WebSocketUpgrade(rejection) => rejection.into_response(),
-        }
     }
 }

@@ -3,13 +3,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
+use http::request::Parts;
 use tower_layer::Layer;
 
 use super::WsAuth;
 use crate::config::{ClaimsCheck, SessionConfig, Settings};
 use crate::protocol::PROTOCOL_V1;
-use crate::token::JwtValidator;
 use crate::token::source::SourceConfig;
+use crate::token::{InvalidRequest, JwtValidator};
 use crate::{ConfigError, Connections};
 
 /// Longest leeway the builder accepts (RFC 7519: "usually no more than a few
@@ -27,7 +28,7 @@ const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// use serde::Deserialize;
 ///
 /// #[derive(Deserialize)]
-/// struct Claims { sub: String, scope: String }
+/// struct Claims { scope: String }
 ///
 /// async fn ws(upgrade: AuthUpgrade<Claims>) -> Response {
 ///     upgrade.on_upgrade(|mut socket| async move {
@@ -41,7 +42,8 @@ const MAX_LEEWAY: Duration = Duration::from_secs(300);
 ///     .realm("chat")
 ///     .authorize(|claims| claims.scope.split(' ').any(|s| s == "chat"))
 ///     .build()?;
-/// let app: Router = Router::new().route("/ws", any(ws)).layer(layer);
+/// // `route_layer`: only `/ws` asks for a token (see "Routing" in the crate docs).
+/// let app: Router = Router::new().route("/ws", any(ws)).route_layer(layer);
 /// # Ok::<_, axum_ws_auth::ConfigError>(())
 /// ```
 pub struct WsAuthLayer<C> {
@@ -161,6 +163,63 @@ impl<C> WsAuthLayerBuilder<C> {
     /// parameters are removed from the request's URI.
     pub fn query_source(mut self, enabled: bool) -> Self {
         self.sources.query = enabled;
+        self
+    }
+
+    /// Read the token from a place the application names, with `extract`
+    /// (default none): a header of its own, a path segment, an extension an
+    /// earlier middleware set.
+    ///
+    /// The extractor comes last, after the enabled built-in sources
+    /// (header, subprotocol, cookie, query): it is asked only when none of
+    /// them holds a token, and a token found before it wins. Its answer
+    /// follows the built-in sources' rules:
+    ///
+    /// - `Ok(Some(token))`: the token; it passes the size limit
+    ///   ([`JwtValidator::with_max_token_bytes`]) and every check of the
+    ///   validator, and a refusal is 401 `invalid_token`. An empty string
+    ///   is a token too (a malformed one);
+    /// - `Ok(None)`: no token here; with no other source holding one, the
+    ///   answer is 401 without an error code;
+    /// - `Err(kind)`: the request is unusable as sent, e.g. the location
+    ///   holds two tokens (the one-token rule is the extractor's to keep):
+    ///   400 `invalid_request`. [`InvalidRequest::Custom`] fits most cases.
+    ///
+    /// The layer cannot know which part of the request the extractor read,
+    /// so it cannot hide it from the services behind it as it hides the
+    /// built-in locations: treat that location as sensitive (mark a header
+    /// with [`HeaderValue::set_sensitive`], keep it out of logs and traces).
+    /// The token source of the connection is [`TokenSource::Custom`]
+    /// (`custom` in logs and metrics).
+    ///
+    /// [`InvalidRequest::Custom`]: crate::InvalidRequest::Custom
+    /// [`TokenSource::Custom`]: crate::TokenSource::Custom
+    ///
+    /// ```
+    /// use axum_ws_auth::{InvalidRequest, JwtValidator, WsAuthLayer};
+    ///
+    /// // A gateway forwards the token in `X-Access-Token`.
+    /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?)
+    ///     .token_from(|parts| {
+    ///         let mut values = parts.headers.get_all("x-access-token").iter();
+    ///         match (values.next(), values.next()) {
+    ///             (None, _) => Ok(None),
+    ///             (Some(value), None) => value
+    ///                 .to_str()
+    ///                 .map(|token| Some(token.to_owned()))
+    ///                 .map_err(|_| InvalidRequest::Custom),
+    ///             _ => Err(InvalidRequest::Custom),
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    pub fn token_from<F>(mut self, extract: F) -> Self
+    where
+        F: Fn(&Parts) -> Result<Option<String>, InvalidRequest> + Send + Sync + 'static,
+    {
+        self.sources.custom = Some(Arc::new(extract));
         self
     }
 
@@ -311,7 +370,7 @@ impl<C> WsAuthLayerBuilder<C> {
             session,
             _claims,
         } = self;
-        if !(sources.header || sources.subprotocol || sources.cookie.is_some() || sources.query) {
+        if !sources.any_enabled() {
             return Err(ConfigError::NoTokenSource);
         }
         if sources.cookie.is_some() && allowed_origins.is_none() {
@@ -459,5 +518,14 @@ mod tests {
         for (builder, expected) in cases {
             assert_eq!(builder.build().unwrap_err(), expected);
         }
+        // The application's extractor is a source of its own.
+        assert!(
+            builder()
+                .header_source(false)
+                .subprotocol_source(false)
+                .token_from(|_| Ok(None))
+                .build()
+                .is_ok()
+        );
     }
 }

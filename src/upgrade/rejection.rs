@@ -1,6 +1,18 @@
+//! Rejections: how the layer and the extractor answer a request they
+//! refuse, as axum's `extract::rejection` groups its own.
+//!
+//! - [`AuthRejection`] (with its [`RejectionKind`]) is the layer's RFC 6750
+//!   response to an upgrade it refuses, and what
+//!   [`AuthUpgrade::reject`](crate::AuthUpgrade::reject) answers for a
+//!   handler that refuses after the layer;
+//! - [`AuthUpgradeRejection`] is the rejection of the
+//!   [`AuthUpgrade`](crate::AuthUpgrade) extractor: [`MissingAuthLayer`]
+//!   (a server bug) or axum's own `WebSocketUpgradeRejection`.
+
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
@@ -31,7 +43,8 @@ pub enum RejectionKind {
 ///
 /// ```
 /// use axum::response::IntoResponse;
-/// use axum_ws_auth::{AuthRejection, RejectionKind, TokenError};
+/// use axum_ws_auth::TokenError;
+/// use axum_ws_auth::rejection::{AuthRejection, RejectionKind};
 ///
 /// let response = AuthRejection::new("chat", RejectionKind::InvalidToken(TokenError::Expired))
 ///     .into_response();
@@ -139,6 +152,41 @@ impl IntoResponse for AuthRejection {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
         response
+    }
+}
+
+/// The route is not behind a [`WsAuthLayer`](crate::WsAuthLayer) with the
+/// same claims type: a server bug, answered with 500.
+#[derive(Debug, Clone, Copy, Default, thiserror::Error)]
+#[error("AuthUpgrade used on a route without a WsAuthLayer for this claims type")]
+#[non_exhaustive]
+pub struct MissingAuthLayer;
+
+impl IntoResponse for MissingAuthLayer {
+    fn into_response(self) -> Response {
+        tracing::error!(target: "axum_ws_auth", "{self}");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n").into_response()
+    }
+}
+
+/// Rejection of [`AuthUpgrade`](crate::AuthUpgrade).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthUpgradeRejection {
+    /// See [`MissingAuthLayer`].
+    #[error(transparent)]
+    MissingAuthLayer(MissingAuthLayer),
+    /// The request is not a valid WebSocket upgrade.
+    #[error(transparent)]
+    WebSocketUpgrade(WebSocketUpgradeRejection),
+}
+
+impl IntoResponse for AuthUpgradeRejection {
+    fn into_response(self) -> Response {
+        match self {
+            AuthUpgradeRejection::MissingAuthLayer(rejection) => rejection.into_response(),
+            AuthUpgradeRejection::WebSocketUpgrade(rejection) => rejection.into_response(),
+        }
     }
 }
 

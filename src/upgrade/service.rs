@@ -3,11 +3,13 @@ use std::task::{Context, Poll};
 
 use axum::response::{IntoResponse, Response};
 use http::header::ORIGIN;
-use http::{HeaderMap, Request, Uri};
+use http::request::Parts;
+use http::{HeaderMap, Request};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use super::{AuthRejection, Authenticated, RejectionKind, ResponseFuture};
+use super::rejection::{AuthRejection, RejectionKind};
+use super::{Authenticated, ResponseFuture};
 use crate::config::{Refusal, Settings};
 use crate::telemetry;
 use crate::token::source::{OfferedProtocols, conceal_tokens, find_token};
@@ -64,9 +66,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        match authenticate(&self.settings, request.headers(), request.uri()) {
+        let (mut parts, body) = request.into_parts();
+        match authenticate(&self.settings, &parts) {
             Ok(authenticated) => {
-                let (mut parts, body) = request.into_parts();
                 conceal_tokens(&self.settings.sources, &mut parts.headers, &mut parts.uri);
                 parts.extensions.insert(authenticated);
                 let request = Request::from_parts(parts, body);
@@ -83,15 +85,14 @@ where
 
 fn authenticate<C: DeserializeOwned>(
     settings: &Arc<Settings<C>>,
-    headers: &HeaderMap,
-    uri: &Uri,
+    parts: &Parts,
 ) -> Result<Authenticated<C>, RejectionKind> {
-    check_origin(settings, headers)?;
-    let offered = OfferedProtocols::parse(headers).map_err(RejectionKind::InvalidRequest)?;
+    check_origin(settings, &parts.headers)?;
+    let offered = OfferedProtocols::parse(&parts.headers).map_err(RejectionKind::InvalidRequest)?;
     let protocol = offered
         .select(&settings.protocols)
         .map_err(RejectionKind::InvalidRequest)?;
-    let found = find_token(&settings.sources, headers, uri, &offered)
+    let found = find_token(&settings.sources, parts, &offered)
         .map_err(RejectionKind::InvalidRequest)?
         .ok_or(RejectionKind::MissingToken)?;
     let valid = settings
@@ -102,6 +103,7 @@ fn authenticate<C: DeserializeOwned>(
         })?;
     Ok(Authenticated {
         claims: Arc::new(valid.claims),
+        registered: Arc::new(valid.registered),
         iss: valid.iss.map(Arc::from),
         sub: valid.sub.map(Arc::from),
         exp: valid.exp,

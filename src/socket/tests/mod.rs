@@ -77,6 +77,7 @@ fn open(layer: &WsAuthLayer<Claims>, token: &str, shape: Backpressure) -> Setup 
     open_authenticated(
         Authenticated {
             claims: Arc::new(valid.claims),
+            registered: Arc::new(valid.registered),
             iss: valid.iss.map(Arc::from),
             sub: valid.sub.map(Arc::from),
             exp: valid.exp,

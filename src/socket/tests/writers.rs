@@ -299,6 +299,11 @@ async fn far_future_tokens_do_not_stop_anyone_elses_expiry() {
         far.push(open_authenticated(
             Authenticated {
                 claims: Arc::new(claims),
+                registered: Arc::new(crate::RegisteredClaims::for_tests(
+                    None,
+                    Some("service"),
+                    exp,
+                )),
                 iss: None,
                 sub: Some("service".into()),
                 exp,

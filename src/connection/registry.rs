@@ -138,24 +138,22 @@ impl Connections {
     }
 
     /// Registers a new connection; it counts as live until the guard drops.
+    /// The caller stores the guard first, then closes the connection with
+    /// `1001` if this returns `true` (a shutdown is under way), so the
+    /// close cannot finish before the guard is in place.
     pub(crate) fn register(
         &self,
         id: u64,
         sub: Option<Arc<str>>,
         connection: Weak<dyn Closable>,
-    ) -> LiveGuard {
-        let late = connection.upgrade();
+    ) -> (LiveGuard, bool) {
         self.inner.live().insert(id, Entry { sub, connection });
-        // Checked after inserting, so a concurrent shutdown cannot miss it.
-        if self.is_shutting_down()
-            && let Some(connection) = late
-        {
-            connection.request_close(EndReason::ServerShutdown);
-        }
-        LiveGuard {
+        let guard = LiveGuard {
             registry: Arc::clone(&self.inner),
             id,
-        }
+        };
+        // Checked after inserting, so a concurrent shutdown cannot miss it.
+        (guard, self.is_shutting_down())
     }
 }
 
@@ -202,8 +200,8 @@ mod tests {
         connections.closed().await;
         let (first, first_weak) = connection();
         let (_second, second_weak) = connection();
-        let first_guard = connections.register(1, Some("a".into()), first_weak);
-        let second_guard = connections.register(2, Some("b".into()), second_weak);
+        let (first_guard, _) = connections.register(1, Some("a".into()), first_weak);
+        let (second_guard, _) = connections.register(2, Some("b".into()), second_weak);
         assert_eq!(connections.count(), 2);
         connections.shutdown();
         assert_eq!(*first.0.lock().unwrap(), [EndReason::ServerShutdown]);
@@ -218,9 +216,9 @@ mod tests {
         waiter.await.unwrap();
         assert_eq!(connections.count(), 0);
         // Registered after shutdown: told to close at once.
-        let (late, late_weak) = connection();
-        let _late_guard = connections.register(3, None, late_weak);
-        assert_eq!(*late.0.lock().unwrap(), [EndReason::ServerShutdown]);
+        let (_late, late_weak) = connection();
+        let (_late_guard, shutting_down) = connections.register(3, None, late_weak);
+        assert!(shutting_down);
     }
 
     #[tokio::test]
@@ -230,9 +228,9 @@ mod tests {
         let (alice_laptop, w2) = connection();
         let (bob, w3) = connection();
         let _guards = [
-            connections.register(1, Some("alice".into()), w1),
-            connections.register(2, Some("alice".into()), w2),
-            connections.register(3, Some("bob".into()), w3),
+            connections.register(1, Some("alice".into()), w1).0,
+            connections.register(2, Some("alice".into()), w2).0,
+            connections.register(3, Some("bob".into()), w3).0,
         ];
         assert_eq!(connections.close_subject("alice"), 2);
         assert_eq!(connections.close_subject("nobody"), 0);

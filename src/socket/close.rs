@@ -41,7 +41,8 @@ where
         other => other.close_reason().map(|reason| reason.to_message()),
     };
     let handshake = async {
-        poll_fn(|cx| shared.poll_goodbye(&mut goodbye, cx)).await?;
+        let slot = shared.writer_slot();
+        poll_fn(|cx| shared.poll_goodbye(&mut goodbye, slot, cx)).await?;
         if !ending.is_peer() {
             poll_fn(|cx| {
                 let mut core = shared.lock();
@@ -84,5 +85,6 @@ pub(crate) async fn flush<C>(shared: Arc<Shared<C>>)
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    poll_fn(|cx| shared.poll_flush_task(cx)).await;
+    let slot = shared.writer_slot();
+    poll_fn(|cx| shared.poll_flush_task(slot, cx)).await;
 }

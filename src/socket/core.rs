@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::task::{Context, Poll, Waker};
 
 use axum::extract::ws::Message;
@@ -26,8 +26,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::clock::{RenewLimiter, SharedDeadline};
-use super::timers::Timed;
-use super::transport::{Io, Transport, Writers};
+use super::timers::{Fired, Timed};
+use super::transport::{Io, Slot, Transport, Writers};
 use super::{close, closed};
 use crate::config::{SessionConfig, Settings};
 use crate::connection::{Closable, EndReason, Identity, LiveGuard};
@@ -83,6 +83,13 @@ pub(crate) struct Shared<C> {
     halves: AtomicUsize,
 }
 
+impl<C> Shared<C> {
+    /// A writer's slot for a task of the connection's own.
+    pub(super) fn writer_slot(&self) -> Slot {
+        self.writers.slot()
+    }
+}
+
 impl<C> Shared<C>
 where
     C: DeserializeOwned + Send + Sync + 'static,
@@ -133,10 +140,14 @@ where
         let settings = Arc::clone(&shared.lock().settings);
         let closable: Weak<dyn Closable> =
             Arc::downgrade(&(Arc::clone(&shared) as Arc<dyn Closable>));
-        let live = settings.connections.register(id, sub, closable);
+        let (live, shutting_down) = settings.connections.register(id, sub, closable);
         let mut core = shared.lock();
         core.live = Some(live);
-        shared.arm(&mut core);
+        if shutting_down {
+            shared.end(&mut core, EndReason::ServerShutdown);
+        } else {
+            shared.arm(&mut core);
+        }
         drop(core);
         shared
     }
@@ -309,7 +320,7 @@ where
 
     /// One step of the flush task: Ready once nothing is left to flush or
     /// the connection is ending (the closing handshake sends the rest).
-    pub(super) fn poll_flush_task(&self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(super) fn poll_flush_task(&self, slot: Slot, cx: &mut Context<'_>) -> Poll<()> {
         let mut core = self.lock();
         if core.ending.is_some() {
             core.flushing = false;
@@ -318,7 +329,7 @@ where
         let seen = self.writers.seen();
         match self.poll_control(&mut core, &mut Context::from_waker(&self.write_waker)) {
             Poll::Pending => {
-                self.writers.park(cx.waker(), seen);
+                self.writers.park(slot, cx.waker(), seen);
                 Poll::Pending
             }
             Poll::Ready(result) => {
@@ -335,6 +346,7 @@ where
     pub(super) fn poll_goodbye(
         &self,
         goodbye: &mut Option<Message>,
+        slot: Slot,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), axum::Error>> {
         let mut core = self.lock();
@@ -352,7 +364,7 @@ where
         };
         let result = step();
         if result.is_pending() {
-            self.writers.park(cx.waker(), seen);
+            self.writers.park(slot, cx.waker(), seen);
         }
         result
     }
@@ -411,15 +423,18 @@ pub(crate) trait Half: Send + Sync {
     #[cfg(test)]
     fn deadline(&self) -> &SharedDeadline;
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, axum::Error>>>;
-    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>>;
+    fn poll_ready(&self, slot: Slot, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>>;
     fn start_send(&self, message: Message) -> Result<(), axum::Error>;
-    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>>;
-    fn sender_cloned(&self);
-    fn sender_dropped(&self);
+    fn poll_flush(&self, slot: Slot, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>>;
+    /// A new sender: counted as a half, given a writer's slot.
+    fn sender_cloned(&self) -> Slot;
+    fn sender_dropped(&self, slot: Slot);
     fn receiver_dropped(&self);
     /// Control frames are waiting to be written or flushed.
     #[cfg(test)]
     fn control_pending(&self) -> bool;
+    #[cfg(test)]
+    fn parked_writers(&self) -> usize;
 }
 
 impl<C> Half for Shared<C>
@@ -436,7 +451,7 @@ where
         self.poll_frame(&mut core, cx)
     }
 
-    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+    fn poll_ready(&self, slot: Slot, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
         // The deadline is checked in `start_send`, before anything is written.
         let mut core = self.lock();
         if core.ending.is_some() {
@@ -452,7 +467,7 @@ where
         };
         match ready {
             Poll::Pending => {
-                self.writers.park(cx.waker(), seen);
+                self.writers.park(slot, cx.waker(), seen);
                 Poll::Pending
             }
             Poll::Ready(Err(_)) => {
@@ -480,20 +495,23 @@ where
         Ok(())
     }
 
-    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+    fn poll_flush(&self, slot: Slot, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
         let mut core = self.lock();
-        if core
-            .ending
-            .as_ref()
-            .is_some_and(|ending| *ending != EndReason::ApplicationClosed)
-        {
-            return Poll::Ready(Err(closed()));
+        match &core.ending {
+            // The peer is gone: what was not flushed never will be.
+            Some(ending) if ending.is_peer() => return Poll::Ready(Err(closed())),
+            // The server is closing: frames accepted before go out ahead of
+            // the close frame, on the closing task.
+            Some(ending) if *ending != EndReason::ApplicationClosed => {
+                return Poll::Ready(Ok(()));
+            }
+            _ => {}
         }
         let seen = self.writers.seen();
         match Pin::new(&mut core.transport).poll_flush(&mut Context::from_waker(&self.write_waker))
         {
             Poll::Pending => {
-                self.writers.park(cx.waker(), seen);
+                self.writers.park(slot, cx.waker(), seen);
                 Poll::Pending
             }
             Poll::Ready(Ok(())) => {
@@ -504,12 +522,19 @@ where
         }
     }
 
-    fn sender_cloned(&self) {
+    fn sender_cloned(&self) -> Slot {
         self.halves.fetch_add(1, Ordering::Relaxed);
+        self.writers.slot()
     }
 
-    fn sender_dropped(&self) {
+    fn sender_dropped(&self, slot: Slot) {
+        self.writers.leave(slot);
         self.half_dropped();
+    }
+
+    #[cfg(test)]
+    fn parked_writers(&self) -> usize {
+        self.writers.parked_count()
     }
 
     #[cfg(test)]
@@ -544,33 +569,41 @@ impl<C> Timed for Shared<C>
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    fn fire(self: Arc<Self>, fired: Instant) {
-        let mut core = self.lock();
+    fn fire(self: Arc<Self>, fired: Instant) -> Fired {
+        // Never wait for a connection's lock here: the timer task serves
+        // every connection of the layer.
+        let mut core = match self.core.try_lock() {
+            Ok(core) => core,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Fired::Busy,
+        };
         // Every entry at or before the one firing has left the schedule.
         if core.armed_at.is_some_and(|armed| armed <= fired) {
             core.armed_at = None;
         }
         if core.ending.is_some() {
-            return;
+            return Fired::Done;
         }
         // Every token gets its notice, even one whose notice and deadline
         // fall together (no notice window, no leeway).
         let exp_at = self.deadline.exp_at();
         if !core.notice_sent && Instant::now() >= notice_at(exp_at, &core.settings.session) {
-            core.notice_sent = true;
             let expires_in = exp_at.saturating_duration_since(Instant::now()).as_secs();
-            telemetry::expiring(&self.identity, self.deadline.exp(), expires_in);
             let notice = ServerMessage::Expiring {
                 exp: self.deadline.exp(),
                 expires_in,
             };
             self.send_control(&mut core, &notice);
+            core.notice_sent = true;
+            // Last: a panicking log or metrics hook must not lose the notice.
+            telemetry::expiring(&self.identity, self.deadline.exp(), expires_in);
         }
         if self.deadline.has_passed() {
             self.end(&mut core, EndReason::Expired);
-            return;
+            return Fired::Done;
         }
         self.arm(&mut core);
+        Fired::Done
     }
 }
 

@@ -40,6 +40,7 @@ use crate::token::RegisteredClaims;
 use crate::upgrade::Authenticated;
 use core::{Half, Shared};
 pub(crate) use timers::Timers;
+use transport::Slot;
 use transport::Transport;
 
 /// The connection has been closed (or its token has expired); nothing more
@@ -86,6 +87,7 @@ where
     let half: Arc<dyn Half> = Arc::clone(&shared) as Arc<dyn Half>;
     AuthWebSocket {
         sender: AuthSender {
+            slot: shared.writer_slot(),
             shared: Arc::clone(&shared),
             half: Arc::clone(&half),
         },
@@ -147,9 +149,11 @@ macro_rules! connection_accessors {
 ///
 /// It yields only the application's own frames: `auth.*` control messages
 /// are answered by the connection and never appear here. Once the token
-/// expires (with no accepted renewal) [`recv`](Self::recv) returns `None`
-/// and [`send`](Self::send) fails, even for frames already queued;
-/// [`end_reason`](Self::end_reason) then says why.
+/// expires (with no accepted renewal) [`recv`](Self::recv) returns `None`,
+/// also for frames that arrived before the deadline but were not read by
+/// then, and [`send`](Self::send) fails; [`end_reason`](Self::end_reason)
+/// then says why. A frame `send` handed to the socket before the deadline
+/// is reported sent and goes out ahead of the close frame.
 ///
 /// Use it like axum's `WebSocket`, or [`split`](Self::split) it to read and
 /// write from separate tasks, and clone the [`AuthSender`] for as many
@@ -260,6 +264,8 @@ pub struct AuthSender<C> {
     /// The same connection with its claims type erased, for `Clone` and
     /// `Drop`, which cannot require what the connection's code does of `C`.
     half: Arc<dyn Half>,
+    /// This sender's place among the writers waiting for the socket.
+    slot: Slot,
 }
 
 impl<C> AuthSender<C>
@@ -283,8 +289,8 @@ impl<C> AuthSender<C> {
 
 impl<C> Clone for AuthSender<C> {
     fn clone(&self) -> Self {
-        self.half.sender_cloned();
         Self {
+            slot: self.half.sender_cloned(),
             shared: Arc::clone(&self.shared),
             half: Arc::clone(&self.half),
         }
@@ -293,7 +299,7 @@ impl<C> Clone for AuthSender<C> {
 
 impl<C> Drop for AuthSender<C> {
     fn drop(&mut self) {
-        self.half.sender_dropped();
+        self.half.sender_dropped(self.slot);
     }
 }
 
@@ -312,7 +318,7 @@ where
     type Error = axum::Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.shared().poll_ready(cx)
+        self.shared().poll_ready(self.slot, cx)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
@@ -320,13 +326,13 @@ where
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.shared().poll_flush(cx)
+        self.shared().poll_flush(self.slot, cx)
     }
 
     /// Flushes; the connection itself closes when every half is dropped
     /// (or on an explicit `Message::Close`).
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.shared().poll_flush(cx)
+        self.shared().poll_flush(self.slot, cx)
     }
 }
 

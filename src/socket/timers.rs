@@ -30,12 +30,25 @@ const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// How soon a connection whose timer work panicked is tried again.
 const RETRY_AFTER_PANIC: Duration = Duration::from_millis(100);
 
+/// How soon a connection whose lock was taken is tried again.
+const RETRY_WHEN_BUSY: Duration = Duration::from_millis(1);
+
 /// A connection the timer task can wake.
 pub(crate) trait Timed: Send + Sync {
     /// Acts on the current time. `fired` is the entry's instant; the
     /// connection re-arms itself (through [`Timers::arm`]) if it wants to
     /// be woken again.
-    fn fire(self: Arc<Self>, fired: Instant);
+    fn fire(self: Arc<Self>, fired: Instant) -> Fired;
+}
+
+/// What became of a wake-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fired {
+    /// Acted on.
+    Done,
+    /// The connection was busy (its lock held elsewhere): try again
+    /// shortly, without holding up any other connection.
+    Busy,
 }
 
 type Entries = BTreeMap<(Instant, u64), Weak<dyn Timed>>;
@@ -179,17 +192,20 @@ async fn run(schedule: Arc<Schedule>) {
             let Some(connection) = target.upgrade() else {
                 continue;
             };
-            if catch_unwind(AssertUnwindSafe(|| connection.fire(fired))).is_err() {
-                tracing::error!(
-                    target: "axum_ws_auth",
-                    event = "timer_panicked",
-                    conn_id = id,
-                    "a connection's timer work panicked; retrying it"
-                );
-                schedule
-                    .entries()
-                    .insert((now + RETRY_AFTER_PANIC, id), target);
-            }
+            let retry = match catch_unwind(AssertUnwindSafe(|| connection.fire(fired))) {
+                Ok(Fired::Done) => continue,
+                Ok(Fired::Busy) => RETRY_WHEN_BUSY,
+                Err(_) => {
+                    tracing::error!(
+                        target: "axum_ws_auth",
+                        event = "timer_panicked",
+                        conn_id = id,
+                        "a connection's timer work panicked; retrying it"
+                    );
+                    RETRY_AFTER_PANIC
+                }
+            };
+            schedule.entries().insert((now + retry, id), target);
         }
         let next = schedule.entries().first_key_value().map(|((at, _), _)| *at);
         let wake = next.map_or(now + MAX_SLEEP, |at| at.min(now + MAX_SLEEP));
@@ -226,7 +242,7 @@ mod tests {
     }
 
     impl Timed for Probe {
-        fn fire(self: Arc<Self>, _: Instant) {
+        fn fire(self: Arc<Self>, _: Instant) -> Fired {
             self.fired.lock().unwrap().push(Instant::now());
             if self
                 .panics
@@ -235,6 +251,7 @@ mod tests {
             {
                 panic!("timer work failed");
             }
+            Fired::Done
         }
     }
 

@@ -96,14 +96,22 @@ impl Sink<Message> for Io {
     }
 }
 
-/// Every task waiting for the transport to take writes.
+/// Every task waiting for the transport to take writes, one slot per
+/// writer: a sender whose attempts are abandoned (a timeout, a `select!`)
+/// keeps one waker parked, not one per attempt, and a dropped sender
+/// leaves.
 #[derive(Default)]
 pub(crate) struct Writers {
-    parked: Mutex<Vec<Waker>>,
+    parked: Mutex<Vec<(Slot, Waker)>>,
     /// Bumped by every wake, so a task that parks just after a wake it
     /// did not see is woken at once instead of being lost.
     wakes: AtomicU64,
+    next_slot: AtomicU64,
 }
+
+/// A writer's place among the parked ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot(u64);
 
 /// What a writer saw before polling the transport; hand it back to
 /// [`Writers::park`] if the poll was pending.
@@ -117,42 +125,54 @@ impl Writers {
         Waker::from(Arc::clone(self))
     }
 
+    /// A slot for a new writer.
+    pub(crate) fn slot(&self) -> Slot {
+        Slot(self.next_slot.fetch_add(1, Ordering::Relaxed))
+    }
+
     /// Read before polling the transport, to park with if the poll is
     /// pending.
     pub(crate) fn seen(&self) -> Seen {
         Seen(self.wakes.load(Ordering::SeqCst))
     }
 
-    /// Parks `waker` until the transport can take writes again (or the
-    /// connection ends).
-    pub(crate) fn park(&self, waker: &Waker, seen: Seen) {
-        let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+    fn parked(&self) -> std::sync::MutexGuard<'_, Vec<(Slot, Waker)>> {
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Parks `waker` in `slot` until the transport can take writes again
+    /// (or the connection ends).
+    pub(crate) fn park(&self, slot: Slot, waker: &Waker, seen: Seen) {
+        let mut parked = self.parked();
         if self.wakes.load(Ordering::SeqCst) != seen.0 {
             drop(parked);
             waker.wake_by_ref();
             return;
         }
-        if !parked.iter().any(|other| other.will_wake(waker)) {
-            parked.push(waker.clone());
+        match parked.iter_mut().find(|(taken, _)| *taken == slot) {
+            Some((_, parked)) if parked.will_wake(waker) => {}
+            Some((_, parked)) => parked.clone_from(waker),
+            None => parked.push((slot, waker.clone())),
         }
+    }
+
+    /// A writer is gone: forget its waker.
+    pub(crate) fn leave(&self, slot: Slot) {
+        self.parked().retain(|(taken, _)| *taken != slot);
     }
 
     /// Wakes every parked writer.
     pub(crate) fn wake_all(&self) {
         self.wakes.fetch_add(1, Ordering::SeqCst);
-        let parked =
-            std::mem::take(&mut *self.parked.lock().unwrap_or_else(PoisonError::into_inner));
-        for waker in parked {
+        let parked = std::mem::take(&mut *self.parked());
+        for (_, waker) in parked {
             waker.wake();
         }
     }
 
     #[cfg(test)]
-    pub(crate) fn parked(&self) -> usize {
-        self.parked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+    pub(crate) fn parked_count(&self) -> usize {
+        self.parked().len()
     }
 }
 
@@ -188,20 +208,21 @@ mod tests {
         let transport_waker = writers.waker();
         let seen = writers.seen();
         for count in &counts {
+            let slot = writers.slot();
             let waker = Waker::from(Arc::clone(count));
-            writers.park(&waker, seen);
-            writers.park(&waker, seen);
+            writers.park(slot, &waker, seen);
+            writers.park(slot, &waker, seen);
         }
         assert_eq!(
-            writers.parked(),
+            writers.parked_count(),
             5,
-            "a task parks once however often it polls"
+            "a writer parks once however often it polls"
         );
         transport_waker.wake_by_ref();
         for count in &counts {
             assert_eq!(count.0.load(Ordering::SeqCst), 1);
         }
-        assert_eq!(writers.parked(), 0);
+        assert_eq!(writers.parked_count(), 0);
     }
 
     #[test]
@@ -213,8 +234,31 @@ mod tests {
         // writer parked.
         transport_waker.wake();
         let count = Arc::new(Count::default());
-        writers.park(&Waker::from(Arc::clone(&count)), seen);
+        writers.park(writers.slot(), &Waker::from(Arc::clone(&count)), seen);
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert_eq!(writers.parked(), 0);
+        assert_eq!(writers.parked_count(), 0);
+    }
+
+    #[test]
+    fn a_writer_keeps_one_waker_however_many_attempts_it_abandons() {
+        let writers = Arc::new(Writers::default());
+        let seen = writers.seen();
+        let slot = writers.slot();
+        let counts: Vec<Arc<Count>> = (0..1000).map(|_| Arc::default()).collect();
+        for count in &counts {
+            // Each attempt from another short-lived task, then abandoned.
+            writers.park(slot, &Waker::from(Arc::clone(count)), seen);
+        }
+        assert_eq!(writers.parked_count(), 1);
+        writers.wake_all();
+        assert_eq!(
+            counts[999].0.load(Ordering::SeqCst),
+            1,
+            "the latest attempt is woken"
+        );
+        let other = writers.slot();
+        writers.park(other, &Waker::from(Arc::clone(&counts[0])), writers.seen());
+        writers.leave(other);
+        assert_eq!(writers.parked_count(), 0, "a dropped writer leaves");
     }
 }

@@ -275,6 +275,7 @@ export class AuthSocket extends EventTarget {
   #ownRenewals = 0;
   #reconnectFresh = false;
   #renewing = false;
+  #replaced = [];
   #sentTokens = new Map();
   #onVisibility = () => {
     if (globalThis.document?.visibilityState === "visible") this.#wake("visible");
@@ -446,7 +447,8 @@ export class AuthSocket extends EventTarget {
   // token's `iat` (minted about when it was fetched), else unknown.
   #skewFor(entry) {
     if (this.#skewMs !== null) return this.#skewMs;
-    if (entry?.iat != null) return entry.iat * 1000 - entry.fetchedAt;
+    // `iat` is rounded down as well (by up to a second).
+    if (entry?.iat != null) return (entry.iat + 0.5) * 1000 - entry.fetchedAt;
     return null;
   }
 
@@ -490,6 +492,7 @@ export class AuthSocket extends EventTarget {
       if (this.#ws !== ws) return;
       opened = true;
       this.#renewing = false;
+      this.#replaced = [];
       this.#failures = 0;
       this.#ownRenewals = 0;
       this.#rejections = 0;
@@ -532,6 +535,9 @@ export class AuthSocket extends EventTarget {
 
   // The connection now runs on a token with this `exp`.
   #adopt(entry, exp) {
+    if (this.#current?.exp != null && this.#current.exp !== exp) {
+      this.#replaced = [...this.#replaced.slice(-7), this.#current.exp];
+    }
     const skew = this.#skewFor(entry);
     let deadline = exp === null ? null : exp * 1000 - (skew ?? 0);
     // A token the server just accepted has not expired: if the local clock
@@ -568,9 +574,14 @@ export class AuthSocket extends EventTarget {
       case "auth.expiring": {
         const exp = numeric(message.exp);
         const expiresIn = numeric(message.expires_in);
+        // A notice for a token this connection already replaced crossed our
+        // renewal on the wire: it is stale.
+        if (exp !== null && this.#replaced.includes(exp)) break;
         if (expiresIn !== null && this.#current) {
           // The server's word on time: the deadline is `expires_in` from now.
-          if (exp !== null) this.#skewMs = (exp - expiresIn) * 1000 - Date.now();
+          // `expires_in` is rounded down: the server's clock read between
+          // exp - expires_in - 1 and exp - expires_in; take the middle.
+          if (exp !== null) this.#skewMs = (exp - expiresIn - 0.5) * 1000 - Date.now();
           this.#current.deadline = Date.now() + expiresIn * 1000;
           this.#current.skewKnown = true;
         }
@@ -616,10 +627,25 @@ export class AuthSocket extends EventTarget {
     } catch (error) {
       if (ws !== this.#ws || this.#stopped) return;
       this.#renewing = false;
+      if (globalThis.navigator?.onLine === false) {
+        // The `online` event checks the token again.
+        this.#error("renew", `${describe(error)}; offline, waiting to be online`);
+        return;
+      }
       this.#rejections += 1;
       const retry = this.#rejections < MAX_RENEW_RETRIES;
       this.#error("renew", `${describe(error)}; ${retry ? "retrying" : "the connection ends at expiry and reconnects"}`);
       if (retry) this.#after("renew", backoffDelay(this.#rejections, this.#backoff), () => this.#renew());
+      return;
+    }
+    const currentExp = this.#current?.exp ?? null;
+    if (ws === this.#ws && entry.exp !== null && currentExp !== null && entry.exp <= currentExp) {
+      // The server refuses a renewal that does not extend the connection.
+      this.#renewing = false;
+      this.#rejections += 1;
+      const retry = this.#rejections < MAX_RENEW_RETRIES;
+      this.#error("renew", `getToken returned a token that expires no later than the current one${retry ? "; retrying" : ""}`);
+      if (retry) this.#after("renew", 1_000 + backoffDelay(this.#rejections, this.#backoff), () => this.#renew());
       return;
     }
     if (ws === this.#ws && ws.readyState === OPEN) {

@@ -134,7 +134,8 @@ function setup({ ttlS = 3600, iat = true, serverOffsetMs = 0, delayMs = 0, mint,
     if (delayMs) await new Promise((resolve) => setTimeout(resolve, delayMs));
     const token =
       mint?.(n) ??
-      jwt({ exp: nowS(serverOffsetMs) + ttlS, ...(iat ? { iat: nowS(serverOffsetMs) } : {}), n });
+      // (+ n - 1: tokens minted in one second of the fake clock still differ.)
+      jwt({ exp: nowS(serverOffsetMs) + ttlS + n - 1, ...(iat ? { iat: nowS(serverOffsetMs) } : {}), n });
     if (typeof token === "string") allTokens.push(token);
     tokens.push(token);
     return token;
@@ -208,6 +209,36 @@ test("renews once on the server's notices, with one token fetch in flight", asyn
   last().control({ type: "auth.expiring", exp: nowS() + 20, expires_in: 20 });
   await advance(40);
   assert.equal(last().renewals().length, 2);
+});
+
+test("a notice for a token already replaced is stale and ignored", async () => {
+  const { last, calls, tokens } = setup({ ttlS: 600 });
+  await flush();
+  last().accept();
+  const oldExp = tokenExp(tokens[0]);
+  last().control({ type: "auth.expiring", exp: oldExp, expires_in: 60 });
+  await advance(20);
+  const [renewal] = last().renewals();
+  last().control({ type: "auth.renewed", exp: tokenExp(renewal.token) + 1, id: renewal.id });
+  // The server's timer sent another notice for the old token meanwhile.
+  last().control({ type: "auth.expiring", exp: oldExp, expires_in: 59 });
+  await advance(100);
+  assert.equal(calls(), 2);
+  assert.equal(last().renewals().length, 1);
+});
+
+test("a token that would not extend the connection is not sent; the renewal is retried", async () => {
+  const exp = nowS() + 600;
+  const { of, last, calls } = setup({ mint: (n) => jwt({ exp: n <= 2 ? exp : exp + 60, n }) });
+  await flush();
+  last().accept();
+  last().control({ type: "auth.expiring", exp, expires_in: 60 });
+  await advance(20);
+  assert.equal(last().renewals().length, 0);
+  assert.match(of("error")[0].message, /expires no later than the current one; retrying/);
+  await advance(2_000);
+  assert.equal(calls(), 3);
+  assert.equal(last().renewals().length, 1);
 });
 
 test("an early auth.expiring (re-authentication) is answered with a renewal too", async () => {
@@ -508,6 +539,30 @@ test("failures while the browser is offline do not count; online reconnects at o
   last().accept();
   assert.equal(socket.state, "open");
   assert.equal(of("close").length, 0);
+});
+
+test("a renewal that fails offline waits for online, then renews at once", async () => {
+  const { of, last, calls } = setup({
+    ttlS: 600,
+    options: { renewBeforeMs: 60_000 },
+    // getToken fails as fetch() does offline.
+    mint: () => {
+      if (globalThis.navigator.onLine === false) throw new TypeError("Failed to fetch");
+      return undefined;
+    },
+  });
+  await flush();
+  last().accept();
+  globalThis.navigator.onLine = false;
+  last().control({ type: "auth.expiring", exp: nowS() + 60, expires_in: 60 });
+  await advance(10_000, 100);
+  assert.equal(calls(), 2, "no retries while offline");
+  assert.equal(of("error").length, 1);
+  assert.match(of("error")[0].message, /offline, waiting to be online/);
+  globalThis.navigator.onLine = true;
+  windowEvents.dispatchEvent(new Event("online"));
+  await flush();
+  assert.equal(last().renewals().length, 1, "renewed when back online");
 });
 
 test("visible after sleeping past expiry: reconnect at once with a fresh token", async () => {

@@ -39,6 +39,8 @@ const CLIENT: &str = include_str!("browser/wsauth-client.js");
 #[derive(Serialize)]
 struct IssuedClaims {
     sub: String,
+    /// Issued at: also lets the browser client learn how far its clock is off.
+    iat: u64,
     exp: u64,
     aud: String,
 }
@@ -51,13 +53,14 @@ struct TokenIssuer {
 
 /// Mints a short-lived token for the demo user.
 async fn token(State(issuer): State<TokenIssuer>) -> Response {
-    let exp = SystemTime::now()
+    let iat = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|now| now.as_secs() + issuer.ttl)
+        .map(|now| now.as_secs())
         .unwrap_or_default();
     let claims = IssuedClaims {
         sub: "browser-demo".into(),
-        exp,
+        iat,
+        exp: iat + issuer.ttl,
         aud: AUDIENCE.into(),
     };
     match jsonwebtoken::encode(&Header::default(), &claims, &issuer.key) {

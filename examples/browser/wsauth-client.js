@@ -1,33 +1,86 @@
 // wsauth-client.js: a browser client for the axum-ws-auth wire contract
-// (wsauth.v1). Copy this file into your application; it has no
-// dependencies and needs no build step.
+// (wsauth.v1). Copy this file into your application (types: the
+// wsauth-client.d.ts next to it); it has no dependencies and needs no build
+// step.
 //
 //   import { AuthSocket } from "./wsauth-client.js";
 //   const socket = new AuthSocket("wss://example.com/ws", {
 //     getToken: () => fetch("/token", { method: "POST" }).then((r) => r.text()),
 //   });
 //   socket.addEventListener("message", (event) => console.log(event.data));
+//   socket.addEventListener("close", (event) => event.detail.gaveUp && showRetryButton());
 //   socket.send("hello");
 //
 // Browsers cannot set headers on a WebSocket, so the token travels as a
 // `bearer.<jwt>` subprotocol entry next to `wsauth.v1`; the server selects
-// `wsauth.v1` and never echoes the token. The socket renews in-band when the
-// server sends `auth.expiring` and on its own timer from the token's `exp`,
-// with one token fetch in flight at most. It reconnects with full-jitter
-// backoff when the server closes with 4401 (expired), 4429 (too many
-// renewals), 1001 (shutdown) or the connection is lost, and stops for good on
-// 4403 (forbidden) and 4400 (bad request).
+// `wsauth.v1` and never echoes the token.
 //
-// Events: "open" (detail: { protocol }), "message" (a MessageEvent with the
-// application's data; control messages never appear), "renewed" (detail:
-// { exp }), "renewrejected" (detail: { error, description }), "reconnecting"
-// (detail: { code, reason, delayMs }), "close" (detail: { code, reason }:
-// final), "statechange" (detail: { state }).
+// Tokens. What `getToken` returns is trimmed (a text body often ends in a
+// newline); a value that still cannot travel as a subprotocol (an HTML error
+// page, an empty body) is an `error` event and a retry with backoff, never an
+// exception. `getToken` is given `tokenTimeoutMs` (10 s) to settle. The tabs
+// of one origin share one token fetch per renewal: a tab fetches under a Web
+// Lock and hands the token to the others over a BroadcastChannel (same-origin
+// only; `shareTokens: false` turns this off, `shareKey` names the group).
+// Without Web Locks the tabs coordinate over the channel alone, and without
+// either each tab fetches its own.
+//
+// Renewal. The socket renews in-band on every `auth.expiring` from the
+// server (also an early one: the server asking for re-authentication) and on
+// its own timer, `renewBeforeMs` ahead of expiry (or halfway through a
+// shorter token's life), at a random moment spread over `renewJitterMs`
+// before that, so that clients holding tokens minted together do not renew
+// in one burst. Expiry is measured on the server's clock: the offset of the
+// local clock is learned from `auth.expiring` (`exp` - `expires_in`) and,
+// before that, from the token's `iat`; a local clock that is hours off
+// cannot cause a renewal loop. Timers are cut into slices well within
+// setTimeout's range; a slice that fires late (the machine slept), a page
+// that becomes visible and a network that comes back `online` make the
+// socket check the token's remaining life at once: it renews, or reconnects
+// with a fresh token if the token has expired meanwhile.
+//
+// Reconnects. After 4401 (expired), 4429 (too many renewals), 1001
+// (shutdown) or a lost connection the socket reconnects with full-jitter
+// backoff. The backoff resets only once a connection has stayed open for
+// `stableAfterMs` or has delivered application data, so a server that
+// accepts and closes at once is not hit in a tight loop. While the browser
+// is offline it waits for the `online` event. It stops for good on 4403
+// (forbidden) and 4400 (bad request), and after `maxFailedAttempts`
+// attempts in a row that never opened (a handshake the server refuses shows
+// up in a browser as 1006 only); `restart()` starts it again.
+//
+// Events:
+//   "open"          detail: { protocol }
+//   "message"       a MessageEvent with the application's data; control
+//                   messages never appear
+//   "renewed"       detail: { exp }
+//   "renewrejected" detail: { error, description }
+//   "reconnecting"  detail: { code, reason, delayMs, failures }: code is null
+//                   when no socket closed (token failure, expired while asleep)
+//   "error"         detail: { stage: "token" | "renew" | "connect", message }:
+//                   something failed; a retry is scheduled or a "close" follows
+//   "close"         detail: { code, reason, gaveUp }: final until restart();
+//                   gaveUp is true after maxFailedAttempts
+//   "statechange"   detail: { state }
+// No event detail, error message or log line ever contains the token.
 
 const CONTROL_PREFIX = "auth.";
 const STOP_CODES = new Set([4403, 4400]);
 const MAX_RENEW_RETRIES = 3;
 const MAX_QUEUED = 1000;
+// The longest single setTimeout this module arms; longer waits are chained.
+// A slice that fires more than LATE_MS after its time means the machine slept
+// (or the page was frozen): the socket then re-checks the token at once.
+const SLICE_MS = 30_000;
+const LATE_MS = 5_000;
+// A new tab asks the others for their token and waits this long for answers.
+const ASK_MS = 50;
+// The fetching tab keeps the lock this long after publishing its token, so
+// the token reaches the tabs waiting on the lock before they take it.
+const LINGER_MS = 25;
+// RFC 7230 token characters: what a Sec-WebSocket-Protocol entry may hold.
+const TOKEN_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const OPEN = 1;
 
 /** Whether a text frame is a control message; returns its object if so. */
 export function parseControl(text) {
@@ -45,20 +98,150 @@ export function parseControl(text) {
   return typeof value.type === "string" && value.type.startsWith(CONTROL_PREFIX) ? value : null;
 }
 
-/** The `exp` of a compact JWT, unverified: only used to schedule renewal. */
-export function tokenExp(token) {
+/** The claims of a compact JWT, unverified: only used for timing. */
+function tokenClaims(token) {
   try {
     const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    const exp = JSON.parse(atob(payload.padEnd(Math.ceil(payload.length / 4) * 4, "="))).exp;
-    return Number.isFinite(exp) ? exp : null;
+    const claims = JSON.parse(atob(payload.padEnd(Math.ceil(payload.length / 4) * 4, "=")));
+    return claims !== null && typeof claims === "object" ? claims : null;
   } catch {
     return null;
   }
 }
 
+const numeric = (value) => (typeof value === "number" && Number.isFinite(value) ? value : null);
+
+/** The `exp` of a compact JWT, unverified: only used to schedule renewal. */
+export function tokenExp(token) {
+  return numeric(tokenClaims(token)?.exp);
+}
+
+/** The trimmed token if it can travel as a `bearer.` subprotocol entry, else null. */
+export function usableToken(value) {
+  if (typeof value !== "string") return null;
+  const token = value.trim();
+  return token.length > 0 && token.length <= 16_384 && TOKEN_CHARS.test(token) ? token : null;
+}
+
 /** Full jitter: uniform in [0, min(max, base * 2^attempt)]. */
 export function backoffDelay(attempt, { baseMs, maxMs }) {
-  return Math.random() * Math.min(maxMs, baseMs * 2 ** attempt);
+  return Math.random() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
+}
+
+/** How long before expiry a token that lives `lifeMs` is renewed, at the latest. */
+export function renewLead(lifeMs, renewBeforeMs) {
+  return Math.min(renewBeforeMs, Math.max(0, lifeMs) / 2);
+}
+
+/**
+ * When to renew a token with `remainingMs` left of a life of `lifeMs`:
+ * `renewBeforeMs` ahead of expiry (at most half its life), minus a random
+ * share of `renewJitterMs` (at most half the time until then).
+ */
+export function renewDelay(remainingMs, lifeMs, { renewBeforeMs, renewJitterMs }, random = Math.random) {
+  const latest = Math.max(0, remainingMs - renewLead(lifeMs, renewBeforeMs));
+  return Math.max(0, latest - random() * Math.min(renewJitterMs, latest / 2));
+}
+
+class TokenError extends Error {}
+
+/** A short description of a failure that cannot carry a token. */
+function describe(error) {
+  if (error instanceof TokenError) return error.message;
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return `getToken failed: ${text.slice(0, 200)}`;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// One token fetch for all the tabs of an origin: under a Web Lock, the tab
+// that holds the lock fetches and publishes the token on a BroadcastChannel;
+// the others take it from there.
+class TokenShare {
+  #name;
+  #channel = null;
+  #latest = null;
+  #askedAt = 0;
+  #peerFetchingUntil = 0;
+
+  constructor(name) {
+    this.#name = name;
+    if (typeof BroadcastChannel !== "function") return;
+    this.#channel = new BroadcastChannel(name);
+    this.#channel.onmessage = ({ data }) => this.#onMessage(data);
+    this.#channel.postMessage({ type: "want" });
+    this.#askedAt = Date.now();
+  }
+
+  close() {
+    this.#channel?.close();
+    this.#channel = null;
+  }
+
+  #onMessage(data) {
+    if (data === null || typeof data !== "object") return;
+    if (data.type === "want" && this.#latest) {
+      this.#channel?.postMessage({ type: "token", entry: this.#latest });
+    } else if (data.type === "fetching") {
+      this.#peerFetchingUntil = Date.now() + (numeric(data.forMs) ?? 0);
+    } else if (data.type === "token" && usableToken(data.entry?.token) === data.entry?.token) {
+      this.#peerFetchingUntil = 0;
+      this.#offer(data.entry);
+    }
+  }
+
+  #offer(entry) {
+    if (!this.#latest || entry.fetchedAt >= this.#latest.fetchedAt) this.#latest = entry;
+  }
+
+  async get(accept, fetchOwn, timeoutMs) {
+    if (this.#latest && accept(this.#latest)) return this.#latest;
+    const locks = globalThis.navigator?.locks;
+    if (typeof locks?.request !== "function" || !this.#channel) return this.#unlocked(accept, fetchOwn, timeoutMs);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), timeoutMs);
+    let granted = false;
+    try {
+      return await locks.request(this.#name, { signal: abort.signal }, async () => {
+        granted = true;
+        clearTimeout(timer);
+        const wait = this.#askedAt + ASK_MS - Date.now();
+        if (wait > 0) await sleep(wait);
+        if (this.#latest && accept(this.#latest)) return this.#latest;
+        const entry = await this.#fetchAndPublish(fetchOwn);
+        await sleep(LINGER_MS);
+        return entry;
+      });
+    } catch (error) {
+      // A tab that never lets go of the lock (frozen) must not block this one.
+      if (granted || error?.name !== "AbortError") throw error;
+      return this.#fetchAndPublish(fetchOwn);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // BroadcastChannel without Web Locks: after a random pause, wait for a
+  // peer that announced a fetch, else announce one. Two tabs that pick about
+  // the same moment may both fetch.
+  async #unlocked(accept, fetchOwn, timeoutMs) {
+    if (this.#channel) {
+      const wait = Math.max(this.#askedAt + ASK_MS - Date.now(), 0) + Math.random() * 3 * ASK_MS;
+      if (wait > 0) await sleep(wait);
+      const until = Math.min(this.#peerFetchingUntil, Date.now() + timeoutMs);
+      while (Date.now() < until && this.#peerFetchingUntil) await sleep(ASK_MS);
+      if (this.#latest && accept(this.#latest)) return this.#latest;
+      this.#channel?.postMessage({ type: "fetching", forMs: timeoutMs });
+    }
+    return this.#fetchAndPublish(fetchOwn);
+  }
+
+  async #fetchAndPublish(fetchOwn) {
+    const entry = await fetchOwn();
+    this.#offer(entry);
+    this.#channel?.postMessage({ type: "token", entry });
+    return entry;
+  }
 }
 
 export class AuthSocket extends EventTarget {
@@ -66,37 +249,71 @@ export class AuthSocket extends EventTarget {
   #getToken;
   #protocols;
   #renewBeforeMs;
+  #renewJitterMs;
+  #tokenTimeoutMs;
+  #stableAfterMs;
+  #maxFailedAttempts;
   #backoff;
+  #shareKey;
+  #share = null;
   #ws = null;
   #state = "connecting";
   #tokenPromise = null;
-  #renewTimer = null;
-  #reconnectTimer = null;
+  #timers = new Map();
   #attempt = 0;
+  #failures = 0;
   #rejections = 0;
   #nextId = 0;
   #queue = [];
   #stopped = false;
+  #run = 0;
+  // The connection's token: { exp, iat, fetchedAt, deadline }, deadline on
+  // the local clock (ms) or null when unknown.
+  #current = null;
+  // Server clock minus local clock, learned from `auth.expiring`.
+  #skewMs = null;
+  #ownRenewals = 0;
+  #reconnectFresh = false;
+  #renewing = false;
+  #replaced = [];
+  #sentTokens = new Map();
+  #onVisibility = () => {
+    if (globalThis.document?.visibilityState === "visible") this.#wake("visible");
+  };
+  #onOnline = () => this.#wake("online");
 
   /**
    * @param {string} url ws:// or wss:// URL of the authenticated route.
-   * @param {object} options
-   * @param {() => Promise<string>} options.getToken fetches a fresh JWT from
-   *   the application's own HTTPS endpoint.
-   * @param {string[]} [options.protocols] real subprotocols to offer.
-   * @param {number} [options.renewBeforeMs] renew this long before `exp`
-   *   (or halfway through a shorter token's life).
-   * @param {{baseMs: number, maxMs: number}} [options.backoff]
+   * @param {import("./wsauth-client").AuthSocketOptions} options see wsauth-client.d.ts.
    */
-  constructor(url, { getToken, protocols = ["wsauth.v1"], renewBeforeMs = 60_000, backoff = { baseMs: 500, maxMs: 30_000 } } = {}) {
+  constructor(
+    url,
+    {
+      getToken,
+      protocols = ["wsauth.v1"],
+      renewBeforeMs = 60_000,
+      renewJitterMs = 30_000,
+      tokenTimeoutMs = 10_000,
+      stableAfterMs = 10_000,
+      maxFailedAttempts = 10,
+      backoff = { baseMs: 500, maxMs: 30_000 },
+      shareTokens = true,
+      shareKey = `wsauth-client:${url}`,
+    } = {},
+  ) {
     super();
     if (typeof getToken !== "function") throw new TypeError("getToken must be a function");
     this.#url = url;
     this.#getToken = getToken;
     this.#protocols = protocols;
     this.#renewBeforeMs = renewBeforeMs;
+    this.#renewJitterMs = renewJitterMs;
+    this.#tokenTimeoutMs = tokenTimeoutMs;
+    this.#stableAfterMs = stableAfterMs;
+    this.#maxFailedAttempts = maxFailedAttempts;
     this.#backoff = backoff;
-    this.#connect();
+    this.#shareKey = shareTokens ? shareKey : null;
+    this.#start();
   }
 
   /** "connecting", "open", "reconnecting" or "stopped". */
@@ -107,7 +324,7 @@ export class AuthSocket extends EventTarget {
   /** Sends application data now, or once (re)connected. */
   send(data) {
     if (this.#stopped) throw new Error("AuthSocket is stopped");
-    if (this.#ws && this.#ws.readyState === WebSocket.OPEN) {
+    if (this.#ws && this.#ws.readyState === OPEN) {
       this.#ws.send(data);
     } else if (this.#queue.length < MAX_QUEUED) {
       this.#queue.push(data);
@@ -116,50 +333,179 @@ export class AuthSocket extends EventTarget {
     }
   }
 
-  /** Closes for good. */
+  /** Closes for good (until `restart()`). */
   close(code = 1000, reason = "") {
-    this.#stop(code, reason);
-    this.#ws?.close(code, reason);
+    const ws = this.#ws;
+    this.#ws = null;
+    this.#stop(code, reason, false);
+    ws?.close(code, reason);
+  }
+
+  /** Starts a stopped socket again, with a fresh token and a fresh count of attempts. */
+  restart() {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#attempt = 0;
+    this.#failures = 0;
+    this.#setState("connecting");
+    this.#start(true);
+  }
+
+  #start(fresh = false) {
+    if (this.#shareKey !== null) this.#share = new TokenShare(this.#shareKey);
+    globalThis.document?.addEventListener?.("visibilitychange", this.#onVisibility);
+    globalThis.addEventListener?.("online", this.#onOnline);
+    this.#connect({ fresh });
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
   #setState(state) {
     if (this.#state === state) return;
     this.#state = state;
-    this.dispatchEvent(new CustomEvent("statechange", { detail: { state } }));
+    this.#emit("statechange", { state });
   }
 
-  // Single flight: every caller shares the one fetch in progress.
-  #fetchToken() {
-    this.#tokenPromise ??= Promise.resolve()
-      .then(() => this.#getToken())
-      .finally(() => {
-        this.#tokenPromise = null;
-      });
+  #error(stage, message) {
+    this.#emit("error", { stage, message });
+  }
+
+  // Timers, one per kind, cut into slices; a slice that fires late means the
+  // machine slept: renewal is then re-planned from the token's remaining life.
+  #after(kind, ms, callback) {
+    this.#clear(kind);
+    const due = Date.now() + Math.max(0, ms);
+    const step = () => {
+      const slice = Math.min(Math.max(0, due - Date.now()), SLICE_MS);
+      const expected = Date.now() + slice;
+      this.#timers.set(
+        kind,
+        setTimeout(() => {
+          this.#timers.delete(kind);
+          if (Date.now() - expected > LATE_MS && kind === "renew" && this.#expiredMeanwhile("late timer")) {
+            return;
+          }
+          if (Date.now() >= due) {
+            callback();
+          } else {
+            step();
+          }
+        }, slice),
+      );
+    };
+    step();
+  }
+
+  #clear(kind) {
+    clearTimeout(this.#timers.get(kind));
+    this.#timers.delete(kind);
+  }
+
+  // Single flight: every caller in this tab shares the one fetch in progress;
+  // the fetch itself is bounded by tokenTimeoutMs, so it cannot block forever.
+  #fetchToken({ fresh, newerThan }) {
+    this.#tokenPromise ??= this.#obtain(fresh, newerThan).finally(() => {
+      this.#tokenPromise = null;
+    });
     return this.#tokenPromise;
   }
 
-  async #connect() {
-    this.#reconnectTimer = null;
-    let token;
+  #obtain(fresh, newerThan) {
+    const fetchOwn = () => this.#callGetToken();
+    if (!this.#share) return fetchOwn();
+    return this.#share.get((entry) => !fresh && this.#reusable(entry, newerThan), fetchOwn, this.#tokenTimeoutMs);
+  }
+
+  async #callGetToken() {
+    const fetchedAt = Date.now();
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(
+        () => reject(new TokenError(`getToken did not settle within ${this.#tokenTimeoutMs} ms`)),
+        this.#tokenTimeoutMs,
+      );
+    });
+    let value;
     try {
-      token = await this.#fetchToken();
+      value = await Promise.race([Promise.resolve().then(() => this.#getToken()), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+    const token = usableToken(value);
+    if (token === null) {
+      throw new TokenError(
+        `getToken returned an unusable token (${typeof value === "string" ? `${value.length} characters, empty or not all token characters after trimming` : typeof value})`,
+      );
+    }
+    const claims = tokenClaims(token);
+    return { token, exp: numeric(claims?.exp), iat: numeric(claims?.iat), fetchedAt };
+  }
+
+  // Server clock minus local clock: from the server's notice, else from the
+  // token's `iat` (minted about when it was fetched), else unknown.
+  #skewFor(entry) {
+    if (this.#skewMs !== null) return this.#skewMs;
+    // `iat` is rounded down as well (by up to a second).
+    if (entry?.iat != null) return (entry.iat + 0.5) * 1000 - entry.fetchedAt;
+    return null;
+  }
+
+  // Whether a token another fetch (or tab) got can serve here: newer than the
+  // connection's token when renewing, and not itself due for renewal.
+  #reusable(entry, newerThan) {
+    if (newerThan !== null && !(entry.exp !== null && entry.exp > newerThan)) return false;
+    if (entry.exp === null) return false;
+    const skew = this.#skewFor(entry) ?? 0;
+    const deadline = entry.exp * 1000 - skew;
+    return deadline - Date.now() > renewLead(deadline - entry.fetchedAt, this.#renewBeforeMs);
+  }
+
+  async #connect({ fresh }) {
+    this.#clear("reconnect");
+    if (this.#stopped) return;
+    const run = ++this.#run;
+    let entry;
+    try {
+      entry = await this.#fetchToken({ fresh, newerThan: null });
     } catch (error) {
-      this.#reconnect(null, `token fetch failed: ${error}`);
+      if (this.#stopped || run !== this.#run) return;
+      this.#error("token", describe(error));
+      this.#reconnect(null, "no usable token", true);
       return;
     }
-    if (this.#stopped) return;
-    const ws = new WebSocket(this.#url, [...this.#protocols, `bearer.${token}`]);
+    if (this.#stopped || run !== this.#run) return;
+    let ws;
+    try {
+      ws = new WebSocket(this.#url, [...this.#protocols, `bearer.${entry.token}`]);
+    } catch (error) {
+      // The browser's message may quote the protocol list: only its name is kept.
+      this.#error("connect", `the WebSocket could not be created (${error?.name ?? "Error"})`);
+      this.#reconnect(null, "the WebSocket could not be created", true);
+      return;
+    }
     ws.binaryType = "arraybuffer";
     this.#ws = ws;
+    let opened = false;
     ws.onopen = () => {
-      this.#attempt = 0;
+      if (this.#ws !== ws) return;
+      opened = true;
+      this.#renewing = false;
+      this.#replaced = [];
+      this.#failures = 0;
+      this.#ownRenewals = 0;
       this.#rejections = 0;
+      this.#after("stable", this.#stableAfterMs, () => {
+        this.#attempt = 0;
+      });
       this.#setState("open");
-      this.dispatchEvent(new CustomEvent("open", { detail: { protocol: ws.protocol } }));
+      this.#emit("open", { protocol: ws.protocol });
       for (const data of this.#queue.splice(0)) ws.send(data);
-      this.#scheduleRenewal(tokenExp(token));
+      this.#adopt(entry, entry.exp);
     };
     ws.onmessage = (event) => {
+      if (this.#ws !== ws) return;
       if (typeof event.data === "string") {
         const control = parseControl(event.data);
         if (control) {
@@ -167,41 +513,99 @@ export class AuthSocket extends EventTarget {
           return;
         }
       }
+      // Application data: this connection works, the backoff starts over.
+      this.#attempt = 0;
+      this.#clear("stable");
       this.dispatchEvent(new MessageEvent("message", { data: event.data }));
     };
     ws.onclose = (event) => {
-      clearTimeout(this.#renewTimer);
       if (this.#ws !== ws || this.#stopped) return;
       this.#ws = null;
+      this.#current = null;
+      this.#renewing = false;
+      this.#clear("renew");
+      this.#clear("stable");
       if (STOP_CODES.has(event.code)) {
-        this.#stop(event.code, event.reason);
+        this.#stop(event.code, event.reason, false);
       } else {
-        this.#reconnect(event.code, event.reason);
+        this.#reconnect(event.code, event.reason, !opened, event.code === 4401 || !opened);
       }
     };
   }
 
+  // The connection now runs on a token with this `exp`.
+  #adopt(entry, exp) {
+    if (this.#current?.exp != null && this.#current.exp !== exp) {
+      this.#replaced = [...this.#replaced.slice(-7), this.#current.exp];
+    }
+    const skew = this.#skewFor(entry);
+    let deadline = exp === null ? null : exp * 1000 - (skew ?? 0);
+    // A token the server just accepted has not expired: if the local clock
+    // says otherwise, it is off, and only the server's notice is trusted.
+    if (deadline !== null && skew === null && deadline <= Date.now()) deadline = null;
+    const life = deadline === null ? null : deadline - Math.min(Date.now(), entry.fetchedAt ?? Date.now());
+    this.#current = { exp, deadline, life, skewKnown: skew !== null };
+    this.#scheduleRenewal();
+  }
+
+  #remaining() {
+    return this.#current?.deadline == null ? null : this.#current.deadline - Date.now();
+  }
+
+  #scheduleRenewal() {
+    this.#clear("renew");
+    const remaining = this.#remaining();
+    if (remaining === null) return;
+    // Without any knowledge of the server's clock the local timer renews at
+    // most once per connection; then the server's notice decides.
+    if (!this.#current.skewKnown && this.#ownRenewals >= 1) return;
+    const delay = renewDelay(remaining, this.#current.life, {
+      renewBeforeMs: this.#renewBeforeMs,
+      renewJitterMs: this.#renewJitterMs,
+    });
+    this.#after("renew", delay, () => {
+      this.#ownRenewals += 1;
+      this.#renew();
+    });
+  }
+
   #onControl(message) {
     switch (message.type) {
-      case "auth.expiring":
-        this.#renew();
+      case "auth.expiring": {
+        const exp = numeric(message.exp);
+        const expiresIn = numeric(message.expires_in);
+        // A notice for a token this connection already replaced crossed our
+        // renewal on the wire: it is stale.
+        if (exp !== null && this.#replaced.includes(exp)) break;
+        if (expiresIn !== null && this.#current) {
+          // The server's word on time: the deadline is `expires_in` from now.
+          // `expires_in` is rounded down: the server's clock read between
+          // exp - expires_in - 1 and exp - expires_in; take the middle.
+          if (exp !== null) this.#skewMs = (exp - expiresIn - 0.5) * 1000 - Date.now();
+          this.#current.deadline = Date.now() + expiresIn * 1000;
+          this.#current.skewKnown = true;
+        }
+        const window = Math.min(this.#renewJitterMs, Math.max(0, (expiresIn ?? 0) * 1000) / 4);
+        this.#after("renew", Math.random() * window, () => this.#renew());
         break;
-      case "auth.renewed":
+      }
+      case "auth.renewed": {
+        this.#renewing = false;
         this.#rejections = 0;
-        this.#scheduleRenewal(message.exp);
-        this.dispatchEvent(new CustomEvent("renewed", { detail: { exp: message.exp } }));
+        const exp = numeric(message.exp);
+        const sent = this.#sentTokens.get(message.id);
+        this.#sentTokens.clear();
+        this.#adopt(sent ?? { iat: null, fetchedAt: Date.now() }, exp);
+        this.#emit("renewed", { exp: message.exp });
         break;
+      }
       case "auth.renew_rejected":
+        this.#renewing = false;
         this.#rejections += 1;
-        this.dispatchEvent(
-          new CustomEvent("renewrejected", {
-            detail: { error: message.error, description: message.error_description },
-          }),
-        );
+        this.#emit("renewrejected", { error: message.error, description: message.error_description });
         // Retry a few times; then the connection runs into 4401 and reconnects.
         if (this.#rejections < MAX_RENEW_RETRIES) {
-          clearTimeout(this.#renewTimer);
-          this.#renewTimer = setTimeout(() => this.#renew(), backoffDelay(this.#rejections, this.#backoff));
+          this.#after("renew", backoffDelay(this.#rejections, this.#backoff), () => this.#renew());
         }
         break;
       default:
@@ -211,46 +615,116 @@ export class AuthSocket extends EventTarget {
   }
 
   async #renew() {
-    clearTimeout(this.#renewTimer);
+    this.#clear("renew");
     const ws = this.#ws;
-    let token;
+    // One renewal at a time: a notice that comes while one is under way is
+    // answered by it.
+    if (!ws || ws.readyState !== OPEN || this.#renewing) return;
+    this.#renewing = true;
+    let entry;
     try {
-      token = await this.#fetchToken();
-    } catch {
-      this.#rejections += 1;
-      if (this.#rejections < MAX_RENEW_RETRIES) {
-        this.#renewTimer = setTimeout(() => this.#renew(), backoffDelay(this.#rejections, this.#backoff));
+      entry = await this.#fetchToken({ fresh: false, newerThan: this.#current?.exp ?? null });
+    } catch (error) {
+      if (ws !== this.#ws || this.#stopped) return;
+      this.#renewing = false;
+      if (globalThis.navigator?.onLine === false) {
+        // The `online` event checks the token again.
+        this.#error("renew", `${describe(error)}; offline, waiting to be online`);
+        return;
       }
+      this.#rejections += 1;
+      const retry = this.#rejections < MAX_RENEW_RETRIES;
+      this.#error("renew", `${describe(error)}; ${retry ? "retrying" : "the connection ends at expiry and reconnects"}`);
+      if (retry) this.#after("renew", backoffDelay(this.#rejections, this.#backoff), () => this.#renew());
       return;
     }
-    if (ws === this.#ws && ws?.readyState === WebSocket.OPEN) {
+    const currentExp = this.#current?.exp ?? null;
+    if (ws === this.#ws && entry.exp !== null && currentExp !== null && entry.exp <= currentExp) {
+      // The server refuses a renewal that does not extend the connection.
+      this.#renewing = false;
+      this.#rejections += 1;
+      const retry = this.#rejections < MAX_RENEW_RETRIES;
+      this.#error("renew", `getToken returned a token that expires no later than the current one${retry ? "; retrying" : ""}`);
+      if (retry) this.#after("renew", 1_000 + backoffDelay(this.#rejections, this.#backoff), () => this.#renew());
+      return;
+    }
+    if (ws === this.#ws && ws.readyState === OPEN) {
       this.#nextId += 1;
-      ws.send(JSON.stringify({ type: "auth.renew", token, id: `r${this.#nextId}` }));
+      const id = `r${this.#nextId}`;
+      this.#sentTokens.set(id, entry);
+      ws.send(JSON.stringify({ type: "auth.renew", token: entry.token, id }));
+    } else if (ws === this.#ws) {
+      this.#renewing = false;
     }
   }
 
-  #scheduleRenewal(exp) {
-    clearTimeout(this.#renewTimer);
-    if (exp == null) return;
-    const remainingMs = exp * 1000 - Date.now();
-    const aheadMs = Math.min(this.#renewBeforeMs, remainingMs / 2);
-    this.#renewTimer = setTimeout(() => this.#renew(), Math.max(0, remainingMs - aheadMs));
+  // Woken up (page visible, network back, a timer fired late): act on the
+  // token's remaining life now instead of waiting for throttled timers.
+  #wake(why) {
+    if (this.#stopped) return;
+    if (this.#timers.has("reconnect")) {
+      this.#connect({ fresh: this.#reconnectFresh });
+      return;
+    }
+    if (this.#expiredMeanwhile(why)) return;
+    const remaining = this.#remaining();
+    if (this.#ws && remaining !== null && remaining <= renewLead(this.#current.life, this.#renewBeforeMs)) {
+      this.#renew();
+    }
+    // Otherwise the renewal timer (or the server's notice) is still ahead.
   }
 
-  #reconnect(code, reason) {
-    const delayMs = backoffDelay(this.#attempt, this.#backoff);
-    this.#attempt += 1;
+  // If the connection's token expired meanwhile, drop the stale socket and
+  // reconnect with a fresh token at once.
+  #expiredMeanwhile(why) {
+    const ws = this.#ws;
+    if (!ws || this.#state !== "open") return false;
+    const remaining = this.#remaining();
+    if (remaining === null || remaining > 0) return false;
+    // The socket is stale (its 4401 may not even have arrived): do not renew
+    // over it, reconnect with a fresh token.
+    this.#ws = null;
+    this.#current = null;
+    this.#renewing = false;
+    this.#clear("renew");
+    this.#clear("stable");
+    ws.close(1000, "token expired");
     this.#setState("reconnecting");
-    this.dispatchEvent(new CustomEvent("reconnecting", { detail: { code, reason, delayMs } }));
-    this.#reconnectTimer = setTimeout(() => this.#connect(), delayMs);
+    this.#emit("reconnecting", { code: null, reason: `token expired (${why})`, delayMs: 0, failures: this.#failures });
+    this.#connect({ fresh: true });
+    return true;
   }
 
-  #stop(code, reason) {
+  #reconnect(code, reason, failed, fresh = failed) {
+    if (this.#stopped) return;
+    const offline = globalThis.navigator?.onLine === false;
+    if (failed && !offline) this.#failures += 1;
+    if (this.#maxFailedAttempts > 0 && this.#failures >= this.#maxFailedAttempts) {
+      this.#stop(code, `gave up after ${this.#failures} attempts that did not open${reason ? ` (last: ${reason})` : ""}`, true);
+      return;
+    }
+    // Offline, the `online` event brings it back; the timer is a fallback.
+    const delayMs = offline ? this.#backoff.maxMs : backoffDelay(this.#attempt, this.#backoff);
+    if (!offline) this.#attempt += 1;
+    this.#reconnectFresh = fresh;
+    this.#setState("reconnecting");
+    this.#emit("reconnecting", { code, reason, delayMs, failures: this.#failures });
+    this.#after("reconnect", delayMs, () => this.#connect({ fresh }));
+  }
+
+  #stop(code, reason, gaveUp) {
     if (this.#stopped) return;
     this.#stopped = true;
-    clearTimeout(this.#renewTimer);
-    clearTimeout(this.#reconnectTimer);
+    this.#run += 1;
+    for (const kind of [...this.#timers.keys()]) this.#clear(kind);
+    this.#current = null;
+    this.#renewing = false;
+    this.#share?.close();
+    this.#share = null;
+    this.#tokenPromise = null;
+    globalThis.document?.removeEventListener?.("visibilitychange", this.#onVisibility);
+    globalThis.removeEventListener?.("online", this.#onOnline);
     this.#setState("stopped");
-    this.dispatchEvent(new CustomEvent("close", { detail: { code, reason } }));
+    this.#emit("close", { code, reason, gaveUp });
   }
 }

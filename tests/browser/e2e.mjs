@@ -1,12 +1,25 @@
-// Opens the browser demo in headless Chromium and waits until the page has
-// renewed its token several times over one connection while echoes flow.
-// Usage: node e2e.mjs <page-url> <screenshot.png> <renewals>
-// Prints one JSON line with the page's counters; exits non-zero on failure.
+// Drives the browser demo in headless Chromium (Debian's, through
+// playwright-core). Usage: node e2e.mjs <page-url> <screenshot.png> <renewals>
+//
+// Scenarios, each in its own browser context:
+// - renewals: the page renews several times over one connection while
+//   echoes flow;
+// - tabs: three pages of one context share one /token fetch per renewal;
+// - offline: the network goes away for longer than a token lives; back
+//   online, the page reconnects at once with a fresh token;
+// - sleep: hidden, offline and with its clock stopped (the machine sleeps)
+//   past the token's expiry; on waking (clock jumps, visible, online) the page
+//   reconnects at once instead of renewing over a stale socket;
+// - restart: a handshake the server refuses again and again gives up with a
+//   final close; restart() brings the socket back.
+// Prints one JSON line with the results; exits non-zero on failure.
+import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 const [url, screenshot, wanted = "3"] = process.argv.slice(2);
 const renewalsWanted = Number(wanted);
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const origin = new URL(url).origin;
 
 const browser = await chromium.launch({
   executablePath,
@@ -21,42 +34,223 @@ const browser = await chromium.launch({
     "--disable-sync",
   ],
 });
-let status = 1;
-try {
-  const page = await browser.newPage({ viewport: { width: 900, height: 640 } });
-  const errors = [];
-  page.on("pageerror", (error) => errors.push(String(error)));
+
+const read = (page) =>
+  page.evaluate(() => ({
+    state: document.getElementById("state").textContent,
+    protocol: document.getElementById("protocol").textContent,
+    connects: Number(document.getElementById("connects").textContent),
+    renewals: Number(document.getElementById("renewals").textContent),
+    sent: Number(document.getElementById("sent").textContent),
+    echoes: Number(document.getElementById("echoes").textContent),
+    log: document.getElementById("log").textContent,
+  }));
+const counter = (page, id) => page.evaluate((id) => Number(document.getElementById(id).textContent), id);
+const waitCounter = (page, id, atLeast, timeout = 15_000) =>
+  page.waitForFunction(([id, n]) => Number(document.getElementById(id).textContent) >= n, [id, atLeast], {
+    timeout,
+    polling: 50,
+  });
+const waitOpen = (page, timeout = 10_000) =>
+  page.waitForFunction(() => document.getElementById("state").textContent === "open", null, { timeout, polling: 50 });
+
+/** A fresh context whose POSTs to /token are counted. */
+async function context() {
+  const ctx = await browser.newContext({ viewport: { width: 900, height: 640 } });
+  const counts = { tokens: 0 };
+  ctx.on("request", (request) => {
+    if (request.method() === "POST" && new URL(request.url()).pathname === "/token") counts.tokens += 1;
+  });
+  return { ctx, counts };
+}
+
+const errors = [];
+const watch = (page) => page.on("pageerror", (error) => errors.push(String(error)));
+
+async function renewals() {
+  const { ctx } = await context();
+  const page = await ctx.newPage();
+  watch(page);
   await page.goto(url);
-  const read = () =>
-    page.evaluate(() => ({
-      state: document.getElementById("state").textContent,
-      protocol: document.getElementById("protocol").textContent,
-      connects: Number(document.getElementById("connects").textContent),
-      renewals: Number(document.getElementById("renewals").textContent),
-      sent: Number(document.getElementById("sent").textContent),
-      echoes: Number(document.getElementById("echoes").textContent),
-      log: document.getElementById("log").textContent,
-    }));
   try {
-    await page.waitForFunction(
-      (n) => Number(document.getElementById("renewals").textContent) >= n,
-      renewalsWanted,
-      { timeout: 60_000, polling: 100 },
-    );
+    await waitCounter(page, "renewals", renewalsWanted, 60_000);
   } finally {
     await page.screenshot({ path: screenshot });
   }
   // Echoes are still flowing after the last renewal.
-  const before = await read();
-  await page.waitForFunction((n) => Number(document.getElementById("echoes").textContent) > n, before.echoes + 3, {
-    timeout: 10_000,
+  const before = await read(page);
+  await waitCounter(page, "echoes", before.echoes + 4, 10_000);
+  const result = await read(page);
+  await ctx.close();
+  return result;
+}
+
+async function tabs(n = 3, rounds = 3) {
+  const { ctx, counts } = await context();
+  const pages = [];
+  for (let i = 0; i < n; i += 1) {
+    const page = await ctx.newPage();
+    watch(page);
+    await page.goto(url);
+    pages.push(page);
+  }
+  await Promise.all(pages.map((page) => waitOpen(page)));
+  const connectFetches = counts.tokens;
+  const start = await Promise.all(pages.map((page) => counter(page, "renewals")));
+  await Promise.all(pages.map((page, i) => waitCounter(page, "renewals", start[i] + rounds, 30_000)));
+  const renewed = await Promise.all(pages.map((page, i) => counter(page, "renewals").then((r) => r - start[i])));
+  const connects = await Promise.all(pages.map((page) => counter(page, "connects")));
+  const logs = await Promise.all(pages.map((page) => read(page).then((r) => r.log)));
+  // Fetches while the tabs renewed (the last round may still be in flight).
+  const renewalFetches = counts.tokens - connectFetches;
+  await ctx.close();
+  const result = { tabs: n, connectFetches, renewalFetches, renewed, connects, logs };
+  assert.equal(connectFetches, 1, `one fetch for ${n} tabs connecting: ${JSON.stringify(result)}`);
+  assert.ok(
+    renewalFetches <= Math.max(...renewed) + 1 && renewalFetches < n * Math.min(...renewed),
+    `one fetch per renewal round, not one per tab: ${JSON.stringify(result)}`,
+  );
+  assert.deepEqual(connects, Array(n).fill(1), `renewals reconnected: ${JSON.stringify(result)}`);
+  return result;
+}
+
+async function offline() {
+  const { ctx, counts } = await context();
+  const page = await ctx.newPage();
+  watch(page);
+  await page.goto(url);
+  await waitOpen(page);
+  await waitCounter(page, "renewals", 1);
+  await ctx.setOffline(true);
+  // Longer than a token lives (4 s): it expires while the page is offline.
+  await page.waitForTimeout(5_500);
+  const duringOffline = await read(page);
+  const fetchesBefore = counts.tokens;
+  const back = Date.now();
+  await ctx.setOffline(false);
+  await waitCounter(page, "connects", 2, 5_000);
+  await waitOpen(page);
+  const reconnectMs = Date.now() - back;
+  const after = await read(page);
+  await ctx.close();
+  const result = { reconnectMs, fetchesAfter: counts.tokens - fetchesBefore, log: after.log, duringOffline: duringOffline.log };
+  assert.ok(reconnectMs < 2_000, `reconnected at once when back online: ${JSON.stringify(result)}`);
+  assert.match(duringOffline.log, /error \(renew\)/, `a renewal that failed offline is an error event: ${JSON.stringify(result)}`);
+  assert.equal(after.state, "open");
+  return result;
+}
+
+async function sleep() {
+  const { ctx, counts } = await context();
+  const page = await ctx.newPage();
+  watch(page);
+  // Headless Chromium keeps every page visible: the page's visibility is
+  // emulated, as is its clock (which stops while the "machine" sleeps).
+  await page.addInitScript(() => {
+    window.__visibility = "visible";
+    Object.defineProperty(document, "visibilityState", { get: () => window.__visibility, configurable: true });
+    Object.defineProperty(document, "hidden", { get: () => window.__visibility === "hidden", configurable: true });
   });
-  const result = { ...(await read()), errors };
-  console.log(JSON.stringify(result));
+  await page.clock.install();
+  await page.goto(url);
+  await waitOpen(page);
+  await waitCounter(page, "renewals", 1);
+  const setVisibility = (state) =>
+    page.evaluate((state) => {
+      window.__visibility = state;
+      document.dispatchEvent(new Event("visibilitychange"));
+    }, state);
+  // Sleep: hidden, offline, the page's timers and clock stopped, 6 s long.
+  await setVisibility("hidden");
+  await ctx.setOffline(true);
+  const pausedAt = await page.evaluate(() => Date.now());
+  await page.clock.pauseAt(pausedAt + 50);
+  await new Promise((resolve) => setTimeout(resolve, 6_000));
+  const fetchesBefore = counts.tokens;
+  // Wake: the clock jumps by the time slept (due timers fire, late), the
+  // page becomes visible: it finds its token expired and drops the stale
+  // socket before the network (and the server's 4401) is back; then online.
+  await page.clock.fastForward(6_000);
+  await page.clock.resume();
+  await setVisibility("visible");
+  await page.waitForTimeout(200);
+  const woke = Date.now();
+  await ctx.setOffline(false);
+  await waitCounter(page, "connects", 2, 5_000);
+  await waitOpen(page);
+  const reconnectMs = Date.now() - woke;
+  const after = await read(page);
+  await ctx.close();
+  const result = { reconnectMs, fetchesAfter: counts.tokens - fetchesBefore, log: after.log };
+  assert.ok(reconnectMs < 2_000, `reconnected at once when back online: ${JSON.stringify(result)}`);
+  assert.match(after.log, /token expired \((late timer|visible)\)/, JSON.stringify(result));
+  assert.ok(!/closed 4401/.test(after.log), `the stale socket was dropped first: ${JSON.stringify(result)}`);
+  assert.ok(!/renewal rejected/.test(after.log), "no renewal over the stale socket");
+  return result;
+}
+
+async function restart() {
+  const { ctx, counts } = await context();
+  const page = await ctx.newPage();
+  watch(page);
+  await page.goto(`${origin}/wsauth-client.js`);
+  const result = await page.evaluate(async (origin) => {
+    const { AuthSocket } = await import("/wsauth-client.js");
+    let refused = true;
+    const events = [];
+    const socket = new AuthSocket(`${origin.replace(/^http/, "ws")}/ws`, {
+      // A token the server refuses (401): browsers only see 1006.
+      getToken: async () =>
+        refused ? "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.bm90IGEgc2lnbmF0dXJl" : (await fetch("/token", { method: "POST" })).text(),
+      maxFailedAttempts: 3,
+      backoff: { baseMs: 100, maxMs: 400 },
+    });
+    for (const type of ["open", "reconnecting", "close", "error"]) {
+      socket.addEventListener(type, (e) => events.push({ type, detail: e.detail }));
+    }
+    const closed = await new Promise((resolve) => socket.addEventListener("close", (e) => resolve(e.detail), { once: true }));
+    const stateAfterClose = socket.state;
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const eventsWhileStopped = events.length;
+    refused = false;
+    socket.restart();
+    await new Promise((resolve) => socket.addEventListener("open", resolve, { once: true }));
+    const state = socket.state;
+    socket.close();
+    return { closed, stateAfterClose, eventsWhileStopped, events, state };
+  }, origin);
+  result.tokenFetches = counts.tokens;
+  await ctx.close();
+  assert.equal(result.closed.gaveUp, true, JSON.stringify(result));
+  assert.equal(result.closed.code, 1006, JSON.stringify(result));
+  assert.equal(result.stateAfterClose, "stopped");
+  assert.equal(result.events.filter((e) => e.type === "reconnecting").length, 2, "two retries, then the final close");
+  assert.equal(result.eventsWhileStopped, 3, "nothing after the final close");
+  assert.equal(result.state, "open", "restart() opens again");
+  assert.equal(result.tokenFetches, 1);
+  return result;
+}
+
+let status = 1;
+const result = {};
+try {
+  const started = Date.now();
+  // E2E_ONLY=name[,name] runs only those scenarios (for debugging).
+  const only = process.env.E2E_ONLY ? process.env.E2E_ONLY.split(",") : null;
+  if (!only || only.includes("renewals")) Object.assign(result, await renewals());
+  for (const [name, run] of Object.entries({ tabs, offline, sleep, restart })) {
+    if (only && !only.includes(name)) continue;
+    const t = Date.now();
+    result[name] = await run();
+    result[name].ms = Date.now() - t;
+  }
+  result.errors = errors;
+  result.ms = Date.now() - started;
   status = 0;
 } catch (error) {
-  console.error(String(error));
+  console.error(String(error?.stack ?? error));
 } finally {
   await browser.close();
 }
+console.log(JSON.stringify(result));
 process.exit(status);

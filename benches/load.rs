@@ -364,12 +364,12 @@ fn run_secs() -> Duration {
 }
 
 async fn throughput() {
-    const ROUNDS: usize = 4;
+    const ROUNDS: usize = 6;
     println!(
         "\n## Echo throughput, 100 connections (round trips/s; median of {ROUNDS} interleaved rounds; server process on core 0)\n"
     );
     println!(
-        "| frame | bare | wrapped | ratio (median of per-round ratios) |\n| --- | --- | --- | --- |"
+        "| frame | bare | wrapped | ratio (median of per-round ratios) | spread (min–max) |\n| --- | --- | --- | --- | --- |"
     );
     for size in [64, 4096] {
         let (mut bare_rates, mut wrapped_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
@@ -390,13 +390,25 @@ async fn throughput() {
             wrapped_rates.push(rates[1]);
             ratios.push(rates[1] / rates[0]);
         }
+        let spread = spread(&ratios);
         println!(
-            "| {size} B | {:.0} | {:.0} | {:.3} |",
+            "| {size} B | {:.0} | {:.0} | {:.3} | {:.3}–{:.3} |",
             median(&mut bare_rates),
             median(&mut wrapped_rates),
-            median(&mut ratios)
+            median(&mut ratios),
+            spread.0,
+            spread.1
         );
     }
+}
+
+/// The smallest and largest of `values`.
+fn spread(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), value| {
+            (low.min(*value), high.max(*value))
+        })
 }
 
 fn median(values: &mut [f64]) -> f64 {

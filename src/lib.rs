@@ -141,6 +141,8 @@ mod error;
 pub mod protocol;
 mod socket;
 mod telemetry;
+#[cfg(test)]
+mod testing;
 mod token;
 mod upgrade;
 

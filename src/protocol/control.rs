@@ -474,6 +474,8 @@ fn decode_id(raw: &RawValue) -> Id {
 mod tests {
     use serde_json::{Map, Value};
 
+    use crate::testing::Rng;
+
     use super::*;
 
     const LIMIT: usize = 16 * 1024;
@@ -894,31 +896,6 @@ mod tests {
                 Some(Value::String(token)) => Classified::Renew { token, id },
                 _ => invalid(InvalidControl::MissingToken),
             }
-        }
-    }
-
-    /// splitmix64: a seeded, reproducible source of test cases.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn chance(&mut self, percent: u64) -> bool {
-            self.next() % 100 < percent
-        }
-
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            items[self.below(items.len())]
         }
     }
 

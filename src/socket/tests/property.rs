@@ -29,31 +29,7 @@ use tokio::time::{Instant, timeout};
 
 use super::support::Backpressure;
 use super::*;
-
-/// splitmix64: small, seedable, good enough to pick test actions.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
-        choices[self.below(choices.len() as u64) as usize]
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+use crate::testing::Rng;
 
 /// What the peer expects as the answer to one of its control messages.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +102,7 @@ async fn run_case(seed: u64) -> Outcome {
             .invalid_control_limit(invalid_limit)
     });
     let shape = if rng.chance(60) {
-        Backpressure::tight(1 + rng.below(6) as usize)
+        Backpressure::tight(1 + rng.below(6))
     } else {
         Backpressure::ROOMY
     };
@@ -134,7 +110,7 @@ async fn run_case(seed: u64) -> Outcome {
     // up once it runs again.
     let stalled = rng.chance(20);
     layer.settings().timers.stall(stalled);
-    let mut exp = wall_now() + 3 + rng.below(20);
+    let mut exp = wall_now() + 3 + rng.below(20) as u64;
     let Setup { socket, peer } = open(&layer, &sign(SECRET, "alice", exp, 0), shape);
     let wire = peer.wire();
     let half = Arc::clone(&socket.receiver.half);
@@ -163,7 +139,7 @@ async fn run_case(seed: u64) -> Outcome {
         None
     };
     let reads = reader.is_some();
-    let writer_count = 1 + rng.below(4) as usize;
+    let writer_count = 1 + rng.below(4);
     let mut writers = Vec::new();
     for writer in 0..writer_count {
         let mut sender = sender.clone();
@@ -186,7 +162,7 @@ async fn run_case(seed: u64) -> Outcome {
     let received = Arc::new(Mutex::new(Vec::<(Instant, Message)>::new()));
     let (pauses_tx, mut pauses) = mpsc::unbounded_channel::<(u64, u64)>();
     for _ in 0..10_000 {
-        let _ = pauses_tx.send((1 + rng.below(40), rng.pick(&[0, 10, 200, 1500])));
+        let _ = pauses_tx.send((1 + rng.below(40) as u64, rng.pick(&[0, 10, 200, 1500])));
     }
     let peer_reader = {
         let received = Arc::clone(&received);
@@ -254,7 +230,7 @@ async fn run_case(seed: u64) -> Outcome {
                 sent_app.push(text);
             }
             8..=10 => {
-                let new_exp = exp + 1 + rng.below(30);
+                let new_exp = exp + 1 + rng.below(30) as u64;
                 send(json(&sign(SECRET, "alice", new_exp, 1)));
                 if !renew(&mut attempts) {
                     expected_code = Some(4429);
@@ -275,7 +251,7 @@ async fn run_case(seed: u64) -> Outcome {
                 );
             }
             12 => {
-                send(json(&sign(SECRET, "alice", exp - rng.below(2), 1)));
+                send(json(&sign(SECRET, "alice", exp - rng.below(2) as u64, 1)));
                 if !renew(&mut attempts) {
                     expected_code = Some(4429);
                     break;

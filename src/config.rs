@@ -24,7 +24,7 @@ pub(crate) struct Settings<C> {
     pub(crate) revoked: Option<ClaimsCheck<C>>,
     pub(crate) session: SessionConfig,
     pub(crate) connections: Connections,
-    pub(crate) timers: crate::socket::Timers,
+    pub(crate) timers: crate::timers::Timers,
 }
 
 /// Per-connection behaviour after the upgrade.

@@ -143,6 +143,7 @@ mod socket;
 mod telemetry;
 #[cfg(test)]
 mod testing;
+mod timers;
 mod token;
 mod upgrade;
 

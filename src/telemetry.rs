@@ -4,9 +4,10 @@
 //! `sub`, never a token. Metric names are the `METRIC_*` constants; labels
 //! have small fixed value sets (no `sub`, no reason text from clients).
 
+use http::StatusCode;
+
 use crate::connection::Identity;
 use crate::protocol::{CloseReason, RenewRejection};
-use crate::upgrade::rejection::AuthRejection;
 
 const TARGET: &str = "axum_ws_auth";
 
@@ -38,19 +39,21 @@ fn sub(identity: &Identity) -> &str {
     identity.subject().unwrap_or("-")
 }
 
-pub(crate) fn upgrade_refused(rejection: &AuthRejection) {
+/// A refused upgrade: its status, RFC 6750 error code and short,
+/// token-free reason.
+pub(crate) fn upgrade_refused(status: StatusCode, error: Option<&'static str>, reason: &str) {
     metrics::counter!(
         METRIC_UPGRADES_REFUSED,
-        "status" => rejection.status().as_str().to_owned(),
-        "error" => rejection.error_code().unwrap_or("none"),
+        "status" => status.as_str().to_owned(),
+        "error" => error.unwrap_or("none"),
     )
     .increment(1);
     tracing::warn!(
         target: TARGET,
         event = "upgrade_refused",
-        status = rejection.status().as_u16(),
-        error = rejection.error_code().unwrap_or("-"),
-        reason = %rejection.description(),
+        status = status.as_u16(),
+        error = error.unwrap_or("-"),
+        reason,
         "WebSocket upgrade refused"
     );
 }

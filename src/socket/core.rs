@@ -26,13 +26,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::clock::{RenewLimiter, SharedDeadline};
-use super::timers::{Fired, Timed};
 use super::transport::{Io, Slot, Transport, Writers};
 use super::{close, closed};
 use crate::config::{SessionConfig, Settings};
 use crate::connection::{Closable, EndReason, Identity, LiveGuard};
 use crate::protocol::{Classified, ServerMessage, classify};
 use crate::telemetry::{self, Active};
+use crate::timers::{Fired, Timed};
 use crate::token::RegisteredClaims;
 
 pub(crate) struct Core<C> {

@@ -19,7 +19,6 @@ mod core;
 mod renew;
 #[cfg(test)]
 mod tests;
-mod timers;
 mod transport;
 
 use std::pin::Pin;
@@ -34,12 +33,13 @@ use futures_util::SinkExt;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use crate::config::Settings;
 use crate::connection::{EndReason, Identity};
 use crate::telemetry;
 use crate::token::RegisteredClaims;
-use crate::upgrade::Authenticated;
+use crate::token::TokenSource;
 use core::{Half, Shared};
-pub(crate) use timers::Timers;
+use http::HeaderValue;
 use transport::Slot;
 use transport::Transport;
 
@@ -52,6 +52,37 @@ pub struct SocketClosed;
 
 fn closed() -> axum::Error {
     axum::Error::new(SocketClosed)
+}
+
+/// What the layer learned about a request it let through: it travels to
+/// the extractor in the request's extensions, and opens the connection.
+pub(crate) struct Authenticated<C> {
+    pub(crate) claims: Arc<C>,
+    /// The registered claims of the token, typed.
+    pub(crate) registered: Arc<RegisteredClaims>,
+    /// With `sub`, the connection's identity: a renewal must carry the same
+    /// pair (a `sub` is unique only within its issuer).
+    pub(crate) iss: Option<Arc<str>>,
+    pub(crate) sub: Option<Arc<str>>,
+    pub(crate) exp: u64,
+    pub(crate) source: TokenSource,
+    pub(crate) protocol: Option<HeaderValue>,
+    pub(crate) settings: Arc<Settings<C>>,
+}
+
+impl<C> Clone for Authenticated<C> {
+    fn clone(&self) -> Self {
+        Self {
+            claims: Arc::clone(&self.claims),
+            registered: Arc::clone(&self.registered),
+            iss: self.iss.clone(),
+            sub: self.sub.clone(),
+            exp: self.exp,
+            source: self.source,
+            protocol: self.protocol.clone(),
+            settings: Arc::clone(&self.settings),
+        }
+    }
 }
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);

@@ -106,7 +106,7 @@ impl<C> AuthUpgrade<C> {
     #[must_use = "the refusal only reaches the client when this is returned"]
     pub fn reject(self, kind: RejectionKind) -> AuthRejection {
         let rejection = AuthRejection::new(Arc::clone(&self.authenticated.settings.realm), kind);
-        telemetry::upgrade_refused(&rejection);
+        rejection.record();
         rejection
     }
 

@@ -425,7 +425,7 @@ impl<C> WsAuthLayerBuilder<C> {
                 revoked,
                 session,
                 connections: Connections::new(),
-                timers: crate::socket::Timers::default(),
+                timers: crate::timers::Timers::default(),
             }),
         })
     }

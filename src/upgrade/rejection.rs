@@ -98,6 +98,11 @@ impl AuthRejection {
         }
     }
 
+    /// Logs and counts the refusal.
+    pub(crate) fn record(&self) {
+        crate::telemetry::upgrade_refused(self.status(), self.error_code(), &self.description());
+    }
+
     /// The short, token-free description of the failure.
     pub fn description(&self) -> String {
         match &self.kind {

@@ -11,7 +11,6 @@ use tower_service::Service;
 use super::rejection::{AuthRejection, RejectionKind};
 use super::{Authenticated, ResponseFuture};
 use crate::config::{Refusal, Settings};
-use crate::telemetry;
 use crate::token::source::{OfferedProtocols, conceal_tokens, find_token};
 
 /// Middleware that authenticates WebSocket upgrade requests; made by
@@ -76,7 +75,7 @@ where
             }
             Err(kind) => {
                 let rejection = AuthRejection::new(Arc::clone(&self.settings.realm), kind);
-                telemetry::upgrade_refused(&rejection);
+                rejection.record();
                 ResponseFuture::rejected(rejection.into_response())
             }
         }

@@ -147,7 +147,7 @@ mod timers;
 mod token;
 mod upgrade;
 
-pub use connection::{Connections, EndReason, Identity};
+pub use connection::{AuthEvent, Connections, EndReason, Identity};
 pub use error::ConfigError;
 pub use socket::{AuthReceiver, AuthSender, AuthWebSocket, SocketClosed};
 pub use token::{

@@ -22,14 +22,14 @@ use futures_core::Stream;
 use futures_sink::Sink;
 use serde::de::DeserializeOwned;
 use tokio::runtime::Handle;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use super::clock::{RenewLimiter, SharedDeadline};
 use super::transport::{Io, Slot, Transport, Writers};
 use super::{close, closed};
 use crate::config::{SessionConfig, Settings};
-use crate::connection::{Closable, EndReason, Identity, LiveGuard};
+use crate::connection::{AuthEvent, Closable, EndReason, Identity, LiveGuard};
 use crate::protocol::{Classified, ServerMessage, classify};
 use crate::telemetry::{self, Active};
 use crate::timers::{Fired, Timed};
@@ -42,6 +42,8 @@ pub(crate) struct Core<C> {
     pub(super) registered: Arc<RegisteredClaims>,
     /// Created on the first `watch_claims`: most applications never ask.
     pub(super) claims_watch: Option<watch::Sender<Arc<C>>>,
+    /// Created on the first `events`: most applications never ask.
+    events: Option<broadcast::Sender<AuthEvent>>,
     pub(super) renewals: RenewLimiter,
     pub(super) invalid_controls: u32,
     /// Control frames not yet handed to the transport.
@@ -115,6 +117,7 @@ where
                 claims,
                 registered,
                 claims_watch: None,
+                events: None,
                 renewals,
                 invalid_controls: 0,
                 outbox: VecDeque::new(),
@@ -389,6 +392,15 @@ where
     }
 }
 
+impl<C> Core<C> {
+    /// Tells the application's event subscribers, if any.
+    pub(super) fn emit(&self, event: AuthEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+    }
+}
+
 impl<C> Shared<C> {
     pub(crate) fn claims(&self) -> Arc<C> {
         Arc::clone(&self.lock().claims)
@@ -396,6 +408,13 @@ impl<C> Shared<C> {
 
     pub(crate) fn registered(&self) -> Arc<RegisteredClaims> {
         Arc::clone(&self.lock().registered)
+    }
+
+    pub(crate) fn events(&self) -> broadcast::Receiver<AuthEvent> {
+        self.lock()
+            .events
+            .get_or_insert_with(|| broadcast::Sender::new(EVENTS_BUFFERED))
+            .subscribe()
     }
 
     pub(crate) fn watch_claims(&self) -> watch::Receiver<Arc<C>> {
@@ -595,6 +614,10 @@ where
             };
             self.send_control(&mut core, &notice);
             core.notice_sent = true;
+            core.emit(AuthEvent::Expiring {
+                exp: self.deadline.exp(),
+                expires_in,
+            });
             // Last: a panicking log or metrics hook must not lose the notice.
             telemetry::expiring(&self.identity, self.deadline.exp(), expires_in);
         }
@@ -616,6 +639,10 @@ where
         self.end(&mut core, reason);
     }
 }
+
+/// Events kept for a subscriber that falls behind; older ones are dropped
+/// (it sees `RecvError::Lagged`), never the connection's own work.
+const EVENTS_BUFFERED: usize = 16;
 
 /// When to send `auth.expiring`: `notify_before` ahead of `exp` (not of the
 /// leeway-extended deadline), or at once if that moment has passed.

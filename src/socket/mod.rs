@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::connection::{EndReason, Identity};
+use crate::connection::{AuthEvent, EndReason, Identity};
 use crate::telemetry;
 use crate::token::RegisteredClaims;
 use crate::token::TokenSource;
@@ -162,6 +162,12 @@ macro_rules! connection_accessors {
         /// ```
         pub fn watch_claims(&self) -> watch::Receiver<Arc<C>> {
             self.shared().watch_claims()
+        }
+
+        /// A receiver of this connection's authentication events (notices,
+        /// accepted and refused renewals), from now on.
+        pub fn events(&self) -> tokio::sync::broadcast::Receiver<AuthEvent> {
+            self.shared().events()
         }
 
         /// The current token's `exp` (seconds since the Unix epoch).

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::core::{Core, Shared};
 use crate::config::Refusal;
-use crate::connection::EndReason;
+use crate::connection::{AuthEvent, EndReason};
 use crate::protocol::{InvalidControl, RenewRejection, ServerMessage};
 use crate::telemetry;
 use crate::token::TokenError;
@@ -64,6 +64,7 @@ where
         core.notice_sent = false;
         self.arm(core);
         telemetry::renewed(&self.identity, valid.exp);
+        core.emit(AuthEvent::Renewed { exp: valid.exp });
         self.send_control(core, &ServerMessage::Renewed { exp: valid.exp, id });
     }
 
@@ -75,6 +76,10 @@ where
         id: Option<String>,
     ) {
         telemetry::renew_rejected(&self.identity, error, &description);
+        core.emit(AuthEvent::RenewRejected {
+            error,
+            description: description.clone(),
+        });
         self.send_control(
             core,
             &ServerMessage::RenewRejected {

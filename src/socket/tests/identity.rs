@@ -98,3 +98,42 @@ async fn by_default_a_renewal_without_sub_fails_like_a_handshake_would() {
         })
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_application_sees_notices_and_renewal_outcomes_as_events() {
+    use crate::connection::AuthEvent;
+    use crate::protocol::RenewRejection;
+
+    let exp = wall_now() + 60;
+    let Setup { socket, mut peer } = open_with(defaults, &token(None, Some("alice"), exp));
+    let mut events = socket.events();
+    let (sender, _receiver) = {
+        let app = App::run(socket);
+        (app.sender, app.frames)
+    };
+    let Ok(AuthEvent::Expiring { exp: noticed, .. }) = events.recv().await else {
+        panic!("expected the notice event");
+    };
+    assert_eq!(noticed, exp);
+    assert_eq!(peer.next_json().await["type"], "auth.expiring");
+    peer.renew(&token(None, Some("alice"), exp), "stale");
+    assert_eq!(
+        events.recv().await.unwrap(),
+        AuthEvent::RenewRejected {
+            error: RenewRejection::InvalidToken,
+            description: "token not newer than the current one".into(),
+        }
+    );
+    peer.renew(&token(None, Some("alice"), exp + 60), "fresh");
+    assert_eq!(
+        events.recv().await.unwrap(),
+        AuthEvent::Renewed { exp: exp + 60 }
+    );
+    // The halves offer the same subscription.
+    let mut from_sender = sender.events();
+    peer.renew(&token(None, Some("alice"), exp + 120), "again");
+    assert_eq!(
+        from_sender.recv().await.unwrap(),
+        AuthEvent::Renewed { exp: exp + 120 }
+    );
+}

@@ -166,7 +166,8 @@ fn browser_client_renews_across_expiries_in_chromium() {
 /// The module's state machine (tokens, timeouts, backoff, timers, clock skew,
 /// jitter, tabs, wake and offline, giving up and restart) with a scripted
 /// WebSocket and fake timers under node's test runner
-/// (`tests/browser/client.test.mjs`).
+/// (`tests/browser/client.test.mjs`, and the review's regression tests in
+/// `tests/browser/review.test.mjs`).
 #[test]
 fn browser_client_state_machine() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -176,6 +177,7 @@ fn browser_client_state_machine() {
     let output = Command::new(node)
         .arg("--test")
         .arg(root.join("tests/browser/client.test.mjs"))
+        .arg(root.join("tests/browser/review.test.mjs"))
         .output()
         .expect("node is installed");
     assert!(

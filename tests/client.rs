@@ -686,3 +686,47 @@ async fn a_failed_renewal_fetch_is_an_error_event_and_is_retried() {
     ));
     client.close().await;
 }
+
+#[tokio::test]
+async fn a_token_endpoint_down_for_a_while_after_the_notice_does_not_cost_the_connection() {
+    // Eight-second tokens, a notice six seconds ahead; the refresh endpoint
+    // fails the first five calls after it (more than the old three retries).
+    let addr = serve(
+        builder()
+            .leeway(Duration::ZERO)
+            .notify_before(Duration::from_secs(6)),
+    )
+    .await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = {
+        let calls = calls.clone();
+        move || {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match call {
+                    1..=5 => Err(std::io::Error::other("refresh endpoint down")),
+                    _ => Ok(token("alice", 8)),
+                }
+            }
+        }
+    };
+    let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
+        .renew_before(Duration::from_secs(1))
+        .renew_jitter(Duration::ZERO)
+        .backoff(fast_backoff())
+        .connect();
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Connected { .. }
+    ));
+    let mut errors = 0;
+    loop {
+        match next_event(&mut client).await {
+            ClientEvent::Error(ClientError::TokenProvider(_)) => errors += 1,
+            ClientEvent::Renewed { .. } => break,
+            other => panic!("unexpected {other:?} after {errors} provider errors"),
+        }
+    }
+    assert_eq!(errors, 5);
+    client.close().await;
+}

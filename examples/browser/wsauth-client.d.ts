@@ -17,7 +17,7 @@ export interface AuthSocketOptions {
   renewBeforeMs?: number;
   /** Spread the renewal moment over this window before that. Default 30 000. */
   renewJitterMs?: number;
-  /** How long `getToken` may take before it counts as failed. Default 10 000. */
+  /** How long `getToken` may take before it counts as failed, clamped to 1 000 – 120 000 (NaN: the default). Default 10 000. */
   tokenTimeoutMs?: number;
   /** A connection open this long resets the backoff (application data does too). Default 10 000. */
   stableAfterMs?: number;

@@ -37,11 +37,18 @@
 // setTimeout's range; a slice that fires late (the machine slept), a page
 // that becomes visible and a network that comes back `online` make the
 // socket check the token's remaining life at once: it renews, or reconnects
-// with a fresh token if the token has expired meanwhile.
+// with a fresh token if the token has expired meanwhile. A renewal that fails
+// is retried: a failed token fetch with capped backoff for as long as the token
+// has life left, a rejection by the server (which counts against its rate
+// limit) three times, spread over the remaining life; one that failed offline
+// is retried as soon as the network is back. An offset that a token the server
+// just accepted proves stale (the local clock was corrected) is learned again,
+// and the local timer renews at most once between two notices of the server.
 //
 // Reconnects. After 4401 (expired), 4429 (too many renewals), 1001
 // (shutdown) or a lost connection the socket reconnects with full-jitter
-// backoff. The backoff resets only once a connection has stayed open for
+// backoff, with a token fetched after the failure (tabs that fail together
+// share one fetch). The backoff resets only once a connection has stayed open for
 // `stableAfterMs` or has delivered application data, so a server that
 // accepts and closes at once is not hit in a tight loop. While the browser
 // is offline it waits for the `online` event. It stops for good on 4403
@@ -66,8 +73,16 @@
 
 const CONTROL_PREFIX = "auth.";
 const STOP_CODES = new Set([4403, 4400]);
+// Server rejections of a renewal retried per token (each counts against the
+// server's rate limit); also the attempts when no deadline is known.
 const MAX_RENEW_RETRIES = 3;
+// Renewal attempts stop this close to the deadline: the connection then
+// ends with 4401 and reconnects with a fresh token.
+const RENEW_MARGIN_MS = 1_000;
 const MAX_QUEUED = 1000;
+// The range `tokenTimeoutMs` is clamped to.
+const MIN_TOKEN_TIMEOUT_MS = 1_000;
+const MAX_TOKEN_TIMEOUT_MS = 120_000;
 // The longest single setTimeout this module arms; longer waits are chained.
 // A slice that fires more than LATE_MS after its time means the machine slept
 // (or the page was frozen): the socket then re-checks the token at once.
@@ -163,6 +178,9 @@ class TokenShare {
   #latest = null;
   #askedAt = 0;
   #peerFetchingUntil = 0;
+  #closed = false;
+  // Aborts the lock requests still waiting when the share closes.
+  #pending = new Set();
 
   constructor(name) {
     this.#name = name;
@@ -174,8 +192,16 @@ class TokenShare {
   }
 
   close() {
+    this.#closed = true;
+    for (const abort of this.#pending) abort.abort();
+    this.#pending.clear();
     this.#channel?.close();
     this.#channel = null;
+  }
+
+  // A closed share (its socket was closed) fetches nothing more.
+  #checkOpen() {
+    if (this.#closed) throw new TokenError("the socket was closed while waiting for a token");
   }
 
   #onMessage(data) {
@@ -199,12 +225,15 @@ class TokenShare {
     const locks = globalThis.navigator?.locks;
     if (typeof locks?.request !== "function" || !this.#channel) return this.#unlocked(accept, fetchOwn, timeoutMs);
     const abort = new AbortController();
+    this.#pending.add(abort);
     const timer = setTimeout(() => abort.abort(), timeoutMs);
     let granted = false;
     try {
       return await locks.request(this.#name, { signal: abort.signal }, async () => {
         granted = true;
         clearTimeout(timer);
+        this.#pending.delete(abort);
+        this.#checkOpen();
         const wait = this.#askedAt + ASK_MS - Date.now();
         if (wait > 0) await sleep(wait);
         if (this.#latest && accept(this.#latest)) return this.#latest;
@@ -218,6 +247,7 @@ class TokenShare {
       return this.#fetchAndPublish(fetchOwn);
     } finally {
       clearTimeout(timer);
+      this.#pending.delete(abort);
     }
   }
 
@@ -229,7 +259,7 @@ class TokenShare {
       const wait = Math.max(this.#askedAt + ASK_MS - Date.now(), 0) + Math.random() * 3 * ASK_MS;
       if (wait > 0) await sleep(wait);
       const until = Math.min(this.#peerFetchingUntil, Date.now() + timeoutMs);
-      while (Date.now() < until && this.#peerFetchingUntil) await sleep(ASK_MS);
+      while (Date.now() < until && this.#peerFetchingUntil && !this.#closed) await sleep(ASK_MS);
       if (this.#latest && accept(this.#latest)) return this.#latest;
       this.#channel?.postMessage({ type: "fetching", forMs: timeoutMs });
     }
@@ -237,6 +267,7 @@ class TokenShare {
   }
 
   async #fetchAndPublish(fetchOwn) {
+    this.#checkOpen();
     const entry = await fetchOwn();
     this.#offer(entry);
     this.#channel?.postMessage({ type: "token", entry });
@@ -273,9 +304,16 @@ export class AuthSocket extends EventTarget {
   // Server clock minus local clock, learned from `auth.expiring`.
   #skewMs = null;
   #ownRenewals = 0;
+  // false, or the moment (local clock) after which a token must have been
+  // fetched to serve the next connection.
   #reconnectFresh = false;
+  // The token of the connection that failed last, never reused by a fresh connect.
+  #failedToken = null;
   #renewing = false;
-  #replaced = [];
+  // A renewal was started and has not been accepted yet (failed offline, say).
+  #renewOwed = false;
+  // Failed renewal attempts since the last accepted one.
+  #renewFailures = 0;
   #sentTokens = new Map();
   #onVisibility = () => {
     if (globalThis.document?.visibilityState === "visible") this.#wake("visible");
@@ -308,12 +346,15 @@ export class AuthSocket extends EventTarget {
     this.#protocols = protocols;
     this.#renewBeforeMs = renewBeforeMs;
     this.#renewJitterMs = renewJitterMs;
-    this.#tokenTimeoutMs = tokenTimeoutMs;
+    // 0, NaN or Infinity would time every fetch out at once or never.
+    this.#tokenTimeoutMs = Number.isNaN(Number(tokenTimeoutMs))
+      ? 10_000
+      : Math.min(Math.max(Number(tokenTimeoutMs), MIN_TOKEN_TIMEOUT_MS), MAX_TOKEN_TIMEOUT_MS);
     this.#stableAfterMs = stableAfterMs;
     this.#maxFailedAttempts = maxFailedAttempts;
     this.#backoff = backoff;
     this.#shareKey = shareTokens ? shareKey : null;
-    this.#start();
+    this.#start(false);
   }
 
   /** "connecting", "open", "reconnecting" or "stopped". */
@@ -348,10 +389,10 @@ export class AuthSocket extends EventTarget {
     this.#attempt = 0;
     this.#failures = 0;
     this.#setState("connecting");
-    this.#start(true);
+    this.#start(Date.now());
   }
 
-  #start(fresh = false) {
+  #start(fresh) {
     if (this.#shareKey !== null) this.#share = new TokenShare(this.#shareKey);
     globalThis.document?.addEventListener?.("visibilitychange", this.#onVisibility);
     globalThis.addEventListener?.("online", this.#onOnline);
@@ -376,6 +417,8 @@ export class AuthSocket extends EventTarget {
   // machine slept: renewal is then re-planned from the token's remaining life.
   #after(kind, ms, callback) {
     this.#clear(kind);
+    // Nothing runs after close() (also when an event listener called it).
+    if (this.#stopped) return;
     const due = Date.now() + Math.max(0, ms);
     const step = () => {
       const slice = Math.min(Math.max(0, due - Date.now()), SLICE_MS);
@@ -415,7 +458,12 @@ export class AuthSocket extends EventTarget {
   #obtain(fresh, newerThan) {
     const fetchOwn = () => this.#callGetToken();
     if (!this.#share) return fetchOwn();
-    return this.#share.get((entry) => !fresh && this.#reusable(entry, newerThan), fetchOwn, this.#tokenTimeoutMs);
+    // A fresh token (after a failure at time `fresh`) may come from another
+    // tab if it was fetched after that failure: tabs that fail together (a
+    // shared 4401, waking from sleep) share one fetch.
+    const accept = (entry) =>
+      (fresh === false || (entry.fetchedAt >= fresh && entry.token !== this.#failedToken)) && this.#reusable(entry, newerThan);
+    return this.#share.get(accept, fetchOwn, this.#tokenTimeoutMs);
   }
 
   async #callGetToken() {
@@ -492,15 +540,20 @@ export class AuthSocket extends EventTarget {
       if (this.#ws !== ws) return;
       opened = true;
       this.#renewing = false;
-      this.#replaced = [];
       this.#failures = 0;
       this.#ownRenewals = 0;
       this.#rejections = 0;
+      this.#renewFailures = 0;
+      this.#renewOwed = false;
+      // A listener may call close() (or restart()): check after each event.
+      const live = () => this.#ws === ws && !this.#stopped;
+      this.#setState("open");
+      if (!live()) return;
+      this.#emit("open", { protocol: ws.protocol });
+      if (!live()) return;
       this.#after("stable", this.#stableAfterMs, () => {
         this.#attempt = 0;
       });
-      this.#setState("open");
-      this.#emit("open", { protocol: ws.protocol });
       for (const data of this.#queue.splice(0)) ws.send(data);
       this.#adopt(entry, entry.exp);
     };
@@ -521,6 +574,7 @@ export class AuthSocket extends EventTarget {
     ws.onclose = (event) => {
       if (this.#ws !== ws || this.#stopped) return;
       this.#ws = null;
+      this.#failedToken = this.#current?.token ?? entry.token;
       this.#current = null;
       this.#renewing = false;
       this.#clear("renew");
@@ -535,16 +589,23 @@ export class AuthSocket extends EventTarget {
 
   // The connection now runs on a token with this `exp`.
   #adopt(entry, exp) {
-    if (this.#current?.exp != null && this.#current.exp !== exp) {
-      this.#replaced = [...this.#replaced.slice(-7), this.#current.exp];
-    }
-    const skew = this.#skewFor(entry);
+    let skew = this.#skewFor(entry);
     let deadline = exp === null ? null : exp * 1000 - (skew ?? 0);
-    // A token the server just accepted has not expired: if the local clock
-    // says otherwise, it is off, and only the server's notice is trusted.
-    if (deadline !== null && skew === null && deadline <= Date.now()) deadline = null;
+    // A token the server just accepted has not expired. If the local clock
+    // says otherwise, the offset learned earlier is stale (the local clock
+    // was corrected since): forget it and learn it again from the token's
+    // `iat` or the server's next notice; until then only the notice decides.
+    if (deadline !== null && deadline <= Date.now() && this.#skewMs !== null) {
+      this.#skewMs = null;
+      skew = this.#skewFor(entry);
+      deadline = exp * 1000 - (skew ?? 0);
+    }
+    if (deadline !== null && deadline <= Date.now()) {
+      skew = null;
+      deadline = null;
+    }
     const life = deadline === null ? null : deadline - Math.min(Date.now(), entry.fetchedAt ?? Date.now());
-    this.#current = { exp, deadline, life, skewKnown: skew !== null };
+    this.#current = { token: entry.token ?? null, exp, deadline, life, skewKnown: skew !== null };
     this.#scheduleRenewal();
   }
 
@@ -556,9 +617,10 @@ export class AuthSocket extends EventTarget {
     this.#clear("renew");
     const remaining = this.#remaining();
     if (remaining === null) return;
-    // Without any knowledge of the server's clock the local timer renews at
-    // most once per connection; then the server's notice decides.
-    if (!this.#current.skewKnown && this.#ownRenewals >= 1) return;
+    // The local timer renews at most once without a notice from the server
+    // in between: a local clock that is off (or was corrected after the
+    // offset was learned) cannot make it renew again and again.
+    if (this.#ownRenewals >= 1) return;
     const delay = renewDelay(remaining, this.#current.life, {
       renewBeforeMs: this.#renewBeforeMs,
       renewJitterMs: this.#renewJitterMs,
@@ -574,9 +636,11 @@ export class AuthSocket extends EventTarget {
       case "auth.expiring": {
         const exp = numeric(message.exp);
         const expiresIn = numeric(message.expires_in);
-        // A notice for a token this connection already replaced crossed our
-        // renewal on the wire: it is stale.
-        if (exp !== null && this.#replaced.includes(exp)) break;
+        // Frames arrive in order: a notice that comes after `auth.renewed` is
+        // a new request (an early one asks for re-authentication), even when
+        // its `exp` equals an earlier token's. One that crossed our renewal on
+        // the wire comes before the answer and is served by that renewal.
+        this.#ownRenewals = 0;
         if (expiresIn !== null && this.#current) {
           // The server's word on time: the deadline is `expires_in` from now.
           // `expires_in` is rounded down: the server's clock read between
@@ -591,6 +655,8 @@ export class AuthSocket extends EventTarget {
       }
       case "auth.renewed": {
         this.#renewing = false;
+        this.#renewOwed = false;
+        this.#renewFailures = 0;
         this.#rejections = 0;
         const exp = numeric(message.exp);
         const sent = this.#sentTokens.get(message.id);
@@ -603,9 +669,13 @@ export class AuthSocket extends EventTarget {
         this.#renewing = false;
         this.#rejections += 1;
         this.#emit("renewrejected", { error: message.error, description: message.error_description });
-        // Retry a few times; then the connection runs into 4401 and reconnects.
-        if (this.#rejections < MAX_RENEW_RETRIES) {
-          this.#after("renew", backoffDelay(this.#rejections, this.#backoff), () => this.#renew());
+        // Each rejection counts against the server's rate limit: retry a few
+        // times, spread over the token's remaining life; then the connection
+        // runs into 4401 and reconnects.
+        if (this.#stopped) break;
+        if (this.#rejections >= MAX_RENEW_RETRIES || !this.#retryRenewal(0, MAX_RENEW_RETRIES - this.#rejections)) {
+          // Nothing more is owed: a wake-up does not renew again (the rate limit).
+          this.#renewOwed = false;
         }
         break;
       default:
@@ -621,6 +691,7 @@ export class AuthSocket extends EventTarget {
     // answered by it.
     if (!ws || ws.readyState !== OPEN || this.#renewing) return;
     this.#renewing = true;
+    this.#renewOwed = true;
     let entry;
     try {
       entry = await this.#fetchToken({ fresh: false, newerThan: this.#current?.exp ?? null });
@@ -628,24 +699,22 @@ export class AuthSocket extends EventTarget {
       if (ws !== this.#ws || this.#stopped) return;
       this.#renewing = false;
       if (globalThis.navigator?.onLine === false) {
-        // The `online` event checks the token again.
+        // The renewal stays owed: the `online` event renews.
         this.#error("renew", `${describe(error)}; offline, waiting to be online`);
         return;
       }
-      this.#rejections += 1;
-      const retry = this.#rejections < MAX_RENEW_RETRIES;
+      const retry = this.#retryRenewal(0);
       this.#error("renew", `${describe(error)}; ${retry ? "retrying" : "the connection ends at expiry and reconnects"}`);
-      if (retry) this.#after("renew", backoffDelay(this.#rejections, this.#backoff), () => this.#renew());
+      if (!retry) this.#clear("renew");
       return;
     }
     const currentExp = this.#current?.exp ?? null;
     if (ws === this.#ws && entry.exp !== null && currentExp !== null && entry.exp <= currentExp) {
       // The server refuses a renewal that does not extend the connection.
       this.#renewing = false;
-      this.#rejections += 1;
-      const retry = this.#rejections < MAX_RENEW_RETRIES;
+      const retry = this.#retryRenewal(1_000);
       this.#error("renew", `getToken returned a token that expires no later than the current one${retry ? "; retrying" : ""}`);
-      if (retry) this.#after("renew", 1_000 + backoffDelay(this.#rejections, this.#backoff), () => this.#renew());
+      if (!retry) this.#clear("renew");
       return;
     }
     if (ws === this.#ws && ws.readyState === OPEN) {
@@ -658,6 +727,33 @@ export class AuthSocket extends EventTarget {
     }
   }
 
+  // Plans the next attempt after a failed renewal and returns whether there
+  // is one. Token fetches that fail cost the server nothing: they are retried
+  // with capped backoff for as long as the token has life left, each wait at
+  // most a quarter of that life, so that a token endpoint that is down for a
+  // while does not cost the connection. `attemptsLeft` spreads the few
+  // attempts the server's rate limit allows over the remaining life instead.
+  #retryRenewal(minMs, attemptsLeft = Infinity) {
+    this.#renewFailures += 1;
+    const remaining = this.#remaining();
+    let delay;
+    if (remaining === null) {
+      // No deadline known: a few attempts; the server's notice comes anyway.
+      if (this.#renewFailures >= MAX_RENEW_RETRIES) return false;
+      delay = backoffDelay(this.#renewFailures, this.#backoff);
+    } else {
+      const budget = remaining - RENEW_MARGIN_MS;
+      if (budget <= minMs) return false;
+      const ceiling = Math.min(this.#backoff.maxMs, this.#backoff.baseMs * 2 ** Math.min(this.#renewFailures, 30));
+      const spread = Number.isFinite(attemptsLeft) ? budget / (attemptsLeft + 1) : 0;
+      // Equal jitter: at least half the step, so that retries never bunch up.
+      const step = Math.min(Math.max(ceiling, spread), budget / 4);
+      delay = step / 2 + Math.random() * (step / 2);
+    }
+    this.#after("renew", minMs + delay, () => this.#renew());
+    return true;
+  }
+
   // Woken up (page visible, network back, a timer fired late): act on the
   // token's remaining life now instead of waiting for throttled timers.
   #wake(why) {
@@ -668,7 +764,9 @@ export class AuthSocket extends EventTarget {
     }
     if (this.#expiredMeanwhile(why)) return;
     const remaining = this.#remaining();
-    if (this.#ws && remaining !== null && remaining <= renewLead(this.#current.life, this.#renewBeforeMs)) {
+    // A renewal that failed (offline, say) is still owed whatever is left.
+    const owed = this.#renewOwed && !this.#renewing;
+    if (this.#ws && (owed || (remaining !== null && remaining <= renewLead(this.#current.life, this.#renewBeforeMs)))) {
       this.#renew();
     }
     // Otherwise the renewal timer (or the server's notice) is still ahead.
@@ -684,19 +782,22 @@ export class AuthSocket extends EventTarget {
     // The socket is stale (its 4401 may not even have arrived): do not renew
     // over it, reconnect with a fresh token.
     this.#ws = null;
+    this.#failedToken = this.#current?.token ?? null;
     this.#current = null;
     this.#renewing = false;
     this.#clear("renew");
     this.#clear("stable");
     ws.close(1000, "token expired");
     this.#setState("reconnecting");
+    if (this.#stopped) return true;
     this.#emit("reconnecting", { code: null, reason: `token expired (${why})`, delayMs: 0, failures: this.#failures });
-    this.#connect({ fresh: true });
+    this.#connect({ fresh: Date.now() });
     return true;
   }
 
   #reconnect(code, reason, failed, fresh = failed) {
     if (this.#stopped) return;
+    const freshSince = fresh ? Date.now() : false;
     const offline = globalThis.navigator?.onLine === false;
     if (failed && !offline) this.#failures += 1;
     if (this.#maxFailedAttempts > 0 && this.#failures >= this.#maxFailedAttempts) {
@@ -706,10 +807,12 @@ export class AuthSocket extends EventTarget {
     // Offline, the `online` event brings it back; the timer is a fallback.
     const delayMs = offline ? this.#backoff.maxMs : backoffDelay(this.#attempt, this.#backoff);
     if (!offline) this.#attempt += 1;
-    this.#reconnectFresh = fresh;
+    this.#reconnectFresh = freshSince;
     this.#setState("reconnecting");
+    if (this.#stopped) return;
     this.#emit("reconnecting", { code, reason, delayMs, failures: this.#failures });
-    this.#after("reconnect", delayMs, () => this.#connect({ fresh }));
+    if (this.#stopped) return;
+    this.#after("reconnect", delayMs, () => this.#connect({ fresh: freshSince }));
   }
 
   #stop(code, reason, gaveUp) {

@@ -53,6 +53,11 @@ pub enum ClientError {
     /// An open connection broke without a close frame.
     #[error("the connection was lost: {0}")]
     ConnectionLost(String),
+    /// The server answered a renewal with a control message this client
+    /// cannot read (an unknown error code, a missing field); the renewal
+    /// counts as rejected.
+    #[error("the server's {0} message could not be read")]
+    UnreadableControl(&'static str),
     /// The client cannot work as configured (a bad URL, `wss://` without TLS
     /// settings).
     #[error("invalid configuration: {0}")]

@@ -128,7 +128,9 @@ pub enum ClientEvent {
         /// The new token's `exp`.
         exp: u64,
     },
-    /// A renewal was refused; the client retries a few times with backoff.
+    /// A renewal was refused; the client retries up to three times per
+    /// token, spread over the time left before expiry. (A token provider
+    /// that fails is retried with backoff until shortly before expiry.)
     RenewRejected {
         /// The RFC 6750 error code.
         error: RenewRejection,

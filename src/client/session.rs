@@ -13,14 +13,19 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::backoff::unit_random;
 use super::connect::{Connected, Socket, connect};
-use super::timing::{ServerClock, WallClock, notice_delay, renewal_delay};
+use super::timing::{FAR_FUTURE, ServerClock, WallClock, notice_delay, renewal_delay};
 use super::token::{self, Fetch, Usage, unverified_exp};
 use super::{Backoff, ClientError, ClientEvent, EventCallback, TokenPlacement, TokenProvider};
 use crate::protocol::{ClientMessage, CloseReason, ServerMessage, control_object};
 
-/// Failed renewals (rejections, provider failures) tolerated per token
-/// before the client lets the connection expire and reconnects.
+/// Renewals the server may reject per token before the client lets the
+/// connection expire and reconnects (each one counts against the server's
+/// rate limit); also the attempts per token when its deadline is unknown.
 const MAX_RENEW_RETRIES: u32 = 3;
+
+/// Renewal attempts stop this close to the deadline: the connection then
+/// ends with 4401 and the client reconnects with a fresh token.
+const RENEW_MARGIN: Duration = Duration::from_secs(1);
 
 pub(super) struct Config {
     pub(super) url: String,
@@ -266,6 +271,8 @@ struct Session<'a> {
     socket: Socket,
     server_clock: &'a mut ServerClock,
     renew_at: Option<Instant>,
+    /// When the current token (or a re-authentication request) ends, if known.
+    deadline: Option<Instant>,
     fetch: Option<Fetch>,
     /// A renewal was sent and its answer has not come yet.
     awaiting_answer: bool,
@@ -282,6 +289,7 @@ impl<'a> Session<'a> {
             socket,
             server_clock,
             renew_at: None,
+            deadline: None,
             fetch: None,
             awaiting_answer: false,
             failures: 0,
@@ -300,8 +308,10 @@ impl<'a> Session<'a> {
     /// Arms the client's own renewal timer from a token's `exp`, read
     /// against the best estimate of the server's clock.
     fn schedule_from_exp(&mut self, exp: Option<u64>) {
+        self.deadline = None;
         self.renew_at = exp.and_then(|exp| {
             let remaining = self.server_clock.remaining(exp, (self.config.wall_clock)());
+            self.deadline = (!remaining.is_zero()).then(|| at_or_far(Instant::now(), remaining));
             let delay = renewal_delay(
                 remaining,
                 self.config.renew_before,
@@ -353,8 +363,10 @@ impl<'a> Session<'a> {
                             self.awaiting_answer = true;
                         }
                         Err(error) => {
+                            // A failed fetch costs the server nothing: retry
+                            // for as long as the token has life left.
                             self.failures += 1;
-                            self.retry_renewal_later();
+                            self.retry_renewal_later(false);
                             if !events.send(ClientEvent::Error(error)).await {
                                 return self.close_normally().await;
                             }
@@ -370,10 +382,11 @@ impl<'a> Session<'a> {
                     Some(Ok(Message::Close(frame))) => return self.closed_by_server(frame).await,
                     Some(Ok(Message::Text(text))) => {
                         let event = match control_object(text.as_str()) {
-                            Some(control) => {
-                                let parsed = serde_json::from_value(serde_json::Value::Object(control));
-                                self.on_control(parsed.ok())
-                            }
+                            Some(control) => match read_control(control) {
+                                Control::Known(message) => self.on_control(message),
+                                Control::UnreadableAnswer(kind) => self.on_unreadable_answer(kind),
+                                Control::Other => None,
+                            },
                             None => {
                                 self.saw_application_data = true;
                                 Some(ClientEvent::Message(Message::Text(text)))
@@ -400,12 +413,16 @@ impl<'a> Session<'a> {
 
     /// Acts on a server control message; unknown `auth.*` types are ignored
     /// (the prefix is reserved, so they are never application data).
-    fn on_control(&mut self, message: Option<ServerMessage>) -> Option<ClientEvent> {
-        match message? {
+    fn on_control(&mut self, message: ServerMessage) -> Option<ClientEvent> {
+        match message {
             ServerMessage::Expiring { exp, expires_in } => {
                 // The server's own word on its clock: trust it over ours.
                 self.server_clock
                     .observe_notice(exp, expires_in, (self.config.wall_clock)());
+                self.deadline = Some(at_or_far(
+                    Instant::now(),
+                    Duration::from_secs(expires_in).min(FAR_FUTURE),
+                ));
                 // A renewal already under way answers this notice too.
                 if !self.awaiting_answer && self.fetch.is_none() {
                     // Every notice is answered, even after renewals failed
@@ -432,7 +449,7 @@ impl<'a> Session<'a> {
             } => {
                 self.awaiting_answer = false;
                 self.failures += 1;
-                self.retry_renewal_later();
+                self.retry_renewal_later(true);
                 Some(ClientEvent::RenewRejected {
                     error,
                     description: error_description,
@@ -441,9 +458,31 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn retry_renewal_later(&mut self) {
-        self.renew_at = (self.failures < MAX_RENEW_RETRIES)
-            .then(|| Instant::now() + self.config.backoff.delay(self.failures));
+    /// An answer to a renewal that this client cannot read (an error code it
+    /// does not know, a missing `exp`): the renewal counts as rejected, so
+    /// that later notices are answered again.
+    fn on_unreadable_answer(&mut self, kind: &'static str) -> Option<ClientEvent> {
+        if !self.awaiting_answer {
+            return Some(ClientEvent::Error(ClientError::UnreadableControl(kind)));
+        }
+        self.awaiting_answer = false;
+        self.failures += 1;
+        self.retry_renewal_later(true);
+        Some(ClientEvent::Error(ClientError::UnreadableControl(kind)))
+    }
+
+    /// Plans the next renewal attempt after a failed one, or none.
+    /// `counted`: the failure was a rejection by the server, which counts
+    /// against its rate limit.
+    fn retry_renewal_later(&mut self, counted: bool) {
+        self.renew_at = retry_at(
+            Instant::now(),
+            self.deadline,
+            self.failures,
+            counted,
+            self.config.backoff,
+            unit_random(),
+        );
     }
 
     async fn closed_by_server(&mut self, frame: Option<CloseFrame>) -> Outcome {
@@ -485,6 +524,181 @@ impl<'a> Session<'a> {
     }
 }
 
+/// A control message, read.
+#[derive(Debug, PartialEq)]
+enum Control {
+    Known(ServerMessage),
+    /// An `auth.renewed` or `auth.renew_rejected` that does not parse.
+    UnreadableAnswer(&'static str),
+    /// An unknown `auth.*` type, or a notice that does not parse: ignored.
+    Other,
+}
+
+fn read_control(control: serde_json::Map<String, serde_json::Value>) -> Control {
+    let kind = match control.get("type").and_then(serde_json::Value::as_str) {
+        Some("auth.renewed") => Some("auth.renewed"),
+        Some("auth.renew_rejected") => Some("auth.renew_rejected"),
+        _ => None,
+    };
+    match serde_json::from_value(serde_json::Value::Object(control)) {
+        Ok(message) => Control::Known(message),
+        Err(_) => kind.map_or(Control::Other, Control::UnreadableAnswer),
+    }
+}
+
+/// When to try a renewal again after `failures` failed attempts, given the
+/// token's `deadline`: with capped, jittered backoff (`unit` in `[0, 1)`
+/// picks the point), each wait at most a quarter of the time left, until
+/// `RENEW_MARGIN` before the deadline. A `counted` failure (a rejection by
+/// the server) is retried at most `MAX_RENEW_RETRIES` times per token, the
+/// attempts spread over the time left. Without a known deadline, at most
+/// `MAX_RENEW_RETRIES` attempts. Never panics, whatever the backoff.
+fn retry_at(
+    now: Instant,
+    deadline: Option<Instant>,
+    failures: u32,
+    counted: bool,
+    backoff: Backoff,
+    unit: f64,
+) -> Option<Instant> {
+    let unit = if (0.0..1.0).contains(&unit) {
+        unit
+    } else {
+        0.0
+    };
+    let Some(deadline) = deadline else {
+        return (failures < MAX_RENEW_RETRIES)
+            .then(|| at_or_far(now, backoff.ceiling(failures).mul_f64(unit)));
+    };
+    if counted && failures >= MAX_RENEW_RETRIES {
+        return None;
+    }
+    let budget = deadline
+        .checked_duration_since(now)?
+        .checked_sub(RENEW_MARGIN)?;
+    let spread = if counted {
+        budget / (MAX_RENEW_RETRIES - failures + 1)
+    } else {
+        Duration::ZERO
+    };
+    // Equal jitter: at least half the step, so that retries never bunch up.
+    let step = backoff.ceiling(failures).max(spread).min(budget / 4);
+    let delay = step / 2 + (step / 2).mul_f64(unit);
+    (!budget.is_zero()).then(|| at_or_far(now, delay))
+}
+
+/// `now + delay`, or a far-future instant where that does not fit.
+fn at_or_far(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
 fn lost(error: &tungstenite::Error) -> Outcome {
     Outcome::retry_on(ClientError::ConnectionLost(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(text: &str) -> serde_json::Map<String, serde_json::Value> {
+        control_object(text).expect("a control message")
+    }
+
+    #[test]
+    fn an_answer_the_client_cannot_read_is_reported_not_dropped() {
+        assert_eq!(
+            read_control(object(r#"{"type":"auth.renewed","exp":5}"#)),
+            Control::Known(ServerMessage::Renewed { exp: 5, id: None })
+        );
+        for (text, kind) in [
+            (
+                r#"{"type":"auth.renew_rejected","error":"temporarily_unavailable"}"#,
+                "auth.renew_rejected",
+            ),
+            (r#"{"type":"auth.renew_rejected"}"#, "auth.renew_rejected"),
+            (r#"{"type":"auth.renewed","exp":"soon"}"#, "auth.renewed"),
+            (r#"{"type":"auth.renewed"}"#, "auth.renewed"),
+        ] {
+            assert_eq!(
+                read_control(object(text)),
+                Control::UnreadableAnswer(kind),
+                "{text}"
+            );
+        }
+        // Unknown types (the prefix is reserved) and unreadable notices are ignored.
+        assert_eq!(
+            read_control(object(r#"{"type":"auth.future"}"#)),
+            Control::Other
+        );
+        assert_eq!(
+            read_control(object(r#"{"type":"auth.expiring"}"#)),
+            Control::Other
+        );
+        // The error text names the message type only.
+        assert_eq!(
+            ClientError::UnreadableControl("auth.renewed").to_string(),
+            "the server's auth.renewed message could not be read"
+        );
+    }
+
+    #[test]
+    fn renewal_retries_spread_over_the_remaining_life_until_the_deadline() {
+        let now = Instant::now();
+        let backoff = Backoff {
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        };
+        let deadline = Some(now + Duration::from_secs(60));
+        // Provider failures: retried with capped backoff as long as life is left.
+        for failures in [1, 5, 50, u32::MAX] {
+            for unit in [0.0, 0.5, 0.999] {
+                let at = retry_at(now, deadline, failures, false, backoff, unit).expect("a retry");
+                assert!(
+                    at > now && at <= now + Duration::from_secs(15),
+                    "{failures} {unit}"
+                );
+            }
+        }
+        // Not within the last second.
+        let close = Some(now + Duration::from_millis(900));
+        assert_eq!(retry_at(now, close, 1, false, backoff, 0.5), None);
+        assert_eq!(retry_at(now, Some(now), 1, false, backoff, 0.5), None);
+        // Server rejections: three per token, spread out (not all in ~3 s).
+        let first = retry_at(now, deadline, 1, true, backoff, 0.0).expect("a retry");
+        assert!(first >= now + Duration::from_secs(7), "{:?}", first - now);
+        assert!(retry_at(now, deadline, 2, true, backoff, 0.0).is_some());
+        assert_eq!(retry_at(now, deadline, 3, true, backoff, 0.0), None);
+        // No deadline known: a few attempts.
+        assert!(retry_at(now, None, 2, false, backoff, 0.5).is_some());
+        assert_eq!(retry_at(now, None, 3, false, backoff, 0.5), None);
+    }
+
+    #[test]
+    fn an_extreme_backoff_never_overflows_the_retry_instant() {
+        let now = Instant::now();
+        let backoff = Backoff {
+            base: Duration::MAX,
+            max: Duration::MAX,
+        };
+        for deadline in [
+            None,
+            Some(now + Duration::from_secs(60)),
+            Some(at_or_far(now, Duration::MAX)),
+        ] {
+            for failures in [0, 1, 2, 31, u32::MAX] {
+                for counted in [false, true] {
+                    if let Some(at) = retry_at(now, deadline, failures, counted, backoff, 0.999) {
+                        assert!(at >= now);
+                    }
+                }
+            }
+        }
+        assert!(at_or_far(now, Duration::MAX) > now);
+        assert_eq!(
+            at_or_far(now, Duration::from_secs(1)),
+            now + Duration::from_secs(1)
+        );
+    }
 }

@@ -117,6 +117,22 @@
 //!
 //! Both use aws-lc-rs, the crypto backend jsonwebtoken uses here.
 //!
+//! # What the application sees of a connection
+//!
+//! The socket and both its halves tell who is connected
+//! ([`AuthWebSocket::identity`]: connection id, `iss`, `sub`, token source,
+//! subprotocol), the current claims and registered claims, what happened to
+//! the connection's authentication ([`AuthWebSocket::events`]: notices and
+//! renewal outcomes as [`AuthEvent`]s) and, once it is over, why it ended
+//! ([`AuthWebSocket::end_reason`], an [`EndReason`]).
+//!
+//! # Fan-out
+//!
+//! Split the socket and clone the [`AuthSender`] for every task that
+//! writes: any number of clones may write at once, each is woken when the
+//! socket drains and fails at once when the connection ends. Notices and
+//! renewal answers never wait behind the application's frames.
+//!
 //! # Shutdown and revocation
 //!
 //! [`WsAuthLayer::connections`] returns a [`Connections`] handle:
@@ -127,8 +143,9 @@
 //!
 //! Every security event is a `tracing` event with target `axum_ws_auth`
 //! and an `event` field (`upgrade_refused`, `connected`, `expiring`,
-//! `renewed`, `renew_rejected`, `identity_change`, `closed`). Tokens never
-//! appear in events, error bodies or close reasons.
+//! `renewed`, `renew_rejected`, `identity_change`, `closed`, and
+//! `timer_panicked` / `timer_restarted` should the timer task fail). Tokens
+//! never appear in events, error bodies, close reasons or `Debug` output.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -53,7 +53,7 @@ pub(crate) fn upgrade_refused(status: StatusCode, error: Option<&'static str>, r
         event = "upgrade_refused",
         status = status.as_u16(),
         error = error.unwrap_or("-"),
-        reason,
+        reason = %reason,
         "WebSocket upgrade refused"
     );
 }

@@ -3,7 +3,12 @@
 //! renews across several expiries and keeps chatting; bob is kicked by the
 //! admin route (4403); carol renews without the writer role and is refused.
 //! Broadcasts reach their own room only; Ctrl-C closes the rest with 1001.
+//! Then the example's page in headless Chromium (`tests/browser/chat.mjs`),
+//! skipped with one `SKIPPED` line without chromium, node and npm (a failure
+//! under `CI=true`), like `tests/browser_client.rs`.
 
+#[path = "common/browser.rs"]
+mod browser_tools;
 mod common;
 
 use std::net::SocketAddr;
@@ -223,4 +228,53 @@ async fn chat_example_rooms_renewal_kick_and_roles() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn chat_example_page_in_chromium() {
+    const TEST: &str = "example_chat::chat_example_page_in_chromium";
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let driver = root.join("tests/browser");
+    let Some((node, chromium)) = browser_tools::tools(TEST, true) else {
+        return;
+    };
+    if !browser_tools::playwright(TEST, &driver) {
+        return;
+    }
+    let mut server = ExampleProcess::start(
+        "chat",
+        &[
+            ("WS_AUTH_ADDR", "127.0.0.1:0"),
+            ("WS_AUTH_TOKEN_TTL_SECS", "4"),
+            ("WS_AUTH_NOTIFY_BEFORE_SECS", "2"),
+            ("WS_AUTH_LEEWAY_SECS", "0"),
+            ("WS_AUTH_ADMIN_TOKEN", ADMIN),
+        ],
+    );
+    let url = server.line_after("listening on ");
+    let output = std::process::Command::new(node)
+        .arg(driver.join("chat.mjs"))
+        .args([url.as_str(), ADMIN, "3"])
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "browser run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(result["kick"], json!({"closed": 1}), "{result}");
+    assert_eq!(result["dave"]["closed"], 4403, "{result}");
+    assert!(
+        result["alice"]["renewals"].as_u64().unwrap() >= 3,
+        "{result}"
+    );
+    assert_eq!(result["alice"]["state"], "open", "{result}");
+    assert_eq!(result["errors"], json!([]), "{result}");
+    assert!(
+        !result.to_string().contains("eyJ"),
+        "a token reached the page"
+    );
 }

@@ -209,30 +209,11 @@ async fn token(State(state): State<AppState>, uri: Uri) -> Response {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        () = terminate => {}
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     support::init_tracing();
     let env = support::Env::load(support::Defaults {
+        addr: "127.0.0.1:3000",
         audience: "axum-ws-auth-chat",
         token_ttl_secs: 60,
         notify_before_secs: 20,
@@ -281,7 +262,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop = connections.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            support::shutdown_signal().await;
             println!("shutting down");
             stop.shutdown();
         })

@@ -58,6 +58,7 @@ async fn echo(upgrade: AuthUpgrade<Claims>) -> Response {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     support::init_tracing();
     let env = support::Env::load(support::Defaults {
+        addr: "127.0.0.1:3000",
         audience: "axum-ws-auth-demo",
         token_ttl_secs: 3600,
         notify_before_secs: 30,

@@ -23,6 +23,26 @@ pub(crate) fn init_tracing() {
         .init();
 }
 
+/// Resolves on Ctrl-C or (on Unix) SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+}
+
 /// The variable `name` parsed, or `default` when it is unset.
 pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
     match std::env::var(name) {
@@ -41,7 +61,7 @@ pub(crate) fn env_secs(name: &str, default: u64) -> Result<Duration, String> {
 /// The settings every example reads.
 #[derive(Debug, Clone)]
 pub(crate) struct Env {
-    /// `WS_AUTH_ADDR` (default `127.0.0.1:3000`).
+    /// `WS_AUTH_ADDR`.
     pub(crate) addr: String,
     /// `WS_AUTH_HS256_SECRET` (at least 32 bytes; [`DEV_SECRET`] when unset).
     pub(crate) secret: String,
@@ -58,6 +78,7 @@ pub(crate) struct Env {
 /// Per-example defaults for [`Env::load`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Defaults {
+    pub(crate) addr: &'static str,
     pub(crate) audience: &'static str,
     pub(crate) token_ttl_secs: u64,
     pub(crate) notify_before_secs: u64,
@@ -73,7 +94,7 @@ impl Env {
             DEV_SECRET.to_owned()
         });
         Ok(Self {
-            addr: env_or("WS_AUTH_ADDR", "127.0.0.1:3000".to_owned())?,
+            addr: env_or("WS_AUTH_ADDR", defaults.addr.to_owned())?,
             secret,
             audience: env_or("WS_AUTH_AUDIENCE", defaults.audience.to_owned())?,
             token_ttl: env_secs("WS_AUTH_TOKEN_TTL_SECS", defaults.token_ttl_secs)?,

@@ -43,13 +43,14 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use axum_ws_auth::{AuthUpgrade, Connections, JwtValidator, WsAuthLayer};
+use axum_ws_auth::{AuthSender, AuthUpgrade, Connections, JwtValidator, WsAuthLayer};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 const PAGE: &str = include_str!("chat/index.html");
 const CLIENT: &str = include_str!("browser/wsauth-client.js");
+const READ_ONLY: &str = r#"{"error":"read-only"}"#;
 
 /// The claims this application reads. `sub`, `exp`, `aud` are checked by
 /// the layer and come typed from `registered()`.
@@ -95,35 +96,15 @@ async fn chat(
     upgrade.on_upgrade(move |socket| async move {
         let user = socket.registered().sub.clone().unwrap_or_default();
         let (sender, mut receiver) = socket.split();
+        // The room to this socket, on a task with a clone of the sender.
+        let forward = tokio::spawn(forward(
+            room.subscribe(),
+            receiver.watch_claims(),
+            sender.clone(),
+        ));
 
-        // The room (and role changes) to this socket, through its own sender.
-        let (mut feed, mut claims, mut out) =
-            (room.subscribe(), receiver.watch_claims(), sender.clone());
-        let mut roles = receiver.claims().roles.clone();
-        let forward = tokio::spawn(async move {
-            loop {
-                let frame = tokio::select! {
-                    line = feed.recv() => match line {
-                        Ok(line) => line,
-                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    },
-                    changed = claims.changed() => match changed {
-                        Ok(()) if claims.borrow_and_update().roles != roles => {
-                            roles.clone_from(&claims.borrow().roles);
-                            json!({ "roles": roles }).to_string()
-                        }
-                        Ok(()) => continue,
-                        Err(_) => break,
-                    },
-                };
-                if out.send(Message::Text(frame.into())).await.is_err() {
-                    break;
-                }
-            }
-        });
-
-        // The client to the room, if its current token allows it.
+        // This socket to the room, if its current token (the latest renewal's)
+        // has the `writer` role.
         let mut reply = sender;
         while let Some(Ok(message)) = receiver.recv().await {
             let Message::Text(text) = message else {
@@ -131,16 +112,42 @@ async fn chat(
             };
             if receiver.claims().can_write() {
                 let _ = room.send(json!({ "from": user, "text": text.as_str() }).to_string());
-            } else if reply
-                .send(Message::Text(r#"{"error":"read-only"}"#.into()))
-                .await
-                .is_err()
-            {
+            } else if reply.send(Message::Text(READ_ONLY.into())).await.is_err() {
                 break;
             }
         }
         forward.abort();
     })
+}
+
+/// The room, and changes of the user's roles, to one socket through its own
+/// clone of the sender.
+async fn forward(
+    mut feed: broadcast::Receiver<String>,
+    mut claims: watch::Receiver<Arc<Claims>>,
+    mut out: AuthSender<Claims>,
+) {
+    let mut roles = claims.borrow().roles.clone();
+    loop {
+        let frame = tokio::select! {
+            line = feed.recv() => match line {
+                Ok(line) => line,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            changed = claims.changed() => match changed {
+                Ok(()) if claims.borrow_and_update().roles != roles => {
+                    roles.clone_from(&claims.borrow().roles);
+                    json!({ "roles": roles }).to_string()
+                }
+                Ok(()) => continue,
+                Err(_) => break,
+            },
+        };
+        if out.send(Message::Text(frame.into())).await.is_err() {
+            break;
+        }
+    }
 }
 
 /// `POST /admin/kick/{user}`: closes the user's sockets with 4403.

@@ -11,11 +11,13 @@
 //! cookie, OAuth refresh token) before minting a short-lived access token.
 //!
 //! Environment: `WS_AUTH_ADDR` (default `127.0.0.1:3000`),
-//! `WS_AUTH_HS256_SECRET`, `WS_AUTH_TOKEN_TTL_SECS` (default 30, short so
+//! `WS_AUTH_HS256_SECRET`, `WS_AUTH_AUDIENCE` (default
+//! `axum-ws-auth-browser-demo`), `WS_AUTH_TOKEN_TTL_SECS` (default 30, short so
 //! renewals are visible), `WS_AUTH_NOTIFY_BEFORE_SECS` (default 10),
 //! `WS_AUTH_LEEWAY_SECS` (default 0).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+#[path = "support/mod.rs"]
+mod support;
 
 use axum::Router;
 use axum::extract::State;
@@ -24,46 +26,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
-use jsonwebtoken::{EncodingKey, Header};
-use serde::Serialize;
 use serde::de::IgnoredAny;
 
-const DEV_SECRET: &str = "development secret, replace me: 32+ bytes";
-const AUDIENCE: &str = "axum-ws-auth-browser-demo";
 const PAGE: &str = include_str!("browser/index.html");
 const CLIENT: &str = include_str!("browser/wsauth-client.js");
 
-/// What the demo's stand-in identity provider puts in a token. The socket
-/// reads none of it itself (`AuthUpgrade<IgnoredAny>`): the registered
-/// claims are the crate's business.
-#[derive(Serialize)]
-struct IssuedClaims {
-    sub: String,
-    /// Issued at: also lets the browser client learn how far its clock is off.
-    iat: u64,
-    exp: u64,
-    aud: String,
-}
-
-#[derive(Clone)]
-struct TokenIssuer {
-    key: EncodingKey,
-    ttl: u64,
-}
-
-/// Mints a short-lived token for the demo user.
-async fn token(State(issuer): State<TokenIssuer>) -> Response {
-    let iat = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|now| now.as_secs())
-        .unwrap_or_default();
-    let claims = IssuedClaims {
-        sub: "browser-demo".into(),
-        iat,
-        exp: iat + issuer.ttl,
-        aud: AUDIENCE.into(),
-    };
-    match jsonwebtoken::encode(&Header::default(), &claims, &issuer.key) {
+/// Mints a short-lived token for the demo user (`iat` also lets the
+/// browser client learn how far its clock is off).
+async fn token(State(minter): State<support::Minter>) -> Response {
+    match minter.mint("browser-demo", serde_json::json!({})) {
         Ok(jwt) => ([(header::CACHE_CONTROL, "no-store")], jwt).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
@@ -79,38 +50,22 @@ async fn echo(upgrade: AuthUpgrade<IgnoredAny>) -> Response {
     })
 }
 
-fn env_secs(name: &str, default: u64) -> Result<u64, String> {
-    std::env::var(name).map_or(Ok(default), |value| {
-        value
-            .parse()
-            .map_err(|_| format!("{name}={value:?} is not a number of seconds"))
-    })
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "axum_ws_auth=info".into()),
-        )
-        .init();
-    let addr = std::env::var("WS_AUTH_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let secret = std::env::var("WS_AUTH_HS256_SECRET").unwrap_or_else(|_| DEV_SECRET.into());
-    let issuer = TokenIssuer {
-        key: EncodingKey::from_secret(secret.as_bytes()),
-        ttl: env_secs("WS_AUTH_TOKEN_TTL_SECS", 30)?,
-    };
-
+    support::init_tracing();
+    let env = support::Env::load(support::Defaults {
+        addr: "127.0.0.1:3000",
+        audience: "axum-ws-auth-browser-demo",
+        token_ttl_secs: 30,
+        notify_before_secs: 10,
+        leeway_secs: 0,
+    })?;
     let layer = WsAuthLayer::<IgnoredAny>::builder(
-        JwtValidator::hs256(&secret)?.with_audience(&[AUDIENCE]),
+        JwtValidator::hs256(&env.secret)?.with_audience(&[&env.audience]),
     )
     .realm("browser-demo")
-    .notify_before(Duration::from_secs(env_secs(
-        "WS_AUTH_NOTIFY_BEFORE_SECS",
-        10,
-    )?))
-    .leeway(Duration::from_secs(env_secs("WS_AUTH_LEEWAY_SECS", 0)?))
+    .notify_before(env.notify_before)
+    .leeway(env.leeway)
     .build()?;
     let app = Router::new()
         .route("/ws", any(echo))
@@ -126,9 +81,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
         )
         .route("/token", post(token))
-        .with_state(issuer);
+        .with_state(env.minter());
 
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = tokio::net::TcpListener::bind(&env.addr).await?;
     println!("listening on http://{}/", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())

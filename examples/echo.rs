@@ -17,18 +17,17 @@
 //! - `WS_AUTH_NOTIFY_BEFORE_SECS` (default 30)
 //! - `WS_AUTH_LEEWAY_SECS` (default 5)
 //! - `WS_AUTH_RENEW_LIMIT` (renewal attempts per 60 s, default 10)
+//! - `WS_AUTH_TOKEN_TTL_SECS` (lifetime of the printed sample token, default 3600)
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+#[path = "support/mod.rs"]
+mod support;
 
 use axum::Router;
 use axum::extract::ws::Message;
 use axum::response::Response;
 use axum::routing::any;
 use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
-
-const DEV_SECRET: &str = "development secret, replace me: 32+ bytes";
 
 /// This application reads no claims of its own: it echoes the token's
 /// payload as it came. The registered claims (`sub`, `aud`, `exp`, ...)
@@ -55,79 +54,42 @@ async fn echo(upgrade: AuthUpgrade<Claims>) -> Response {
     })
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .map_err(|_| format!("{name}={value:?} is not a valid value")),
-        Err(_) => Ok(default),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "axum_ws_auth=info".into()),
-        )
-        .init();
-
-    let addr: String = env_or("WS_AUTH_ADDR", "127.0.0.1:3000".to_owned())?;
-    let secret = match std::env::var("WS_AUTH_HS256_SECRET") {
-        Ok(secret) => secret,
-        Err(_) => {
-            eprintln!("WS_AUTH_HS256_SECRET is unset: using the development secret");
-            DEV_SECRET.to_owned()
-        }
-    };
-    let audience: String = env_or("WS_AUTH_AUDIENCE", "axum-ws-auth-demo".to_owned())?;
+    support::init_tracing();
+    let env = support::Env::load(support::Defaults {
+        addr: "127.0.0.1:3000",
+        audience: "axum-ws-auth-demo",
+        token_ttl_secs: 3600,
+        notify_before_secs: 30,
+        leeway_secs: 5,
+    })?;
     let issuer = std::env::var("WS_AUTH_ISSUER").ok();
-    let notify_before = env_or("WS_AUTH_NOTIFY_BEFORE_SECS", 30u64)?;
-    let leeway = env_or("WS_AUTH_LEEWAY_SECS", 5u64)?;
-    let renew_limit = env_or("WS_AUTH_RENEW_LIMIT", 10u32)?;
+    let renew_limit = support::env_or("WS_AUTH_RENEW_LIMIT", 10u32)?;
 
-    let mut validator = JwtValidator::hs256(&secret)?.with_audience(&[&audience]);
+    let mut validator = JwtValidator::hs256(&env.secret)?.with_audience(&[&env.audience]);
     if let Some(issuer) = &issuer {
         validator = validator.with_issuer(&[issuer]);
     }
     let layer = WsAuthLayer::<Claims>::builder(validator)
         .realm("echo")
-        .notify_before(Duration::from_secs(notify_before))
-        .leeway(Duration::from_secs(leeway))
+        .notify_before(env.notify_before)
+        .leeway(env.leeway)
         .renew_limit(renew_limit)
         .build()?;
     // `route_layer`: only `/ws` asks for a token; other paths stay 404.
     let app = Router::new().route("/ws", any(echo)).route_layer(layer);
 
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = tokio::net::TcpListener::bind(&env.addr).await?;
     let local = listener.local_addr()?;
     println!("listening on {local}");
-    let sample = sample_token(&secret, &audience, issuer)?;
-    println!("sample token (valid 1 hour, sub \"demo\"):\n{sample}");
+    // A token a newcomer can paste; a real deployment gets tokens from its
+    // identity provider instead.
+    let extra = issuer.map_or_else(|| json!({}), |iss| json!({ "iss": iss }));
+    let sample = env.minter().mint("demo", extra)?;
+    let ttl = env.token_ttl.as_secs();
+    println!("sample token (valid {ttl} s, sub \"demo\"):\n{sample}");
     println!("try: websocat -H 'Authorization: Bearer {sample}' ws://{local}/ws");
     axum::serve(listener, app).await?;
     Ok(())
-}
-
-/// A token a newcomer can paste; a real deployment gets tokens from its
-/// identity provider instead.
-fn sample_token(
-    secret: &str,
-    audience: &str,
-    issuer: Option<String>,
-) -> Result<String, jsonwebtoken::errors::Error> {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|now| now.as_secs() + 3600)
-        .unwrap_or_default();
-    let mut claims = json!({"sub": "demo", "exp": exp, "aud": audience});
-    if let Some(issuer) = issuer {
-        claims["iss"] = issuer.into();
-    }
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
 }

@@ -14,10 +14,15 @@
 //! Environment: `WS_AUTH_ADDR` (default `127.0.0.1:3443`),
 //! `WS_AUTH_TLS_CERT` and `WS_AUTH_TLS_KEY` (PEM files; when unset, a
 //! self-signed certificate for `localhost` is generated and its path
-//! printed), `WS_AUTH_HS256_SECRET`, `WS_AUTH_AUDIENCE`.
+//! printed), `WS_AUTH_HS256_SECRET`, `WS_AUTH_AUDIENCE`,
+//! `WS_AUTH_TOKEN_TTL_SECS` (the printed sample token's, default 3600),
+//! `WS_AUTH_NOTIFY_BEFORE_SECS` (default 30), `WS_AUTH_LEEWAY_SECS` (default 5).
+
+#[path = "support/mod.rs"]
+mod support;
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::Message;
@@ -25,10 +30,7 @@ use axum::response::Response;
 use axum::routing::{any, get};
 use axum_server::tls_rustls::RustlsConfig;
 use axum_ws_auth::{AuthUpgrade, Connections, JwtValidator, WsAuthLayer};
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
-
-const DEV_SECRET: &str = "development secret, replace me: 32+ bytes";
 
 /// No claims of the application's own: `claims` answers with the token's
 /// payload as it came. Registered claims are in `upgrade.registered()`.
@@ -74,21 +76,7 @@ async fn tls_config() -> Result<RustlsConfig, Box<dyn std::error::Error>> {
 /// On SIGINT or SIGTERM: close every authenticated socket with 1001, and
 /// let axum-server finish the HTTP side.
 async fn shutdown_on_signal(server: axum_server::Handle<SocketAddr>, connections: Connections) {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            term.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        () = terminate => {}
-    }
+    support::shutdown_signal().await;
     println!("shutting down");
     connections.shutdown();
     server.graceful_shutdown(Some(Duration::from_secs(10)));
@@ -96,26 +84,22 @@ async fn shutdown_on_signal(server: axum_server::Handle<SocketAddr>, connections
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "axum_ws_auth=info".into()),
-        )
-        .init();
+    support::init_tracing();
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
 
-    let addr: SocketAddr = std::env::var("WS_AUTH_ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:3443".into())
-        .parse()?;
-    let secret = std::env::var("WS_AUTH_HS256_SECRET").unwrap_or_else(|_| {
-        eprintln!("WS_AUTH_HS256_SECRET is unset: using the development secret");
-        DEV_SECRET.to_owned()
-    });
-    let audience = std::env::var("WS_AUTH_AUDIENCE").unwrap_or_else(|_| "axum-ws-auth-demo".into());
-
-    let validator = JwtValidator::hs256(&secret)?.with_audience(&[&audience]);
+    let env = support::Env::load(support::Defaults {
+        addr: "127.0.0.1:3443",
+        audience: "axum-ws-auth-demo",
+        token_ttl_secs: 3600,
+        notify_before_secs: 30,
+        leeway_secs: 5,
+    })?;
+    let addr: SocketAddr = env.addr.parse()?;
+    let validator = JwtValidator::hs256(&env.secret)?.with_audience(&[&env.audience]);
     let layer = WsAuthLayer::<Claims>::builder(validator)
         .realm("wss-echo")
+        .notify_before(env.notify_before)
+        .leeway(env.leeway)
         .build()?;
     let connections = layer.connections();
     let app = Router::new()
@@ -142,24 +126,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("listening on wss://{local}/ws");
     println!(
-        "sample token (valid 1 hour, sub \"demo\"):\n{}",
-        sample_token(&secret, &audience)?
+        "sample token (valid {} s, sub \"demo\"):\n{}",
+        env.token_ttl.as_secs(),
+        env.minter().mint("demo", json!({}))?
     );
 
     server.await??;
     let _ = tokio::time::timeout(Duration::from_secs(10), connections.closed()).await;
     println!("stopped");
     Ok(())
-}
-
-fn sample_token(secret: &str, audience: &str) -> Result<String, jsonwebtoken::errors::Error> {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|now| now.as_secs() + 3600)
-        .unwrap_or_default();
-    jsonwebtoken::encode(
-        &Header::default(),
-        &json!({"sub": "demo", "exp": exp, "aud": audience}),
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
 }

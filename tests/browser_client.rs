@@ -12,80 +12,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+#[path = "common/browser.rs"]
+mod browser_tools;
+
+use std::path::Path;
 use std::process::Command;
 
+use browser_tools::{playwright, tools};
 use common::ExampleProcess;
-
-const INSTALL: &str = "install with: apt-get install chromium nodejs npm";
-
-/// Whether this run is CI (`CI=true`), where a missing tool is a failure.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| !matches!(value.trim(), "" | "0" | "false"))
-}
-
-/// `program` on PATH, if there.
-fn on_path(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Skips a test that cannot run here (one loud line on stderr, written past
-/// the test harness's capture so that it shows in cargo's output), or fails
-/// it under CI.
-fn skip(test: &str, why: &str) {
-    assert!(
-        !in_ci(),
-        "{test}: {why}; {INSTALL} (CI=true: a missing tool fails instead of skipping)"
-    );
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}; {INSTALL}");
-}
-
-/// node, and the Chromium to drive when `chromium` is true; None (after
-/// [`skip`]) when one is missing.
-fn tools(test: &str, chromium: bool) -> Option<(PathBuf, PathBuf)> {
-    let browser =
-        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
-    if chromium && !browser.is_file() {
-        skip(
-            test,
-            &format!("chromium not found at {} (set CHROMIUM)", browser.display()),
-        );
-        return None;
-    }
-    let Some(node) = on_path("node") else {
-        skip(test, "node not found on PATH");
-        return None;
-    };
-    Some((node, browser))
-}
-
-/// playwright-core from the lockfile; false (after [`skip`]) without npm.
-fn playwright(test: &str, driver: &Path) -> bool {
-    if driver.join("node_modules/playwright-core").is_dir() {
-        return true;
-    }
-    let Some(npm) = on_path("npm") else {
-        skip(
-            test,
-            "npm not found on PATH (needed once for tests/browser/node_modules)",
-        );
-        return false;
-    };
-    // No browser download: playwright-core drives the system's Chromium.
-    let installed = Command::new(npm)
-        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-        .arg(driver)
-        .status()
-        .map(|status| status.success());
-    assert!(
-        matches!(installed, Ok(true)),
-        "npm ci --prefix tests/browser failed: {installed:?}"
-    );
-    true
-}
 
 #[test]
 fn browser_client_renews_across_expiries_in_chromium() {

@@ -2,7 +2,8 @@
 //! over h2c (`axum::serve`, a prior-knowledge client) and over TLS with ALPN
 //! `h2` (axum-server and rustls), with a hyper HTTP/2 client and
 //! tokio-tungstenite on the upgraded stream. Refusals, success, subprotocol
-//! selection, in-band renewal and expiry.
+//! selection, in-band renewal and expiry; and the `wss` example serving both
+//! HTTP/2 and HTTP/1.1.
 
 mod common;
 
@@ -28,6 +29,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 /// The bound on every wait in this file.
@@ -442,4 +444,77 @@ async fn h2c_renews_in_band_then_closes_4401_at_expiry() {
 #[tokio::test]
 async fn tls_h2_renews_in_band_then_closes_4401_at_expiry() {
     renewal_then_expiry(tls(short_lived()).await).await;
+}
+
+// The `wss` example serves HTTP/2 (ALPN `h2`) and HTTP/1.1 on one port.
+
+#[tokio::test]
+async fn wss_example_serves_websockets_over_h2_and_http1() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("axum-ws-auth-h2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+
+    let secret = std::str::from_utf8(SECRET).unwrap();
+    let mut example = ExampleProcess::start(
+        "wss",
+        &[
+            ("WS_AUTH_ADDR", "127.0.0.1:0"),
+            ("WS_AUTH_TLS_CERT", cert_path.to_str().unwrap()),
+            ("WS_AUTH_TLS_KEY", key_path.to_str().unwrap()),
+            ("WS_AUTH_HS256_SECRET", secret),
+            ("WS_AUTH_AUDIENCE", AUDIENCE),
+        ],
+    );
+    let url = example.line_after("listening on ");
+    let addr: SocketAddr = url
+        .strip_prefix("wss://")
+        .and_then(|rest| rest.strip_suffix("/ws"))
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // A client offering both protocols gets HTTP/2.
+    let server = Server {
+        addr,
+        tls: Some(connector(&certified.cert, &[b"h2", b"http/1.1"])),
+    };
+    let refused = server.refused(&[]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused.challenge.as_deref(),
+        Some(r#"Bearer realm="wss-echo""#)
+    );
+    let mut socket = server.open_bearer(&token("alice", 600)).await;
+    assert_echoes(&mut socket).await;
+
+    // A client offering only HTTP/1.1 upgrades with GET on the same port.
+    let http1 = connector(&certified.cert, &[b"http/1.1"]);
+    let tcp = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = timeout(WAIT, http1.connect(name, tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let mut request = format!("wss://localhost:{}/ws", addr.port())
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", token("alice", 600)).parse().unwrap(),
+    );
+    let (mut client, _) = timeout(WAIT, tokio_tungstenite::client_async(request, stream))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_echoes(&mut client).await;
+
+    drop(example);
+    let _ = std::fs::remove_dir_all(&dir);
 }

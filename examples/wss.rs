@@ -1,5 +1,6 @@
 //! `wss://` with axum-server and rustls, Prometheus `/metrics`, and graceful
-//! shutdown: the production shape of the echo server.
+//! shutdown: the production shape of the echo server. It serves WebSockets
+//! over HTTP/1.1 and over HTTP/2 (RFC 8441), chosen by ALPN.
 //!
 //! ```text
 //! cargo run --example wss
@@ -113,11 +114,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tls = tls_config().await?;
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone(), connections.clone()));
-    let server = tokio::spawn(
-        axum_server::bind_rustls(addr, tls)
-            .handle(handle.clone())
-            .serve(app.into_make_service()),
-    );
+    let mut server = axum_server::bind_rustls(addr, tls).handle(handle.clone());
+    // WebSockets over HTTP/2 (RFC 8441) are a CONNECT with `:protocol`:
+    // `RustlsConfig` offers ALPN `h2` and `http/1.1`, but extended CONNECT
+    // is off unless enabled here. The route is `any()`, since HTTP/1.1
+    // upgrades with GET and HTTP/2 with CONNECT.
+    server.http_builder().http2().enable_connect_protocol();
+    let server = tokio::spawn(server.serve(app.into_make_service()));
     let Some(local) = handle.listening().await else {
         return Err(server
             .await?

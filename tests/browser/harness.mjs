@@ -1,0 +1,163 @@
+// The scripted WebSocket, window and fake timers (node's mock timers, Date
+// included) shared by the browser module's node tests. Importing it
+// installs them and registers the per-test setup and checks.
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, mock, test } from "node:test";
+
+class FakeWebSocket {
+  static OPEN = 1;
+  static instances = [];
+  // Set to make the next constructor call throw, as a browser does for a
+  // protocol entry that is not a token (its message quotes the entry).
+  static throwNext = false;
+  constructor(url, protocols) {
+    if (FakeWebSocket.throwNext) {
+      FakeWebSocket.throwNext = false;
+      throw new SyntaxError(`Failed to construct 'WebSocket': The subprotocol '${protocols.at(-1)}' is invalid.`);
+    }
+    this.url = url;
+    this.protocols = protocols;
+    this.readyState = 0;
+    this.sent = [];
+    this.protocol = "";
+    FakeWebSocket.instances.push(this);
+  }
+  send(data) {
+    assert.equal(this.readyState, FakeWebSocket.OPEN, "send on a socket that is not open");
+    this.sent.push(data);
+  }
+  close(code, reason) {
+    this.readyState = 3;
+    this.closedWith = { code, reason };
+  }
+  // Server side of the script.
+  accept(protocol = "wsauth.v1") {
+    this.readyState = FakeWebSocket.OPEN;
+    this.protocol = protocol;
+    this.onopen?.();
+  }
+  receive(data) {
+    this.onmessage?.({ data: typeof data === "string" ? data : data });
+  }
+  control(message) {
+    this.receive(JSON.stringify(message));
+  }
+  serverClose(code, reason = "") {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+  renewals() {
+    return this.sent.map((text) => JSON.parse(text)).filter((m) => m.type === "auth.renew");
+  }
+}
+globalThis.WebSocket = FakeWebSocket;
+
+// A window of sorts: `online` events on globalThis, a document with a
+// visibility state, navigator.onLine; Web Locks only where a test adds them.
+const windowEvents = new EventTarget();
+globalThis.addEventListener = windowEvents.addEventListener.bind(windowEvents);
+globalThis.removeEventListener = windowEvents.removeEventListener.bind(windowEvents);
+const fakeDocument = Object.assign(new EventTarget(), { visibilityState: "visible" });
+globalThis.document = fakeDocument;
+globalThis.navigator = { onLine: true };
+
+const { AuthSocket, backoffDelay, parseControl, renewDelay, renewLead, tokenExp, usableToken } = await import(
+  "../../examples/browser/wsauth-client.js"
+);
+
+const T0 = 1_764_000_000_000;
+const realSetImmediate = setImmediate;
+const flush = async () => {
+  for (let i = 0; i < 3; i += 1) await new Promise((resolve) => realSetImmediate(resolve));
+};
+/** Moves the fake clock on in steps, letting promises settle in between. */
+async function advance(ms, step = 10) {
+  for (let done = 0; done < ms; done += step) {
+    mock.timers.tick(Math.min(step, ms - done));
+    await flush();
+  }
+}
+/** The machine sleeps: the clock jumps, no timer runs meanwhile. */
+function sleepFor(ms) {
+  mock.timers.setTime(Date.now() + ms);
+}
+
+const b64url = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+const jwt = (claims) => `${b64url({ alg: "HS256", typ: "JWT" })}.${b64url({ sub: "u", ...claims })}.c2lnbmF0dXJl`;
+const nowS = (offsetMs = 0) => Math.floor((Date.now() + offsetMs) / 1000);
+
+let sockets = [];
+let allTokens = [];
+let allEvents = [];
+let maxTimerMs = 0;
+
+beforeEach(() => {
+  mock.timers.enable({ apis: ["setTimeout", "Date"], now: T0 });
+  const fakeSetTimeout = globalThis.setTimeout;
+  globalThis.setTimeout = (fn, ms, ...args) => {
+    maxTimerMs = Math.max(maxTimerMs, ms ?? 0);
+    return fakeSetTimeout(fn, ms, ...args);
+  };
+  FakeWebSocket.instances = [];
+  FakeWebSocket.throwNext = false;
+  fakeDocument.visibilityState = "visible";
+  globalThis.navigator = { onLine: true };
+  sockets = [];
+  allTokens = [];
+  allEvents = [];
+  maxTimerMs = 0;
+});
+
+afterEach(() => {
+  for (const socket of sockets) socket.close();
+  mock.timers.reset();
+  mock.restoreAll();
+  // Never a token in an event.
+  const text = JSON.stringify(allEvents);
+  for (const token of allTokens) {
+    assert.ok(!text.includes(token.trim().split(".")[1] ?? token), "a token reached an event detail");
+  }
+  assert.ok(maxTimerMs <= 2 ** 31 - 1, `a timer of ${maxTimerMs} ms overflows setTimeout`);
+});
+
+/**
+ * An AuthSocket against the scripted server. `mint(n)` makes the n-th token
+ * (default: a JWT living `ttlS` seconds on the server's clock, which is
+ * `serverOffsetMs` ahead of the client's).
+ */
+function setup({ ttlS = 3600, iat = true, serverOffsetMs = 0, delayMs = 0, mint, options = {} } = {}) {
+  let calls = 0;
+  const tokens = [];
+  const getToken = async () => {
+    calls += 1;
+    const n = calls;
+    if (delayMs) await new Promise((resolve) => setTimeout(resolve, delayMs));
+    const token =
+      mint?.(n) ??
+      // (+ n - 1: tokens minted in one second of the fake clock still differ.)
+      jwt({ exp: nowS(serverOffsetMs) + ttlS + n - 1, ...(iat ? { iat: nowS(serverOffsetMs) } : {}), n });
+    if (typeof token === "string") allTokens.push(token);
+    tokens.push(token);
+    return token;
+  };
+  const socket = new AuthSocket(options.url ?? "ws://test/ws", {
+    getToken,
+    backoff: { baseMs: 100, maxMs: 1000 },
+    renewJitterMs: 0,
+    shareTokens: false,
+    ...options,
+  });
+  sockets.push(socket);
+  const events = [];
+  for (const type of ["open", "message", "renewed", "renewrejected", "reconnecting", "close", "error", "statechange"]) {
+    socket.addEventListener(type, (event) => {
+      const entry = { type, detail: event.detail ?? event.data };
+      events.push(entry);
+      allEvents.push(entry);
+    });
+  }
+  const of = (type) => events.filter((e) => e.type === type).map((e) => e.detail);
+  return { socket, events, of, tokens, calls: () => calls, last: () => FakeWebSocket.instances.at(-1) };
+}
+
+export { windowEvents, AuthSocket, FakeWebSocket, T0, advance, b64url, backoffDelay, fakeDocument, flush, jwt, nowS, parseControl, renewDelay, renewLead, setup, sleepFor, tokenExp, usableToken };

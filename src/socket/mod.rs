@@ -16,10 +16,13 @@
 mod clock;
 mod close;
 mod core;
+mod expiry;
+mod read;
 mod renew;
 #[cfg(test)]
 mod tests;
 mod transport;
+mod write;
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -24,6 +24,26 @@ async fn next_event(client: &mut AuthClient) -> ClientEvent {
         .expect("client stopped")
 }
 
+/// A token provider whose calls numbered in `failing` (the first is 0) fail
+/// like a refresh endpoint that is down; the others mint a token for alice
+/// living `ttl` seconds plus the call's number, so each outlives the one
+/// before even when minted in the same second (a renewal must carry a later
+/// `exp`).
+fn failing_provider(
+    failing: std::ops::RangeInclusive<usize>,
+    ttl: i64,
+) -> impl Fn() -> std::future::Ready<Result<String, std::io::Error>> + Send + Sync + 'static {
+    let calls = AtomicUsize::new(0);
+    move || {
+        let call = calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(if failing.contains(&call) {
+            Err(std::io::Error::other("refresh endpoint down"))
+        } else {
+            Ok(token("alice", ttl + call as i64))
+        })
+    }
+}
+
 fn fast_backoff() -> Backoff {
     Backoff {
         base: Duration::from_millis(50),
@@ -654,21 +674,7 @@ async fn a_failed_renewal_fetch_is_an_error_event_and_is_retried() {
             .notify_before(Duration::from_secs(1)),
     )
     .await;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let provider = {
-        let calls = calls.clone();
-        move || {
-            let call = calls.fetch_add(1, Ordering::SeqCst);
-            async move {
-                match call {
-                    1 => Err(std::io::Error::other("refresh endpoint down")),
-                    // Each token outlives the one before, even when minted in
-                    // the same second (a renewal must carry a later `exp`).
-                    _ => Ok(token("alice", 5 + call as i64)),
-                }
-            }
-        }
-    };
+    let provider = failing_provider(1..=1, 5);
     let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
         .renew_before(Duration::from_secs(2))
         .renew_jitter(Duration::ZERO)
@@ -697,19 +703,7 @@ async fn a_token_endpoint_down_for_a_while_after_the_notice_does_not_cost_the_co
             .notify_before(Duration::from_secs(6)),
     )
     .await;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let provider = {
-        let calls = calls.clone();
-        move || {
-            let call = calls.fetch_add(1, Ordering::SeqCst);
-            async move {
-                match call {
-                    1..=5 => Err(std::io::Error::other("refresh endpoint down")),
-                    _ => Ok(token("alice", 8)),
-                }
-            }
-        }
-    };
+    let provider = failing_provider(1..=5, 8);
     let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
         .renew_before(Duration::from_secs(1))
         .renew_jitter(Duration::ZERO)

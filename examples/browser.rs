@@ -23,13 +23,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::Message;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
 use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
 use serde::de::IgnoredAny;
 
 const PAGE: &str = include_str!("browser/index.html");
-const CLIENT: &str = include_str!("browser/wsauth-client.js");
 
 /// Mints a short-lived token for the demo user (`iat` also lets the
 /// browser client learn how far its clock is off).
@@ -70,16 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/ws", any(echo))
         .route_layer(layer)
-        .route("/", get(|| async { Html(PAGE) }))
-        .route(
-            "/wsauth-client.js",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                    CLIENT,
-                )
-            }),
-        )
+        .merge(support::page_routes(PAGE))
         .route("/token", post(token))
         .with_state(env.minter());
 

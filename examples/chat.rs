@@ -40,8 +40,8 @@ use std::time::Duration;
 use axum::extract::ws::Message;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
 use axum::{Json, Router};
 use axum_ws_auth::{AuthSender, AuthUpgrade, Connections, JwtValidator, WsAuthLayer};
 use serde::Deserialize;
@@ -49,7 +49,6 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 const PAGE: &str = include_str!("chat/index.html");
-const CLIENT: &str = include_str!("browser/wsauth-client.js");
 const READ_ONLY: &str = r#"{"error":"read-only"}"#;
 
 /// The claims this application reads. `sub`, `exp`, `aud` are checked by
@@ -250,16 +249,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/ws/{room}", any(chat))
         .route_layer(layer)
-        .route("/", get(|| async { Html(PAGE) }))
-        .route(
-            "/wsauth-client.js",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                    CLIENT,
-                )
-            }),
-        )
+        .merge(support::page_routes(PAGE))
         .route("/token", post(token))
         .route("/admin/kick/{user}", post(kick))
         .with_state(state);

@@ -165,3 +165,22 @@ impl Minter {
         jsonwebtoken::encode(&Header::default(), &claims, &self.key)
     }
 }
+
+/// The demo page and the copyable browser client (`wsauth-client.js`) next
+/// to it, as the browser and chat examples serve them.
+pub(crate) fn page_routes<S>(page: &'static str) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    use axum::http::header::CONTENT_TYPE;
+    use axum::response::Html;
+    use axum::routing::get;
+
+    const CLIENT: &str = include_str!("../browser/wsauth-client.js");
+    axum::Router::new()
+        .route("/", get(move || async move { Html(page) }))
+        .route(
+            "/wsauth-client.js",
+            get(|| async { ([(CONTENT_TYPE, "text/javascript; charset=utf-8")], CLIENT) }),
+        )
+}

@@ -133,6 +133,13 @@
 //! socket drains and fails at once when the connection ends. Notices and
 //! renewal answers never wait behind the application's frames.
 //!
+//! # Policy
+//!
+//! Authorization and revocation checks that need I/O go in an asynchronous
+//! [`policy`], awaited at the handshake (with the request's route
+//! parameters and headers) and on every renewal, bounded by a timeout and
+//! failing closed.
+//!
 //! # Shutdown and revocation
 //!
 //! [`WsAuthLayer::connections`] returns a [`Connections`] handle:
@@ -155,6 +162,7 @@ pub mod client;
 mod config;
 mod connection;
 mod error;
+pub mod policy;
 pub mod protocol;
 mod socket;
 mod telemetry;

@@ -17,6 +17,7 @@ pub(crate) const METRIC_CONNECTIONS_ACTIVE: &str = "ws_auth_connections_active";
 pub(crate) const METRIC_EXPIRY_NOTICES: &str = "ws_auth_expiry_notices_total";
 pub(crate) const METRIC_RENEWALS: &str = "ws_auth_renewals_total";
 pub(crate) const METRIC_CLOSES: &str = "ws_auth_server_closes_total";
+pub(crate) const METRIC_POLICY_FAILURES: &str = "ws_auth_policy_failures_total";
 
 /// Counts a connection as active while it lives.
 #[derive(Debug)]
@@ -55,6 +56,20 @@ pub(crate) fn upgrade_refused(status: StatusCode, error: Option<&'static str>, r
         error = error.unwrap_or("-"),
         reason = %reason,
         "WebSocket upgrade refused"
+    );
+}
+
+/// A policy check that could not decide (an error, a timeout, a panic):
+/// the handshake or renewal it guarded was refused.
+pub(crate) fn policy_failed(at: &'static str, sub: Option<&str>, reason: &str) {
+    metrics::counter!(METRIC_POLICY_FAILURES, "at" => at).increment(1);
+    tracing::error!(
+        target: TARGET,
+        event = "policy_failed",
+        at,
+        sub = sub.unwrap_or("-"),
+        reason,
+        "policy check failed; refused (fail closed)"
     );
 }
 

@@ -4,6 +4,7 @@
 
 mod identity;
 mod lifecycle;
+mod policy;
 mod property;
 mod regressions;
 mod support;

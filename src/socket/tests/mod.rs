@@ -5,6 +5,7 @@
 mod identity;
 mod lifecycle;
 mod property;
+mod reauth;
 mod regressions;
 mod support;
 mod writers;

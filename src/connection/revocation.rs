@@ -911,7 +911,7 @@ mod tests {
         let mut expected = vec![later.clone(), future.clone()];
         expected.sort_by_key(|revocation| format!("{revocation:?}"));
         assert_eq!(listed(t + 3610), expected);
-        assert_eq!(listed(t + 3620), [future.clone()]);
+        assert_eq!(listed(t + 3620), [future]);
         assert!(store.is_revoked_at(
             &claims(None, Some("bob"), None, Some(t + 7199)),
             at(t + 10_799)

@@ -196,15 +196,20 @@ fn revocation_applied(revocation: &Revocation, new: bool, closed: usize) {
     );
 }
 
-fn revocations_stale(policy: Option<StalePolicy>) {
-    metrics::gauge!(METRIC_REVOCATIONS_STALE).set(if policy.is_some() { 1.0 } else { 0.0 });
-    match policy {
+/// The staleness switch of a layer changed from `was` to `now`.
+fn revocations_stale(was: Option<StalePolicy>, now: Option<StalePolicy>) {
+    match (was.is_some(), now.is_some()) {
+        (false, true) => metrics::gauge!(METRIC_REVOCATIONS_STALE).increment(1.0),
+        (true, false) => metrics::gauge!(METRIC_REVOCATIONS_STALE).decrement(1.0),
+        _ => {}
+    }
+    match now {
         Some(policy) => tracing::warn!(
             target: TARGET,
             event = "revocations_stale",
             policy = match policy {
                 StalePolicy::FailClosed => "fail_closed",
-                _ => "fail_open",
+                StalePolicy::FailOpen => "fail_open",
             },
             "revocation list may be behind"
         ),

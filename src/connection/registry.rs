@@ -199,7 +199,8 @@ impl Connections {
     /// Idempotent and order-free: an entry already stored at this instant or
     /// later changes nothing (the later of two instants of one revocation
     /// covers all the earlier one does), and one whose retention has
-    /// passed by now is not stored.
+    /// passed by now is not stored. An instant ahead of this node's clock
+    /// is taken as it is.
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
@@ -275,8 +276,9 @@ impl Connections {
     /// other nodes. With [`StalePolicy::FailClosed`], new handshakes are
     /// refused with `503 Service Unavailable` (with `Retry-After`, no
     /// `WWW-Authenticate`); renewals and live sockets are unaffected. The
-    /// state is a `tracing` event and the `ws_auth_revocations_stale`
-    /// gauge (1 while stale).
+    /// state is a `tracing` event at each change and the
+    /// `ws_auth_revocations_stale` gauge (how many layers of the process
+    /// are stale).
     ///
     /// ```
     /// # use axum_ws_auth::{JwtValidator, StalePolicy, WsAuthLayer};

@@ -82,6 +82,8 @@ pub enum Revocation {
     /// Every token of the user (`iss`, `sub`) issued strictly before
     /// `before` (`iat < before`), and every token of theirs without `iat`:
     /// "log out everywhere", a password change recorded at `before`.
+    /// Kept for the retention after the later of `before` and the moment
+    /// of the revocation.
     IssuedBefore {
         /// The tokens' `iss`; `None` only for tokens without one.
         iss: Option<String>,
@@ -270,8 +272,8 @@ pub(crate) struct Report {
     pub(crate) entries: fn(i64),
     /// A revocation was applied: is it new here, how many sockets closed.
     pub(crate) applied: fn(&Revocation, bool, usize),
-    /// The staleness switch was set.
-    pub(crate) stale: fn(Option<StalePolicy>),
+    /// The staleness switch changed from the first to the second.
+    pub(crate) stale: fn(Option<StalePolicy>, Option<StalePolicy>),
 }
 
 impl Report {
@@ -280,7 +282,7 @@ impl Report {
     pub(crate) const NONE: Report = Report {
         entries: |_| {},
         applied: |_, _, _| {},
-        stale: |_| {},
+        stale: |_, _| {},
     };
 }
 
@@ -296,6 +298,14 @@ pub(crate) struct RevocationStore {
 const FRESH: u8 = 0;
 const STALE_OPEN: u8 = 1;
 const STALE_CLOSED: u8 = 2;
+
+fn policy_of(value: u8) -> Option<StalePolicy> {
+    match value {
+        STALE_OPEN => Some(StalePolicy::FailOpen),
+        STALE_CLOSED => Some(StalePolicy::FailClosed),
+        _ => None,
+    }
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -678,17 +688,14 @@ impl RevocationStore {
             Some(StalePolicy::FailOpen) => STALE_OPEN,
             Some(StalePolicy::FailClosed) => STALE_CLOSED,
         };
-        if self.stale.swap(value, Ordering::AcqRel) != value {
-            (self.report.stale)(policy);
+        let was = self.stale.swap(value, Ordering::AcqRel);
+        if was != value {
+            (self.report.stale)(policy_of(was), policy);
         }
     }
 
     pub(crate) fn stale(&self) -> Option<StalePolicy> {
-        match self.stale.load(Ordering::Acquire) {
-            STALE_OPEN => Some(StalePolicy::FailOpen),
-            STALE_CLOSED => Some(StalePolicy::FailClosed),
-            _ => None,
-        }
+        policy_of(self.stale.load(Ordering::Acquire))
     }
 
     /// Whether a new handshake may proceed.
@@ -707,8 +714,8 @@ impl Drop for RevocationStore {
         if len > 0 {
             (self.report.entries)(-i64::try_from(len).unwrap_or(i64::MAX));
         }
-        if self.stale.load(Ordering::Acquire) != FRESH {
-            (self.report.stale)(None);
+        if let Some(policy) = self.stale() {
+            (self.report.stale)(Some(policy), None);
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 
-use super::revocation::{Applied, Report, RevocationStore, RevocationsStale};
+use super::store::{Applied, Report, RevocationStore, RevocationsStale};
 use super::{ConnectionSelector, EndReason, Revocation, RevocationEntry, StalePolicy};
 use crate::protocol::CloseReason;
 use crate::token::{RegisteredClaims, TokenError};

@@ -202,6 +202,9 @@ impl Connections {
     /// passed by now is not stored. An instant ahead of this node's clock
     /// is taken as it is.
     ///
+    /// A cluster revokes with this method too, on the node where the
+    /// revocation is made, and publishes the same instant to the others.
+    ///
     /// ```
     /// use std::time::{Duration, SystemTime};
     /// use axum_ws_auth::{JwtValidator, Revocation, WsAuthLayer};

@@ -220,6 +220,24 @@ pub struct RevocationEntry {
     pub revoked_at: SystemTime,
 }
 
+impl RevocationEntry {
+    /// An entry, as another node made it.
+    ///
+    /// ```
+    /// # use axum_ws_auth::{Revocation, RevocationEntry};
+    /// let entry = RevocationEntry::new(Revocation::token("t-1"), std::time::SystemTime::now());
+    /// let json = serde_json::to_string(&entry)?;
+    /// assert_eq!(serde_json::from_str::<RevocationEntry>(&json)?, entry);
+    /// # Ok::<_, serde_json::Error>(())
+    /// ```
+    pub fn new(revocation: Revocation, revoked_at: SystemTime) -> Self {
+        Self {
+            revocation,
+            revoked_at,
+        }
+    }
+}
+
 /// What new handshakes meet while a cluster's copy of the revocation list
 /// may be behind (the connection to the other nodes is down, a resync is
 /// under way), as set by

@@ -140,17 +140,30 @@
 //! parameters and headers) and on every renewal, bounded by a timeout and
 //! failing closed.
 //!
-//! # Shutdown and revocation
+//! # Shutdown, revocation and re-authentication
 //!
 //! [`WsAuthLayer::connections`] returns a [`Connections`] handle:
-//! `shutdown()` closes every socket with 1001, `close_subject(sub)` closes a
-//! revoked user's sockets with 4403.
+//! `shutdown()` closes every socket with 1001;
+//! [`revoke`](Connections::revoke) takes a [`Revocation`] (a user, a token's
+//! `jti`, a user's tokens issued before an instant), refuses the tokens it
+//! matches at the handshake and on renewal, and closes the live sockets
+//! whose current token it matches with 4403;
+//! [`close_connection`](Connections::close_connection) closes one socket
+//! with a code of the contract;
+//! [`reauthenticate`](Connections::reauthenticate) asks the sockets a
+//! [`ConnectionSelector`] picks for a fresh token within a grace period (an
+//! early `auth.expiring`), or closes them with 4401. A cluster shares
+//! revocations between nodes with
+//! [`apply_revocation`](Connections::apply_revocation),
+//! [`revocations`](Connections::revocations) and
+//! [`set_revocations_stale`](Connections::set_revocations_stale).
 //!
 //! # Logging
 //!
 //! Every security event is a `tracing` event with target `axum_ws_auth`
 //! and an `event` field (`upgrade_refused`, `connected`, `expiring`,
-//! `renewed`, `renew_rejected`, `identity_change`, `closed`, and
+//! `renewed`, `renew_rejected`, `identity_change`, `closed`, `revoked`,
+//! `revocations_stale`, `revocations_fresh`, `reauth_requested`, and
 //! `timer_panicked` / `timer_restarted` should the timer task fail). Tokens
 //! never appear in events, error bodies, close reasons or `Debug` output.
 
@@ -172,7 +185,10 @@ mod timers;
 mod token;
 mod upgrade;
 
-pub use connection::{AuthEvent, Connections, EndReason, Identity};
+pub use connection::{
+    AuthEvent, ConnectionSelector, Connections, EndReason, Identity, Revocation, RevocationEntry,
+    StalePolicy,
+};
 pub use error::ConfigError;
 pub use socket::{AuthReceiver, AuthSender, AuthWebSocket, SocketClosed};
 pub use token::{

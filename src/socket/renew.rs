@@ -13,8 +13,7 @@ use crate::connection::{AuthEvent, EndReason};
 use crate::policy::{Checkpoint, Policy, PolicyDenial, PolicyRequest};
 use crate::protocol::{InvalidControl, RenewRejection, ServerMessage};
 use crate::telemetry;
-use crate::token::RegisteredClaims;
-use crate::token::TokenError;
+use crate::token::{RegisteredClaims, TokenError};
 
 impl<C> Shared<C>
 where
@@ -56,6 +55,9 @@ where
             telemetry::identity_change_refused(&self.identity);
             self.end(core, EndReason::IdentityChanged);
             return;
+        }
+        if let Err(error) = self.check_renewal_now(core, &valid.registered) {
+            return self.reject(core, RenewRejection::InvalidToken, error.to_string(), id);
         }
         if valid.exp <= self.deadline.exp() {
             return self.reject(
@@ -106,7 +108,17 @@ where
         match outcome {
             // Too late: the deadline held while the check ran.
             Ok(()) if self.deadline.has_passed() => self.end(&mut core, EndReason::Expired),
-            Ok(()) => self.accept(&mut core, renewal),
+            // A revocation or a re-authentication request may have come
+            // while the check ran.
+            Ok(()) => match self.check_renewal_now(&core, &renewal.registered) {
+                Ok(()) => self.accept(&mut core, renewal),
+                Err(error) => self.reject(
+                    &mut core,
+                    RenewRejection::InvalidToken,
+                    error.to_string(),
+                    renewal.id,
+                ),
+            },
             Err(PolicyDenial::Forbidden) => self.reject(
                 &mut core,
                 RenewRejection::InsufficientScope,

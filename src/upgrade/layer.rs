@@ -53,8 +53,9 @@ pub struct WsAuthLayer<C> {
 }
 
 impl<C> WsAuthLayer<C> {
-    /// The live connections this layer has authenticated, for graceful
-    /// shutdown. Every clone of the layer shares them.
+    /// The live connections this layer has authenticated and its
+    /// revocations: graceful shutdown, revocation, re-authentication.
+    /// Every clone of the layer shares them.
     pub fn connections(&self) -> Connections {
         self.settings.connections.clone()
     }
@@ -74,6 +75,7 @@ impl<C> WsAuthLayer<C> {
             policy: None,
             policy_timeout: DEFAULT_POLICY_TIMEOUT,
             session: SessionConfig::default(),
+            revocation_retention: crate::connection::DEFAULT_RETENTION,
             _claims: PhantomData,
         }
     }
@@ -126,6 +128,7 @@ pub struct WsAuthLayerBuilder<C> {
     policy: Option<Policy<C>>,
     policy_timeout: Duration,
     session: SessionConfig,
+    revocation_retention: Duration,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -348,6 +351,31 @@ impl<C> WsAuthLayerBuilder<C> {
         self
     }
 
+    /// How long an entry of [`Connections::revoke`] is kept (default 24 h):
+    /// at least your tokens' longest lifetime (`exp - iat`, plus the
+    /// leeway). A token an entry matches is refused while the entry is
+    /// kept; after that, every token issued up to the revocation has
+    /// expired anyway, so the list stays bounded. Tokens without `iat`
+    /// (which [`Revocation::User`](crate::Revocation::User) matches
+    /// whenever they were issued) are accepted again once the entry is
+    /// gone. Zero is refused.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer};
+    ///
+    /// // Access tokens live at most 15 minutes here.
+    /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?)
+    ///     .revocation_retention(Duration::from_secs(20 * 60))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    pub fn revocation_retention(mut self, retention: Duration) -> Self {
+        self.revocation_retention = retention;
+        self
+    }
+
     /// How long before `exp` the `auth.expiring` notice is sent (default 30 s).
     pub fn notify_before(mut self, ahead: Duration) -> Self {
         self.session.notify_before = ahead;
@@ -418,6 +446,7 @@ impl<C> WsAuthLayerBuilder<C> {
             policy,
             policy_timeout,
             session,
+            revocation_retention,
             _claims,
         } = self;
         if policy_timeout.is_zero() {
@@ -445,6 +474,9 @@ impl<C> WsAuthLayerBuilder<C> {
             .any(|b| b == b'"' || b == b'\\' || !(b == b' ' || b.is_ascii_graphic()))
         {
             return Err(ConfigError::InvalidHeaderText("realm"));
+        }
+        if revocation_retention.is_zero() {
+            return Err(ConfigError::ZeroLimit("revocation retention"));
         }
         for (limit, name) in [
             (session.renew_limit as usize, "renew limit"),
@@ -478,7 +510,10 @@ impl<C> WsAuthLayerBuilder<C> {
                 revoked,
                 policy: policy.map(|policy| policy.with_timeout(policy_timeout)),
                 session,
-                connections: Connections::new(),
+                connections: Connections::new(
+                    revocation_retention,
+                    crate::telemetry::REVOCATION_REPORT,
+                ),
                 timers: crate::timers::Timers::default(),
             }),
         })
@@ -512,6 +547,7 @@ impl<C> std::fmt::Debug for WsAuthLayerBuilder<C> {
             .field("protocols", &self.protocols)
             .field("realm", &self.realm)
             .field("session", &self.session)
+            .field("revocation_retention", &self.revocation_retention)
             .finish_non_exhaustive()
     }
 }

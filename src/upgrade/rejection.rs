@@ -38,7 +38,14 @@ pub enum RejectionKind {
     /// error, a timeout, a panic): refused, fail closed (503 with
     /// `Retry-After`, no challenge: the token may well be good).
     PolicyUnavailable,
+    /// The revocation list may be behind and the cluster fails closed
+    /// ([`StalePolicy::FailClosed`](crate::StalePolicy::FailClosed)): 503
+    /// with `Retry-After`, no challenge (the token may well be fine).
+    RevocationsStale,
 }
+
+/// `Retry-After` of a 503 while the revocation list is stale, in seconds.
+const RETRY_AFTER_SECS: &str = "5";
 
 /// The response to a refused upgrade, as RFC 6750 section 3 describes it.
 ///
@@ -89,7 +96,9 @@ impl AuthRejection {
             RejectionKind::InsufficientScope | RejectionKind::OriginNotAllowed => {
                 StatusCode::FORBIDDEN
             }
-            RejectionKind::PolicyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RejectionKind::PolicyUnavailable | RejectionKind::RevocationsStale => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -98,7 +107,8 @@ impl AuthRejection {
         match self.kind {
             RejectionKind::MissingToken
             | RejectionKind::OriginNotAllowed
-            | RejectionKind::PolicyUnavailable => None,
+            | RejectionKind::PolicyUnavailable
+            | RejectionKind::RevocationsStale => None,
             RejectionKind::InvalidRequest(_) => Some("invalid_request"),
             RejectionKind::InvalidToken(_) => Some("invalid_token"),
             RejectionKind::InsufficientScope => Some("insufficient_scope"),
@@ -119,13 +129,16 @@ impl AuthRejection {
             RejectionKind::InsufficientScope => "insufficient scope".to_owned(),
             RejectionKind::OriginNotAllowed => "origin not allowed".to_owned(),
             RejectionKind::PolicyUnavailable => "authorization check unavailable".to_owned(),
+            RejectionKind::RevocationsStale => "revocation list unavailable".to_owned(),
         }
     }
 
     fn challenge(&self) -> Option<String> {
         let realm = &self.realm;
         match &self.kind {
-            RejectionKind::OriginNotAllowed | RejectionKind::PolicyUnavailable => None,
+            RejectionKind::OriginNotAllowed
+            | RejectionKind::PolicyUnavailable
+            | RejectionKind::RevocationsStale => None,
             RejectionKind::MissingToken => Some(format!(r#"Bearer realm="{realm}""#)),
             RejectionKind::InsufficientScope => Some(format!(
                 r#"Bearer realm="{realm}", error="insufficient_scope""#
@@ -164,8 +177,11 @@ impl IntoResponse for AuthRejection {
         if let Some(challenge) = self.challenge().and_then(|c| HeaderValue::try_from(c).ok()) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
-        if self.kind == RejectionKind::PolicyUnavailable {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        if matches!(
+            self.kind,
+            RejectionKind::PolicyUnavailable | RejectionKind::RevocationsStale
+        ) {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
         }
         response
     }
@@ -255,6 +271,12 @@ mod tests {
             (StatusCode::SERVICE_UNAVAILABLE, None)
         );
         let response = AuthRejection::new("r", RejectionKind::PolicyUnavailable).into_response();
+        assert_eq!(response.headers()[RETRY_AFTER], "5");
+        assert_eq!(
+            challenge(RejectionKind::RevocationsStale),
+            (StatusCode::SERVICE_UNAVAILABLE, None)
+        );
+        let response = AuthRejection::new("r", RejectionKind::RevocationsStale).into_response();
         assert_eq!(response.headers()[RETRY_AFTER], "5");
     }
 }

@@ -269,3 +269,34 @@ async fn a_hanging_or_panicking_check_moves_no_other_connections_notice_or_expir
         Message::Text("still here".into())
     );
 }
+
+/// A re-authentication request that comes while a renewal's check runs
+/// applies to that renewal too: its token, issued before the request, is
+/// refused when the check passes.
+#[tokio::test(start_paused = true)]
+async fn a_reauthentication_request_during_the_check_refuses_the_older_token() {
+    let layer = layer(|b| {
+        defaults(b)
+            .policy(by_generation(Duration::from_secs(10), seen()))
+            .policy_timeout(Duration::from_secs(60))
+    });
+    let exp = wall_now() + 600;
+    let Setup { socket, mut peer } =
+        open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
+    let app = App::run(socket);
+    peer.renew(&sign(SECRET, "alice", exp + 60, 0), "r");
+    sleep(Duration::from_secs(1)).await;
+    let asked = layer
+        .connections()
+        .reauthenticate(crate::ConnectionSelector::All, Duration::from_secs(30));
+    assert_eq!(asked, 1);
+    assert_eq!(peer.next_json().await["type"], "auth.expiring");
+    assert_eq!(
+        peer.next_json().await,
+        json!({"type": "auth.renew_rejected", "error": "invalid_token",
+               "error_description": "token issued before the re-authentication request", "id": "r"})
+    );
+    // Still under the request's deadline, not the refused token's.
+    assert!(app.deadline() <= Instant::now() + Duration::from_secs(30));
+    assert_eq!(app.expires_at(), exp);
+}

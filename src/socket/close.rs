@@ -1,7 +1,7 @@
 //! The connection's short-lived tasks: the closing handshake, reading for
-//! a receiver the application dropped, and flushing control frames the
-//! transport had no room for. None of them exists while a connection is
-//! simply idle.
+//! a receiver the application dropped or does not poll while a renewal is
+//! due, and flushing control frames the transport had no room for. None of
+//! them exists while a connection is simply idle.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -13,6 +13,7 @@ use futures_core::Stream;
 use serde::de::DeserializeOwned;
 
 use super::core::Shared;
+use super::transport::Reader;
 use crate::connection::EndReason;
 use crate::telemetry;
 
@@ -70,7 +71,7 @@ where
     poll_fn(|cx| {
         let mut core = shared.lock();
         loop {
-            match shared.poll_frame(&mut core, cx) {
+            match shared.poll_frame(&mut core, cx, Reader::Application) {
                 Poll::Ready(Some(_)) => {}
                 Poll::Ready(None) => return Poll::Ready(()),
                 Poll::Pending => return Poll::Pending,
@@ -78,6 +79,18 @@ where
         }
     })
     .await;
+}
+
+/// Reads for an application that holds its receiver but is not reading,
+/// from a notice until its renewal lands or the connection ends; keeps the
+/// application's frames for its next `recv` (`ahead.rs`).
+pub(crate) async fn read_for_renewal<C>(shared: Arc<Shared<C>>)
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    #[cfg(test)]
+    let _alive = shared.renewal_reader_started();
+    poll_fn(|cx| shared.poll_renewal_reader(cx)).await;
 }
 
 /// Sends queued control frames as soon as the transport takes them.

@@ -3,7 +3,8 @@
 //! (uncontended) mutex: how a connection starts, ends, and counts its
 //! halves. What happens on it lives beside this file: the frame loop
 //! (`read.rs`), the write path with its control outbox (`write.rs`),
-//! renewal (`renew.rs`), re-authentication requests (`reauth.rs`), the
+//! renewal (`renew.rs`), re-authentication requests (`reauth.rs`), reading
+//! ahead for a renewal the application does not read (`ahead.rs`), the
 //! timer's notice and expiry (`expiry.rs`) and the
 //! short-lived tasks (`close.rs`). An idle connection owns no task.
 
@@ -20,6 +21,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::ahead::ReadAhead;
 use super::clock::{RenewLimiter, SharedDeadline};
 use super::close;
 use super::expiry::notice_at;
@@ -50,7 +52,14 @@ pub(crate) struct Core<C> {
     /// Why the connection ended, once that is decided (the first
     /// decision wins).
     pub(crate) ending: Option<EndReason>,
+    /// An `auth.expiring` went out and no renewal has landed since: someone
+    /// must read (`ahead.rs`).
     pub(super) notice_sent: bool,
+    /// Whether the application is sure to read (`ahead.rs`).
+    pub(super) receiver: Receiver,
+    /// Frames read ahead for an application that is not reading, and the
+    /// renewal reader's wakers; allocated only while either exists.
+    pub(super) read_ahead: Option<Box<ReadAhead>>,
     /// The policy check of a renewal, while it runs (one at a time).
     pub(super) renewal_check: Option<AbortHandle>,
     /// The application's reader, parked until a frame arrives; woken when
@@ -60,6 +69,19 @@ pub(crate) struct Core<C> {
     pub(super) armed_at: Option<Instant>,
     /// Registry membership, released when the closing handshake is over.
     pub(crate) live: Option<LiveGuard>,
+}
+
+/// The application's receiver, as far as reading for a renewal cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Receiver {
+    /// Held, and not known to be waiting for a frame.
+    Held,
+    /// Parked in `recv` (only `recv` sets this: its future puts `Held`
+    /// back if dropped before it is done, which a `Stream` poll cannot),
+    /// so it reads as soon as a frame arrives.
+    Reading,
+    /// Dropped: a task reads in its place.
+    Dropped,
 }
 
 /// Everything one connection shares between its tasks.
@@ -80,12 +102,29 @@ pub(crate) struct Shared<C> {
     /// Senders plus the receiver the application still holds; whoever
     /// takes it to zero ends the connection.
     halves: AtomicUsize,
+    /// Renewal readers whose task has not ended.
+    #[cfg(test)]
+    renewal_readers: Arc<AtomicUsize>,
 }
 
 impl<C> Shared<C> {
     /// A writer's slot for a task of the connection's own.
     pub(super) fn writer_slot(&self) -> Slot {
         self.writers.slot()
+    }
+
+    /// Counts a renewal reader until the returned guard (held by its task)
+    /// is dropped.
+    #[cfg(test)]
+    pub(super) fn renewal_reader_started(&self) -> impl Drop + Send + use<C> {
+        struct Alive(Arc<AtomicUsize>);
+        impl Drop for Alive {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.renewal_readers.fetch_add(1, Ordering::SeqCst);
+        Alive(Arc::clone(&self.renewal_readers))
     }
 }
 
@@ -122,6 +161,8 @@ where
                 flushing: false,
                 ending: None,
                 notice_sent: false,
+                receiver: Receiver::Held,
+                read_ahead: None,
                 renewal_check: None,
                 parked_reader: None,
                 armed_at: None,
@@ -137,6 +178,8 @@ where
             runtime: Handle::current(),
             closing_started: AtomicBool::new(false),
             halves: AtomicUsize::new(2),
+            #[cfg(test)]
+            renewal_readers: Arc::default(),
         });
         let settings = Arc::clone(&shared.lock().settings);
         let closable: Weak<dyn Closable> =
@@ -189,6 +232,14 @@ where
         }
         if let Some(reader) = core.parked_reader.take() {
             reader.wake();
+        }
+        if let Some(ahead) = &core.read_ahead {
+            ahead.wake_readers();
+        }
+        // Frames read ahead are handed over after the peer's close (as the
+        // application's own reads would have), never after the server's.
+        if !core.ending.as_ref().is_some_and(EndReason::is_peer) {
+            self.drop_kept(core);
         }
         self.writers.wake_all();
         if !self.closing_started.swap(true, Ordering::AcqRel)
@@ -267,7 +318,15 @@ impl<C> Shared<C> {
 pub(crate) trait Half: Send + Sync {
     #[cfg(test)]
     fn deadline(&self) -> &SharedDeadline;
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, axum::Error>>>;
+    /// `in_recv`: called from `recv`, whose future calls `recv_abandoned`
+    /// if dropped before it is done.
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        in_recv: bool,
+    ) -> Poll<Option<Result<Message, axum::Error>>>;
+    /// A `recv` future was dropped while parked.
+    fn recv_abandoned(&self);
     fn poll_ready(&self, slot: Slot, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>>;
     fn start_send(&self, message: Message) -> Result<(), axum::Error>;
     fn poll_flush(&self, slot: Slot, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>>;
@@ -280,6 +339,12 @@ pub(crate) trait Half: Send + Sync {
     fn control_pending(&self) -> bool;
     #[cfg(test)]
     fn parked_writers(&self) -> usize;
+    /// Frames read ahead and not yet taken by the application.
+    #[cfg(test)]
+    fn kept_frames(&self) -> usize;
+    /// Renewal readers whose task has not ended.
+    #[cfg(test)]
+    fn renewal_readers(&self) -> usize;
 }
 
 impl<C> Half for Shared<C>
@@ -291,9 +356,32 @@ where
         &self.deadline
     }
 
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, axum::Error>>> {
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        in_recv: bool,
+    ) -> Poll<Option<Result<Message, axum::Error>>> {
         let mut core = self.lock();
-        self.poll_frame(&mut core, cx)
+        let polled = self.poll_application(&mut core, cx);
+        core.receiver = if in_recv && polled.is_pending() {
+            Receiver::Reading
+        } else {
+            Receiver::Held
+        };
+        if polled.is_ready() {
+            // The application may not come back: a renewal that is due
+            // must not wait for it.
+            self.ensure_reading(&mut core);
+        }
+        polled
+    }
+
+    fn recv_abandoned(&self) {
+        let mut core = self.lock();
+        if core.receiver == Receiver::Reading {
+            core.receiver = Receiver::Held;
+            self.ensure_reading(&mut core);
+        }
     }
 
     fn poll_ready(&self, slot: Slot, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
@@ -324,12 +412,28 @@ where
     }
 
     #[cfg(test)]
+    fn kept_frames(&self) -> usize {
+        self.lock().kept_frames()
+    }
+
+    #[cfg(test)]
+    fn renewal_readers(&self) -> usize {
+        self.renewal_readers.load(Ordering::SeqCst)
+    }
+
+    #[cfg(test)]
     fn control_pending(&self) -> bool {
         let core = self.lock();
         !core.outbox.is_empty() || core.control_unflushed
     }
 
     fn receiver_dropped(&self) {
+        {
+            // Frames kept for it go; the renewal reader, if any, stops.
+            let mut core = self.lock();
+            core.receiver = Receiver::Dropped;
+            self.drop_kept(&mut core);
+        }
         // Nobody reads any more: keep answering control messages (and seeing
         // the peer's close) on a task of the connection's own.
         if !self.half_dropped()

@@ -42,7 +42,7 @@ where
                 expires_in,
             };
             self.send_control(&mut core, &notice);
-            core.notice_sent = true;
+            self.notice_sent(&mut core);
             core.emit(AuthEvent::Expiring {
                 exp: self.deadline.exp(),
                 expires_in,

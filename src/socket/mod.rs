@@ -10,9 +10,11 @@
 //! deadline, even when the application is busy elsewhere; short-lived tasks
 //! (`close.rs`) carry out closing handshakes, shutdowns and revocations,
 //! flush control frames the transport had no room for, and read on the
-//! application's behalf once it has dropped its receiver. An idle
-//! connection owns no task.
+//! application's behalf once it has dropped its receiver, or, between a
+//! notice and its renewal, while it holds its receiver without reading it
+//! (`ahead.rs`). An idle connection owns no task.
 
+mod ahead;
 mod clock;
 mod close;
 mod core;
@@ -198,11 +200,23 @@ macro_rules! connection_accessors {
 ///
 /// Use it like axum's `WebSocket`, or [`split`](Self::split) it to read and
 /// write from separate tasks, and clone the [`AuthSender`] for as many
-/// writers as you like. Renewals are answered as frames are read, so keep
-/// reading (as any WebSocket application does to see the peer's close), or
-/// drop the [`AuthReceiver`] of a push-only connection: the connection then
-/// reads for itself. Expiry, the notice and server closes never depend on
-/// the application.
+/// writers as you like. Expiry, the notice, renewals and server closes
+/// never depend on the application reading: control messages are answered
+/// as the application reads, and between an `auth.expiring` notice and its
+/// renewal, a connection whose application is not waiting in
+/// [`recv`](Self::recv) reads for itself. A push-only handler may therefore
+/// hold the socket (or its [`AuthReceiver`]) and only send, or drop the
+/// receiver (the connection then reads for itself, and drops the peer's
+/// application frames).
+///
+/// Application frames the connection reads while the application does not
+/// are kept for its next `recv`, in order: at most 32 frames, or
+/// `max_message_bytes` in total. Once that is full the connection stops
+/// reading until the application reads (the peer meets backpressure), so a
+/// renewal the peer sends behind more unread frames than that is answered
+/// only when the application reads. Frames kept are never handed over after
+/// the deadline, nor after the server ended the connection; those read
+/// before the peer's close are.
 ///
 /// ```
 /// use axum_ws_auth::AuthWebSocket;
@@ -377,9 +391,11 @@ where
     }
 }
 
-/// The receiving half of an [`AuthWebSocket`]. Reading it is what moves
-/// the connection along: control messages are answered as they are read.
-/// Keep reading, or drop it (the connection then reads for itself).
+/// The receiving half of an [`AuthWebSocket`]. Control messages are
+/// answered as it is read; while a renewal is due and it is not being
+/// read, the connection reads for it and keeps the application's frames for
+/// its next `recv` (see [`AuthWebSocket`]). Drop it if the application never
+/// reads: the connection then reads for itself.
 pub struct AuthReceiver<C> {
     shared: Arc<Shared<C>>,
     half: Arc<dyn Half>,
@@ -392,7 +408,10 @@ where
     /// Receives the next application message; `None` once the connection is
     /// closed or its token has expired.
     pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
-        std::future::poll_fn(|cx| self.shared().poll_recv(cx)).await
+        let mut abandoned = Abandoned(Some(&*self.half));
+        let received = std::future::poll_fn(|cx| self.shared().poll_recv(cx, true)).await;
+        abandoned.0 = None;
+        received
     }
 }
 
@@ -425,6 +444,19 @@ where
     type Item = Result<Message, axum::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.shared().poll_recv(cx)
+        self.shared().poll_recv(cx, false)
+    }
+}
+
+/// Tells the connection when a `recv` future is dropped before it is done
+/// (a `select!`, a timeout): the application is no longer parked in a read,
+/// so a renewal that is due gets a reader of its own.
+struct Abandoned<'a>(Option<&'a dyn Half>);
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(half) = self.0 {
+            half.recv_abandoned();
+        }
     }
 }

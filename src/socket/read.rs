@@ -8,7 +8,9 @@ use axum::extract::ws::Message;
 use futures_core::Stream;
 use serde::de::DeserializeOwned;
 
+use super::ahead::ReadAhead;
 use super::core::{Core, Shared};
+use super::transport::Reader;
 use crate::connection::EndReason;
 use crate::protocol::{Classified, classify};
 
@@ -17,12 +19,16 @@ where
     C: DeserializeOwned + Send + Sync + 'static,
 {
     /// Reads until an application frame arrives, answering control
-    /// messages on the way. Called by the application's receiver, or by the
-    /// task that reads for a dropped one (which discards what it returns).
+    /// messages on the way; `None` once the connection has ended (or, for
+    /// the renewal reader, once the renewal landed). Called by the
+    /// application's receiver, by the task that reads for a dropped one
+    /// (which discards what it returns), and by the renewal reader (which
+    /// keeps it for the application).
     pub(crate) fn poll_frame(
         &self,
         core: &mut Core<C>,
         cx: &mut Context<'_>,
+        reader: Reader,
     ) -> Poll<Option<Result<Message, axum::Error>>> {
         // No clock read here: the one after each frame below is what keeps
         // late frames out, and the timer task ends an idle connection.
@@ -30,8 +36,19 @@ where
             return Poll::Ready(None);
         }
         loop {
-            let Poll::Ready(frame) = Pin::new(&mut core.transport).poll_next(cx) else {
-                park(&mut core.parked_reader, cx);
+            // While the renewal reader runs, the transport's one read waker
+            // is the fan-out that wakes both readers.
+            let polled = match core.read_ahead.as_deref().and_then(ReadAhead::readers) {
+                Some((readers, waker)) => {
+                    readers.park(reader, cx.waker());
+                    Pin::new(&mut core.transport).poll_next(&mut Context::from_waker(waker))
+                }
+                None => Pin::new(&mut core.transport).poll_next(cx),
+            };
+            let Poll::Ready(frame) = polled else {
+                if reader == Reader::Application {
+                    park(&mut core.parked_reader, cx);
+                }
                 return Poll::Pending;
             };
             let message = match frame {
@@ -84,6 +101,11 @@ where
                 Message::Binary(_) | Message::Pong(_) => return Poll::Ready(Some(Ok(message))),
             }
             if core.ending.is_some() {
+                return Poll::Ready(None);
+            }
+            // The renewal reader is done once the renewal landed: what
+            // follows is the application's to read.
+            if reader == Reader::Renewal && !core.notice_sent {
                 return Poll::Ready(None);
             }
         }

@@ -36,8 +36,9 @@ where
         let (exp, exp_at) = self.deadline.request_reauth(since, wanted);
         let expires_in = exp_at.saturating_duration_since(Instant::now()).as_secs();
         self.send_control(&mut core, &ServerMessage::Expiring { exp, expires_in });
-        // The token's own notice is this one.
-        core.notice_sent = true;
+        // The token's own notice is this one; a push-only application gets
+        // a reader until the renewal lands.
+        self.notice_sent(&mut core);
         self.arm(&mut core);
         core.emit(AuthEvent::ReauthRequested { exp, expires_in });
         // Last: a panicking log or metrics hook must not lose the notice.

@@ -153,7 +153,7 @@ where
         if let Some(watch) = &core.claims_watch {
             watch.send_replace(Arc::clone(&core.claims));
         }
-        core.notice_sent = false;
+        self.renewal_landed(core);
         self.arm(core);
         telemetry::renewed(&self.identity, exp);
         core.emit(AuthEvent::Renewed { exp });

@@ -6,6 +6,10 @@
 //! application's sender, the task that flushes control frames, the closing
 //! handshake. So the transport only ever sees the connection's own
 //! [`Writers`] waker, and that waker wakes every task parked on it.
+//!
+//! The read side usually has one reader, the application's. Only while the
+//! connection reads ahead for a renewal (`ahead.rs`) are there two, and then
+//! the transport sees a [`Readers`] waker that wakes both.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -200,6 +204,79 @@ impl Wake for Writers {
     }
 }
 
+/// Who reads a connection's transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reader {
+    /// The application's receiver (or, once it is dropped, the task that
+    /// reads in its place).
+    Application,
+    /// The connection's renewal reader, between a notice and its renewal.
+    Renewal,
+}
+
+/// The two readers of a transport that remembers one read waker: made
+/// when the renewal reader starts and dropped when it ends, so a
+/// connection pays for it only while both may read.
+#[derive(Debug, Default)]
+pub(crate) struct Readers {
+    parked: Mutex<[Option<Waker>; 2]>,
+}
+
+impl Readers {
+    /// A fan-out whose application slot starts with the waker the
+    /// application last parked with (the transport may hold only that one
+    /// until the renewal reader polls), and the waker to give the transport.
+    pub(crate) fn new(application: Option<Waker>) -> (Arc<Self>, Waker) {
+        let readers = Arc::new(Self {
+            parked: Mutex::new([application, None]),
+        });
+        let waker = Waker::from(Arc::clone(&readers));
+        (readers, waker)
+    }
+
+    fn parked(&self) -> std::sync::MutexGuard<'_, [Option<Waker>; 2]> {
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Parks `reader`'s waker. Called before the transport is polled, so a
+    /// frame that arrives in between wakes it.
+    pub(crate) fn park(&self, reader: Reader, waker: &Waker) {
+        let mut parked = self.parked();
+        let slot = &mut parked[reader as usize];
+        match slot {
+            Some(parked) if parked.will_wake(waker) => {}
+            Some(parked) => parked.clone_from(waker),
+            None => *slot = Some(waker.clone()),
+        }
+    }
+
+    /// Wakes one reader, if parked.
+    pub(crate) fn wake_one(&self, reader: Reader) {
+        let waker = self.parked()[reader as usize].take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Wakes both readers.
+    pub(crate) fn wake_all(&self) {
+        let [application, renewal] = std::mem::take(&mut *self.parked());
+        for waker in [application, renewal].into_iter().flatten() {
+            waker.wake();
+        }
+    }
+}
+
+impl Wake for Readers {
+    fn wake(self: Arc<Self>) {
+        self.wake_all();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
@@ -237,6 +314,25 @@ mod tests {
             assert_eq!(count.0.load(Ordering::SeqCst), 1);
         }
         assert_eq!(writers.parked_count(), 0);
+    }
+
+    #[test]
+    fn the_read_fan_out_wakes_both_readers_once() {
+        let application = Arc::new(Count::default());
+        let renewal = Arc::new(Count::default());
+        let (readers, transport_waker) = Readers::new(Some(Waker::from(Arc::clone(&application))));
+        let renewal_waker = Waker::from(Arc::clone(&renewal));
+        readers.park(Reader::Renewal, &renewal_waker);
+        readers.park(Reader::Renewal, &renewal_waker);
+        transport_waker.wake_by_ref();
+        transport_waker.wake_by_ref();
+        assert_eq!(application.0.load(Ordering::SeqCst), 1);
+        assert_eq!(renewal.0.load(Ordering::SeqCst), 1);
+        readers.park(Reader::Renewal, &renewal_waker);
+        readers.wake_one(Reader::Application);
+        readers.wake_one(Reader::Renewal);
+        assert_eq!(application.0.load(Ordering::SeqCst), 1, "not parked again");
+        assert_eq!(renewal.0.load(Ordering::SeqCst), 2);
     }
 
     #[test]

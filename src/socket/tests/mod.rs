@@ -6,6 +6,7 @@ mod identity;
 mod lifecycle;
 mod policy;
 mod property;
+mod push_only;
 mod reauth;
 mod regressions;
 mod support;

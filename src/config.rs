@@ -34,6 +34,8 @@ pub(crate) struct Settings<C> {
 #[derive(Debug, Clone)]
 pub(crate) struct SessionConfig {
     pub(crate) notify_before: Duration,
+    /// Notices are spread over this window before `notify_before`.
+    pub(crate) notice_jitter: Duration,
     pub(crate) leeway: Duration,
     pub(crate) renew_limit: u32,
     pub(crate) renew_window: Duration,
@@ -48,6 +50,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             notify_before: Duration::from_secs(30),
+            notice_jitter: Duration::ZERO,
             leeway: Duration::from_secs(5),
             renew_limit: 10,
             renew_window: Duration::from_secs(60),

@@ -24,7 +24,6 @@ use tokio::time::Instant;
 use super::ahead::ReadAhead;
 use super::clock::{RenewLimiter, SharedDeadline};
 use super::close;
-use super::expiry::notice_at;
 use super::transport::{Io, Slot, Transport, Writers};
 use crate::config::Settings;
 use crate::connection::{AuthEvent, Closable, EndReason, Identity, LiveGuard};
@@ -217,7 +216,7 @@ where
         if core.notice_sent {
             deadline
         } else {
-            notice_at(self.deadline.exp_at(), &core.settings.session).min(deadline)
+            self.notice_at(&core.settings.session).min(deadline)
         }
     }
 

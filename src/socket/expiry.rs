@@ -2,6 +2,7 @@
 //! deadline, and the next wake-up.
 
 use std::sync::{Arc, TryLockError};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -35,7 +36,7 @@ where
         // Every token gets its notice, even one whose notice and deadline
         // fall together (no notice window, no leeway).
         let exp_at = self.deadline.exp_at();
-        if !core.notice_sent && Instant::now() >= notice_at(exp_at, &core.settings.session) {
+        if !core.notice_sent && Instant::now() >= self.notice_at(&core.settings.session) {
             let expires_in = exp_at.saturating_duration_since(Instant::now()).as_secs();
             let notice = ServerMessage::Expiring {
                 exp: self.deadline.exp(),
@@ -59,10 +60,34 @@ where
     }
 }
 
-/// When to send `auth.expiring`: `notify_before` ahead of `exp` (not of the
-/// leeway-extended deadline), or at once if that moment has passed.
-pub(super) fn notice_at(exp_at: Instant, session: &SessionConfig) -> Instant {
-    exp_at
-        .checked_sub(session.notify_before)
-        .unwrap_or_else(Instant::now)
+impl<C> Shared<C> {
+    /// When to send `auth.expiring` for the current token: `notify_before`
+    /// ahead of `exp` (not of the leeway-extended deadline), plus this
+    /// connection's share of the notice jitter window, or at once if that
+    /// moment has passed.
+    pub(super) fn notice_at(&self, session: &SessionConfig) -> Instant {
+        // Fixed per connection and token: re-arming never moves it, and
+        // tokens minted in the same second spread over the window.
+        let seed = self.identity.connection_id() ^ self.deadline.exp().rotate_left(32);
+        let ahead = session
+            .notify_before
+            .saturating_add(share_of(session.notice_jitter, seed));
+        self.deadline
+            .exp_at()
+            .checked_sub(ahead)
+            .unwrap_or_else(Instant::now)
+    }
+}
+
+/// A point in `[0, window)`, spread evenly over seeds (splitmix64: the
+/// spread matters, not unpredictability).
+fn share_of(window: Duration, seed: u64) -> Duration {
+    let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    Duration::from_nanos((z ^ (z >> 31)) % nanos)
 }

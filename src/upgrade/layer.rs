@@ -382,6 +382,31 @@ impl<C> WsAuthLayerBuilder<C> {
         self
     }
 
+    /// Spreads the `auth.expiring` notices over a window before
+    /// [`notify_before`](Self::notify_before) (off by default, as the wire
+    /// contract says): each connection's notice comes between
+    /// `notify_before` and `notify_before + window` ahead of its token's
+    /// `exp`, at a point fixed for the connection and token. Tokens minted
+    /// together (every client reconnecting after a deploy) then renew over
+    /// the window instead of in one burst against the token endpoint.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer};
+    ///
+    /// // Notices 30 to 90 seconds ahead of exp.
+    /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?)
+    ///     .notify_before(Duration::from_secs(30))
+    ///     .notice_jitter(Duration::from_secs(60))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    pub fn notice_jitter(mut self, window: Duration) -> Self {
+        self.session.notice_jitter = window;
+        self
+    }
+
     /// Clock-skew allowance for `exp` and `nbf`, whole seconds up to 300
     /// (default 5 s). The connection closes at `exp + leeway`.
     pub fn leeway(mut self, leeway: Duration) -> Self {

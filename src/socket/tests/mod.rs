@@ -3,6 +3,7 @@
 //! millisecond without waiting for it.
 
 mod identity;
+mod jitter;
 mod lifecycle;
 mod policy;
 mod property;

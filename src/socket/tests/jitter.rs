@@ -1,0 +1,70 @@
+//! Notice jitter: tokens minted in the same second get their notices
+//! spread over the configured window, never outside it, and all at
+//! `notify_before` without it.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::support::Backpressure;
+use super::*;
+
+/// Opens `count` connections whose tokens share one `exp`; returns how far
+/// ahead of `exp` each got its notice.
+async fn notice_leads(layer: &WsAuthLayer<Claims>, count: usize) -> Vec<Duration> {
+    let exp = wall_now() + 600;
+    let watchers: Vec<_> = (0..count)
+        .map(|n| {
+            let Setup { socket, mut peer } = open(
+                layer,
+                &sign(SECRET, &format!("user{n}"), exp, 0),
+                Backpressure::ROOMY,
+            );
+            let exp_at = deadline(&socket) - Duration::from_secs(5);
+            tokio::spawn(async move {
+                let notice = peer.next_json().await;
+                assert_eq!(notice["type"], "auth.expiring");
+                assert_eq!(notice["exp"], exp);
+                drop(socket);
+                exp_at - Instant::now()
+            })
+        })
+        .collect();
+    let mut leads = Vec::new();
+    for watcher in watchers {
+        leads.push(watcher.await.unwrap());
+    }
+    leads
+}
+
+#[tokio::test(start_paused = true)]
+async fn notices_of_tokens_minted_together_spread_over_the_window() {
+    let layer = layer(|b| defaults(b).notice_jitter(Duration::from_secs(60)));
+    let leads = notice_leads(&layer, 240).await;
+    let mut buckets = [0usize; 6];
+    for lead in &leads {
+        // 30 s to 90 s ahead, less the timer's sub-millisecond rounding.
+        assert!(
+            *lead > Duration::from_millis(29_999) && *lead <= Duration::from_secs(90),
+            "{lead:?}"
+        );
+        let bucket = (lead.as_secs_f64() - 30.0) / 10.0;
+        buckets[(bucket as usize).min(5)] += 1;
+    }
+    // 40 expected in each 10 s slice.
+    assert!(
+        buckets.iter().all(|&n| (15..=70).contains(&n)),
+        "{buckets:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_jitter_every_notice_comes_notify_before_ahead() {
+    let layer = layer(defaults);
+    for lead in notice_leads(&layer, 20).await {
+        assert!(
+            lead <= Duration::from_secs(30) && lead > Duration::from_millis(29_999),
+            "{lead:?}"
+        );
+    }
+}

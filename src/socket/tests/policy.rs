@@ -300,3 +300,72 @@ async fn a_reauthentication_request_during_the_check_refuses_the_older_token() {
     assert!(app.deadline() <= Instant::now() + Duration::from_secs(30));
     assert_eq!(app.expires_at(), exp);
 }
+
+/// A check future that answers, then panics when dropped.
+struct PanicsWhenDropped(Option<Result<(), PolicyDenial>>);
+
+impl std::future::Future for PanicsWhenDropped {
+    type Output = Result<(), PolicyDenial>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.0.take() {
+            Some(answer) => std::task::Poll::Ready(answer),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("policy bug in drop");
+        }
+    }
+}
+
+/// A check future that panics when dropped (after answering, or when the
+/// timeout drops it) is a failed check like one that panics while polled:
+/// the renewal is answered, and the connection's next renewal is checked
+/// again (not refused forever as "already being checked").
+#[tokio::test(start_paused = true)]
+async fn a_check_that_panics_when_dropped_fails_closed_and_the_next_renewal_is_checked() {
+    type Boxed =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PolicyDenial>> + Send>>;
+    let policy = |request: PolicyRequest<Claims>| -> Boxed {
+        match request.claims().generation {
+            // Answers at once, panics when dropped.
+            1 => Box::pin(PanicsWhenDropped(Some(Ok(())))),
+            // Never answers; panics when the timeout drops it.
+            2 => Box::pin(PanicsWhenDropped(None)),
+            _ => Box::pin(std::future::ready(Ok(()))),
+        }
+    };
+    let layer = layer(|b| {
+        defaults(b)
+            .policy(policy)
+            .policy_timeout(Duration::from_secs(2))
+    });
+    let exp = wall_now() + 600;
+    let Setup { socket, mut peer } =
+        open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
+    let app = App::run(socket);
+    for generation in [1, 2] {
+        let id = format!("g{generation}");
+        peer.renew(&sign(SECRET, "alice", exp + 60, generation), &id);
+        assert_eq!(
+            peer.next_json().await,
+            json!({"type": "auth.renew_rejected", "error": "invalid_token",
+                   "error_description": "authorization check unavailable", "id": id}),
+            "generation {generation}"
+        );
+        assert_eq!(app.expires_at(), exp);
+    }
+    peer.renew(&sign(SECRET, "alice", exp + 60, 0), "ok");
+    assert_eq!(
+        peer.next_json().await,
+        json!({"type": "auth.renewed", "exp": exp + 60, "id": "ok"})
+    );
+}

@@ -369,3 +369,51 @@ async fn a_check_that_panics_when_dropped_fails_closed_and_the_next_renewal_is_c
         json!({"type": "auth.renewed", "exp": exp + 60, "id": "ok"})
     );
 }
+
+/// A policy whose `check` (the synchronous part, before its future) asks
+/// the layer's registry about connections: it must not run under the
+/// connection's lock, or a `reauthenticate`, `revoke` or `close_connection`
+/// made there (or by any other thread meanwhile) waits for it, and one
+/// made on the same thread deadlocks.
+#[tokio::test(start_paused = true)]
+async fn the_policys_check_is_not_called_under_the_connections_lock() {
+    let registry: Arc<std::sync::OnceLock<crate::Connections>> = Arc::default();
+    let blocked: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let policy = {
+        let (registry, blocked) = (Arc::clone(&registry), Arc::clone(&blocked));
+        move |request: PolicyRequest<Claims>| {
+            if request.is_renewal() {
+                let connections = registry.get().unwrap().clone();
+                let (done, finished) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    // Visits every live connection (it selects none).
+                    connections.reauthenticate(
+                        crate::ConnectionSelector::token("nobody"),
+                        Duration::from_secs(1),
+                    );
+                    let _ = done.send(());
+                });
+                let waited = finished.recv_timeout(std::time::Duration::from_secs(2));
+                blocked.lock().unwrap().push(waited.is_err());
+            }
+            std::future::ready(Ok(()))
+        }
+    };
+    let layer = layer(|b| defaults(b).policy(policy));
+    registry.set(layer.connections()).unwrap();
+    let exp = wall_now() + 600;
+    let Setup { socket, mut peer } =
+        open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
+    let app = App::run(socket);
+    peer.renew(&sign(SECRET, "alice", exp + 60, 0), "r1");
+    assert_eq!(
+        peer.next_json().await,
+        json!({"type": "auth.renewed", "exp": exp + 60, "id": "r1"})
+    );
+    assert_eq!(
+        *blocked.lock().unwrap(),
+        [false],
+        "the check ran while the connection's lock was held"
+    );
+    drop(app);
+}

@@ -107,7 +107,10 @@ where
         }
         match outcome {
             // Too late: the deadline held while the check ran.
-            Ok(()) if self.deadline.has_passed() => self.end(&mut core, EndReason::Expired),
+            Ok(()) if self.deadline.has_passed() => {
+                let ending = self.deadline.ending();
+                self.end(&mut core, ending);
+            }
             // A revocation or a re-authentication request may have come
             // while the check ran.
             Ok(()) => match self.check_renewal_now(&core, &renewal.registered) {

@@ -417,3 +417,35 @@ async fn the_policys_check_is_not_called_under_the_connections_lock() {
     );
     drop(app);
 }
+
+/// A check that passes after a re-authentication request's deadline ends
+/// the connection as that request's (`NotReauthenticated`), not as a token
+/// expiry: the timer may be late (busy), and the check's answer must not
+/// relabel the ending.
+#[tokio::test(start_paused = true)]
+async fn a_check_passing_after_a_reauthentication_deadline_ends_as_not_reauthenticated() {
+    let layer = layer(|b| {
+        defaults(b)
+            .policy(by_generation(Duration::from_secs(10), seen()))
+            .policy_timeout(Duration::from_secs(60))
+    });
+    let exp = wall_now() + 3600;
+    let Setup { socket, peer } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
+    let app = App::run(socket);
+    // The timer task is starved: only the check's answer sees the deadline.
+    layer.settings().timers.stall(true);
+    peer.renew(&sign(SECRET, "alice", exp + 60, 0), "r");
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        layer
+            .connections()
+            .reauthenticate(crate::ConnectionSelector::All, Duration::from_secs(2)),
+        1
+    );
+    sleep(Duration::from_secs(11)).await;
+    assert_eq!(
+        app.sender.end_reason(),
+        Some(crate::EndReason::NotReauthenticated)
+    );
+    layer.settings().timers.stall(false);
+}

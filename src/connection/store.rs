@@ -73,8 +73,9 @@ struct State {
     /// `iss` → `sub` → that user's dated revocations. Nested so that a
     /// lookup borrows the token's own strings.
     users: HashMap<Option<String>, HashMap<String, Cutoffs>>,
-    /// Entries by expiry, earliest first. An entry revoked again later gets
-    /// a new item; the old one is skipped when it comes up.
+    /// Entries by expiry, earliest first: one item per entry, at or before
+    /// its expiry. An entry revoked again later keeps its item, which is
+    /// queued again at the later expiry when it comes up.
     expiries: BinaryHeap<Reverse<Expiry>>,
     len: usize,
     next_seq: u64,
@@ -252,14 +253,23 @@ impl State {
             let Some(Reverse(item)) = self.expiries.pop() else {
                 break;
             };
-            // Revoked again since: its later item is still queued.
             let current = self
                 .revoked_at(&item.revocation)
                 .map(|at| item.revocation.expires_at(at, retention));
-            if let Some(Some(expires)) = current
-                && expires <= now
-            {
-                self.remove(&item.revocation);
+            match current {
+                Some(Some(expires)) if expires <= now => self.remove(&item.revocation),
+                // Revoked again since: its one item goes back in the
+                // queue at the later expiry (an entry has one item, however
+                // often it is revoked).
+                Some(Some(expires)) => {
+                    self.next_seq += 1;
+                    self.expiries.push(Reverse(Expiry {
+                        at: expires,
+                        seq: self.next_seq,
+                        revocation: item.revocation,
+                    }));
+                }
+                _ => {}
             }
         }
         before - self.len
@@ -368,7 +378,9 @@ impl RevocationStore {
         } else {
             state.upsert(revocation, revoked_at)
         };
-        if upsert != Upsert::Known
+        // A new entry gets its queue item; one revoked again keeps the item
+        // it has, which `prune` moves to the later expiry when it comes up.
+        if upsert == Upsert::New
             && let Some(expires) = expires
         {
             state.queue(revocation, expires);
@@ -702,6 +714,33 @@ mod tests {
             &claims(None, Some("x"), None, Some(u64::MAX - 1)),
             at(u64::MAX / 4)
         ));
+    }
+
+    /// Revoking one entry again and again (an admin endpoint hit in a
+    /// loop, `revoke` stamping each call with the current instant) keeps
+    /// one queue item for it, not one per call for the whole retention.
+    #[test]
+    fn revoking_one_entry_again_and_again_does_not_grow_the_queue() {
+        let store = store();
+        let alice = Revocation::user(None, "alice");
+        let before = Revocation::issued_before(None, "bob", BASE);
+        for n in 0..1000 {
+            store.apply(&alice, at(BASE + n), at(BASE + n));
+            store.apply(&before, at(BASE + n), at(BASE + n));
+        }
+        assert_eq!(store.len(), 2);
+        let queued = store.read().expiries.len();
+        assert!(queued <= 2, "{queued} queue items for 2 entries");
+        // Each is still kept until its latest instant plus the retention.
+        let last = BASE + 999 + RETENTION.as_secs();
+        let alice_token = claims(None, Some("alice"), None, Some(BASE + 999));
+        let bob_token = claims(None, Some("bob"), None, Some(BASE - 1));
+        assert!(store.is_revoked_at(&alice_token, at(last - 1)));
+        assert!(store.is_revoked_at(&bob_token, at(last - 1)));
+        assert!(!store.is_revoked_at(&alice_token, at(last)));
+        assert!(!store.is_revoked_at(&bob_token, at(last)));
+        assert_eq!(store.len(), 0);
+        assert!(store.read().expiries.is_empty());
     }
 
     #[test]

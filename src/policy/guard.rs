@@ -2,13 +2,12 @@
 //! configured), bounded by a timeout, and with a panic turned into a
 //! failed check.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
-
-use futures_util::FutureExt;
 
 use super::{AuthPolicy, PolicyDenial, PolicyRequest};
 use crate::telemetry;
@@ -83,20 +82,100 @@ impl<C: 'static> Policy<C> {
         async move {
             let outcome = match started {
                 Err(_) => Err(PolicyDenial::failed("the check panicked")),
-                Ok(check) => {
-                    match tokio::time::timeout(timeout, AssertUnwindSafe(check).catch_unwind())
-                        .await
-                    {
-                        Err(_) => Err(PolicyDenial::failed("the check timed out")),
-                        Ok(Err(_)) => Err(PolicyDenial::failed("the check panicked")),
-                        Ok(Ok(outcome)) => outcome,
-                    }
-                }
+                Ok(check) => guarded(check, timeout).await,
             };
             if let Err(PolicyDenial::Failed(reason)) = &outcome {
                 telemetry::policy_failed(at.as_str(), sub.as_deref(), reason);
             }
             outcome
+        }
+    }
+}
+
+/// Polls `check` for at most `timeout`, then drops it; a panic while it
+/// is polled *or dropped* (once it answered, or when the timeout gives up
+/// on it) is a failed check, never a panic of the caller's task.
+async fn guarded(check: CheckFuture, timeout: Duration) -> Result<(), PolicyDenial> {
+    let mut check = Some(check);
+    let polled = tokio::time::timeout(
+        timeout,
+        poll_fn(|cx| {
+            let Some(future) = check.as_mut() else {
+                return Poll::Ready(Err(PolicyDenial::failed("the check panicked")));
+            };
+            match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                Ok(poll) => poll,
+                Err(_) => {
+                    // Not polled again; dropped below, under the guard.
+                    Poll::Ready(Err(PolicyDenial::failed("the check panicked")))
+                }
+            }
+        }),
+    )
+    .await;
+    let dropped = catch_unwind(AssertUnwindSafe(move || drop(check))).is_ok();
+    match polled {
+        Err(_) => Err(PolicyDenial::failed("the check timed out")),
+        Ok(_) if !dropped => Err(PolicyDenial::failed("the check panicked")),
+        Ok(outcome) => outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Context;
+
+    use super::*;
+    use crate::token::RegisteredClaims;
+
+    /// Answers, then panics when dropped.
+    struct PanicsWhenDropped(bool);
+
+    impl Future for PanicsWhenDropped {
+        type Output = Result<(), PolicyDenial>;
+
+        fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+            if self.0 {
+                self.0 = false;
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    impl Drop for PanicsWhenDropped {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("policy bug in drop");
+            }
+        }
+    }
+
+    fn request() -> PolicyRequest<()> {
+        let (parts, ()) = http::Request::new(()).into_parts();
+        PolicyRequest::upgrade(
+            Arc::new(()),
+            Arc::new(RegisteredClaims::for_tests(None, Some("alice"), u64::MAX)),
+            parts,
+        )
+    }
+
+    /// A check future that panics in `Drop` (once it answered, or when the
+    /// timeout drops it) is a failed check: `run` never panics.
+    #[tokio::test(start_paused = true)]
+    async fn a_future_that_panics_when_dropped_is_a_failed_check() {
+        for answers in [true, false] {
+            let policy = Policy::new(
+                move |_: PolicyRequest<()>| PanicsWhenDropped(answers),
+                Duration::from_secs(1),
+            );
+            let outcome = tokio::spawn(policy.run(request(), Checkpoint::Upgrade)).await;
+            let outcome = outcome.expect("the check's panic escaped");
+            assert!(
+                matches!(outcome, Err(PolicyDenial::Failed(_))),
+                "answers: {answers}: {outcome:?}"
+            );
         }
     }
 }

@@ -75,23 +75,23 @@ where
         };
         match core.settings.policy.clone() {
             None => self.accept(core, renewal),
-            Some(policy) => self.check_policy(core, &policy, renewal),
+            Some(policy) => self.check_policy(core, policy, renewal),
         }
     }
 
     /// Runs the layer's policy on a task of its own: the connection's lock
-    /// is not held while it runs, so application frames keep flowing, and
-    /// the deadline is not moved until it passes.
-    fn check_policy(&self, core: &mut Core<C>, policy: &Policy<C>, renewal: Renewal<C>) {
+    /// is not held while it runs (its `check` included, so a policy may
+    /// call into [`Connections`](crate::Connections)), application frames
+    /// keep flowing, and the deadline is not moved until it passes.
+    fn check_policy(&self, core: &mut Core<C>, policy: Policy<C>, renewal: Renewal<C>) {
         let request = PolicyRequest::renewal(
             Arc::clone(&renewal.claims),
             Arc::clone(&renewal.registered),
             self.identity.connection_id(),
         );
-        let check = policy.run(request, Checkpoint::Renewal);
         let me = self.me.clone();
         let task = self.runtime.spawn(async move {
-            let outcome = check.await;
+            let outcome = policy.run(request, Checkpoint::Renewal).await;
             if let Some(shared) = me.upgrade() {
                 shared.policy_checked(outcome, renewal);
             }
@@ -107,7 +107,10 @@ where
         }
         match outcome {
             // Too late: the deadline held while the check ran.
-            Ok(()) if self.deadline.has_passed() => self.end(&mut core, EndReason::Expired),
+            Ok(()) if self.deadline.has_passed() => {
+                let ending = self.deadline.ending();
+                self.end(&mut core, ending);
+            }
             // A revocation or a re-authentication request may have come
             // while the check ran.
             Ok(()) => match self.check_renewal_now(&core, &renewal.registered) {

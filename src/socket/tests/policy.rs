@@ -300,3 +300,152 @@ async fn a_reauthentication_request_during_the_check_refuses_the_older_token() {
     assert!(app.deadline() <= Instant::now() + Duration::from_secs(30));
     assert_eq!(app.expires_at(), exp);
 }
+
+/// A check future that answers, then panics when dropped.
+struct PanicsWhenDropped(Option<Result<(), PolicyDenial>>);
+
+impl std::future::Future for PanicsWhenDropped {
+    type Output = Result<(), PolicyDenial>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.0.take() {
+            Some(answer) => std::task::Poll::Ready(answer),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("policy bug in drop");
+        }
+    }
+}
+
+/// A check future that panics when dropped (after answering, or when the
+/// timeout drops it) is a failed check like one that panics while polled:
+/// the renewal is answered, and the connection's next renewal is checked
+/// again (not refused forever as "already being checked").
+#[tokio::test(start_paused = true)]
+async fn a_check_that_panics_when_dropped_fails_closed_and_the_next_renewal_is_checked() {
+    type Boxed =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PolicyDenial>> + Send>>;
+    let policy = |request: PolicyRequest<Claims>| -> Boxed {
+        match request.claims().generation {
+            // Answers at once, panics when dropped.
+            1 => Box::pin(PanicsWhenDropped(Some(Ok(())))),
+            // Never answers; panics when the timeout drops it.
+            2 => Box::pin(PanicsWhenDropped(None)),
+            _ => Box::pin(std::future::ready(Ok(()))),
+        }
+    };
+    let layer = layer(|b| {
+        defaults(b)
+            .policy(policy)
+            .policy_timeout(Duration::from_secs(2))
+    });
+    let exp = wall_now() + 600;
+    let Setup { socket, mut peer } =
+        open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
+    let app = App::run(socket);
+    for generation in [1, 2] {
+        let id = format!("g{generation}");
+        peer.renew(&sign(SECRET, "alice", exp + 60, generation), &id);
+        assert_eq!(
+            peer.next_json().await,
+            json!({"type": "auth.renew_rejected", "error": "invalid_token",
+                   "error_description": "authorization check unavailable", "id": id}),
+            "generation {generation}"
+        );
+        assert_eq!(app.expires_at(), exp);
+    }
+    peer.renew(&sign(SECRET, "alice", exp + 60, 0), "ok");
+    assert_eq!(
+        peer.next_json().await,
+        json!({"type": "auth.renewed", "exp": exp + 60, "id": "ok"})
+    );
+}
+
+/// A policy whose `check` (the synchronous part, before its future) asks
+/// the layer's registry about connections: it must not run under the
+/// connection's lock, or a `reauthenticate`, `revoke` or `close_connection`
+/// made there (or by any other thread meanwhile) waits for it, and one
+/// made on the same thread deadlocks.
+#[tokio::test(start_paused = true)]
+async fn the_policys_check_is_not_called_under_the_connections_lock() {
+    let registry: Arc<std::sync::OnceLock<crate::Connections>> = Arc::default();
+    let blocked: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let policy = {
+        let (registry, blocked) = (Arc::clone(&registry), Arc::clone(&blocked));
+        move |request: PolicyRequest<Claims>| {
+            if request.is_renewal() {
+                let connections = registry.get().unwrap().clone();
+                let (done, finished) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    // Visits every live connection (it selects none).
+                    connections.reauthenticate(
+                        crate::ConnectionSelector::token("nobody"),
+                        Duration::from_secs(1),
+                    );
+                    let _ = done.send(());
+                });
+                let waited = finished.recv_timeout(std::time::Duration::from_secs(2));
+                blocked.lock().unwrap().push(waited.is_err());
+            }
+            std::future::ready(Ok(()))
+        }
+    };
+    let layer = layer(|b| defaults(b).policy(policy));
+    registry.set(layer.connections()).unwrap();
+    let exp = wall_now() + 600;
+    let Setup { socket, mut peer } =
+        open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
+    let app = App::run(socket);
+    peer.renew(&sign(SECRET, "alice", exp + 60, 0), "r1");
+    assert_eq!(
+        peer.next_json().await,
+        json!({"type": "auth.renewed", "exp": exp + 60, "id": "r1"})
+    );
+    assert_eq!(
+        *blocked.lock().unwrap(),
+        [false],
+        "the check ran while the connection's lock was held"
+    );
+    drop(app);
+}
+
+/// A check that passes after a re-authentication request's deadline ends
+/// the connection as that request's (`NotReauthenticated`), not as a token
+/// expiry: the timer may be late (busy), and the check's answer must not
+/// relabel the ending.
+#[tokio::test(start_paused = true)]
+async fn a_check_passing_after_a_reauthentication_deadline_ends_as_not_reauthenticated() {
+    let layer = layer(|b| {
+        defaults(b)
+            .policy(by_generation(Duration::from_secs(10), seen()))
+            .policy_timeout(Duration::from_secs(60))
+    });
+    let exp = wall_now() + 3600;
+    let Setup { socket, peer } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
+    let app = App::run(socket);
+    // The timer task is starved: only the check's answer sees the deadline.
+    layer.settings().timers.stall(true);
+    peer.renew(&sign(SECRET, "alice", exp + 60, 0), "r");
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        layer
+            .connections()
+            .reauthenticate(crate::ConnectionSelector::All, Duration::from_secs(2)),
+        1
+    );
+    sleep(Duration::from_secs(11)).await;
+    assert_eq!(
+        app.sender.end_reason(),
+        Some(crate::EndReason::NotReauthenticated)
+    );
+    layer.settings().timers.stall(false);
+}

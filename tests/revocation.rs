@@ -255,6 +255,10 @@ async fn a_stale_list_fails_new_handshakes_closed_or_open_and_live_sockets_carry
     assert_eq!(retry_after.as_deref(), Some("5"));
     assert_eq!(challenge, None);
     assert_eq!(body, "revocation list unavailable\n");
+    // Without a valid token, the answer is the usual 401: the node's state
+    // is not for strangers.
+    let refused = connect(addr, &[]).await.err().unwrap();
+    assert_eq!(refused.status.as_u16(), 401);
     // The open socket keeps working, renewals included.
     assert_alive(&mut live, "still here").await;
     send_text(&mut live, &renew(&token_with("alice", 900, "a3", t), "r")).await;

@@ -110,10 +110,6 @@ fn authenticate<C: DeserializeOwned>(
     parts: &Parts,
 ) -> Result<Authenticated<C>, RejectionKind> {
     check_origin(settings, &parts.headers)?;
-    settings
-        .connections
-        .check_fresh()
-        .map_err(|_| RejectionKind::RevocationsStale)?;
     let offered = OfferedProtocols::parse(&parts.headers).map_err(RejectionKind::InvalidRequest)?;
     let protocol = offered
         .select(&settings.protocols)
@@ -127,6 +123,12 @@ fn authenticate<C: DeserializeOwned>(
             Refusal::Invalid(error) => RejectionKind::InvalidToken(error),
             Refusal::InsufficientScope => RejectionKind::InsufficientScope,
         })?;
+    // After the token: a client without a valid one learns nothing of the
+    // node's state.
+    settings
+        .connections
+        .check_fresh()
+        .map_err(|_| RejectionKind::RevocationsStale)?;
     Ok(Authenticated {
         claims: Arc::new(valid.claims),
         registered: Arc::new(valid.registered),

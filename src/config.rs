@@ -71,6 +71,9 @@ impl<C: DeserializeOwned> Settings<C> {
             .validator
             .validate::<C>(token)
             .map_err(Refusal::Invalid)?;
+        self.connections
+            .check_revocation(&valid.registered)
+            .map_err(Refusal::Invalid)?;
         if self
             .revoked
             .as_ref()

@@ -172,7 +172,10 @@ mod timers;
 mod token;
 mod upgrade;
 
-pub use connection::{AuthEvent, Connections, EndReason, Identity};
+pub use connection::{
+    AuthEvent, ConnectionSelector, Connections, EndReason, Identity, Revocation, RevocationEntry,
+    StalePolicy,
+};
 pub use error::ConfigError;
 pub use socket::{AuthReceiver, AuthSender, AuthWebSocket, SocketClosed};
 pub use token::{

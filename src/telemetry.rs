@@ -6,7 +6,7 @@
 
 use http::StatusCode;
 
-use crate::connection::Identity;
+use crate::connection::{Identity, Report, Revocation, StalePolicy};
 use crate::protocol::{CloseReason, RenewRejection};
 
 pub(crate) const TARGET: &str = "axum_ws_auth";
@@ -17,6 +17,18 @@ pub(crate) const METRIC_CONNECTIONS_ACTIVE: &str = "ws_auth_connections_active";
 pub(crate) const METRIC_EXPIRY_NOTICES: &str = "ws_auth_expiry_notices_total";
 pub(crate) const METRIC_RENEWALS: &str = "ws_auth_renewals_total";
 pub(crate) const METRIC_CLOSES: &str = "ws_auth_server_closes_total";
+pub(crate) const METRIC_REVOCATION_ENTRIES: &str = "ws_auth_revocation_entries";
+pub(crate) const METRIC_REVOCATIONS: &str = "ws_auth_revocations_total";
+pub(crate) const METRIC_REVOCATIONS_STALE: &str = "ws_auth_revocations_stale";
+pub(crate) const METRIC_REAUTH_REQUESTS: &str = "ws_auth_reauth_requests_total";
+
+/// What a layer's revocation store reports, installed by the layer's
+/// builder (the store sits below this module).
+pub(crate) const REVOCATION_REPORT: Report = Report {
+    entries: revocation_entries,
+    applied: revocation_applied,
+    stale: revocations_stale,
+};
 
 /// Counts a connection as active while it lives.
 #[derive(Debug)]
@@ -155,5 +167,64 @@ pub(crate) fn disconnected(connection: &Identity) {
         conn_id = connection.connection_id(),
         sub = sub(connection),
         "peer went away"
+    );
+}
+
+/// The number of stored revocations changed by `delta` (a gauge summed
+/// over every layer of the process).
+fn revocation_entries(delta: i64) {
+    metrics::gauge!(METRIC_REVOCATION_ENTRIES).increment(delta as f64);
+}
+
+/// A revocation was applied (`new`: it changed this node's list) and
+/// closed `closed` sockets.
+fn revocation_applied(revocation: &Revocation, new: bool, closed: usize) {
+    metrics::counter!(
+        METRIC_REVOCATIONS,
+        "kind" => revocation.kind(),
+        "new" => if new { "true" } else { "false" },
+    )
+    .increment(1);
+    tracing::info!(
+        target: TARGET,
+        event = "revoked",
+        kind = revocation.kind(),
+        sub = revocation.subject().unwrap_or("-"),
+        new,
+        closed,
+        "revocation applied"
+    );
+}
+
+fn revocations_stale(policy: Option<StalePolicy>) {
+    metrics::gauge!(METRIC_REVOCATIONS_STALE).set(if policy.is_some() { 1.0 } else { 0.0 });
+    match policy {
+        Some(policy) => tracing::warn!(
+            target: TARGET,
+            event = "revocations_stale",
+            policy = match policy {
+                StalePolicy::FailClosed => "fail_closed",
+                _ => "fail_open",
+            },
+            "revocation list may be behind"
+        ),
+        None => tracing::info!(
+            target: TARGET,
+            event = "revocations_fresh",
+            "revocation list current again"
+        ),
+    }
+}
+
+pub(crate) fn reauth_requested(connection: &Identity, exp: u64, expires_in: u64) {
+    metrics::counter!(METRIC_REAUTH_REQUESTS).increment(1);
+    tracing::info!(
+        target: TARGET,
+        event = "reauth_requested",
+        conn_id = connection.connection_id(),
+        sub = sub(connection),
+        exp,
+        expires_in,
+        "re-authentication requested"
     );
 }

@@ -20,6 +20,11 @@ use crate::protocol::CloseReason;
 pub enum EndReason {
     /// The token expired with no accepted renewal (closed with 4401).
     Expired,
+    /// The server asked for re-authentication
+    /// ([`Connections::reauthenticate`](crate::Connections::reauthenticate))
+    /// and no renewal with a fresh token was accepted by the deadline it
+    /// set (closed with 4401, as an expiry).
+    NotReauthenticated,
     /// The connection's user or token was revoked (closed with 4403).
     Revoked,
     /// A renewal tried to change the token's identity (closed with 4403).
@@ -32,6 +37,12 @@ pub enum EndReason {
     MessageTooBig,
     /// Graceful shutdown (closed with 1001).
     ServerShutdown,
+    /// The application closed this connection with
+    /// [`Connections::close_connection`](crate::Connections::close_connection).
+    CloseRequested {
+        /// The code and phrase it chose.
+        reason: CloseReason,
+    },
     /// The peer sent a close frame.
     PeerClosed {
         /// The peer's close code (1005 when its frame had none).
@@ -52,12 +63,13 @@ impl EndReason {
     /// one the server decides.
     pub fn close_reason(&self) -> Option<CloseReason> {
         Some(match self {
-            EndReason::Expired => CloseReason::TokenExpired,
+            EndReason::Expired | EndReason::NotReauthenticated => CloseReason::TokenExpired,
             EndReason::Revoked | EndReason::IdentityChanged => CloseReason::Forbidden,
             EndReason::TooManyRenewals => CloseReason::TooManyRenewals,
             EndReason::BadRequests => CloseReason::BadRequest,
             EndReason::MessageTooBig => CloseReason::MessageTooBig,
             EndReason::ServerShutdown => CloseReason::ServerShutdown,
+            EndReason::CloseRequested { reason } => *reason,
             EndReason::PeerClosed { .. }
             | EndReason::ConnectionLost
             | EndReason::ApplicationClosed

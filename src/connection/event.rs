@@ -22,9 +22,22 @@ use crate::protocol::RenewRejection;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuthEvent {
-    /// `auth.expiring` was sent: the token expires at `exp`.
+    /// `auth.expiring` was sent: the token expires at `exp`. (An early
+    /// notice asking for re-authentication is
+    /// [`ReauthRequested`](Self::ReauthRequested) instead.)
     Expiring {
         /// The token's `exp` (seconds since the Unix epoch).
+        exp: u64,
+        /// Whole seconds left when the notice was sent.
+        expires_in: u64,
+    },
+    /// The server asked for re-authentication
+    /// ([`Connections::reauthenticate`](crate::Connections::reauthenticate)):
+    /// an early `auth.expiring` was sent, and the connection ends at `exp`
+    /// unless a renewal with a token issued since is accepted.
+    ReauthRequested {
+        /// The new deadline (seconds since the Unix epoch): never later
+        /// than the token's own `exp`.
         exp: u64,
         /// Whole seconds left when the notice was sent.
         expires_in: u64,

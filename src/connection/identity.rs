@@ -75,6 +75,11 @@ impl Identity {
         self.protocol.as_ref()
     }
 
+    /// The issuer as shared with the registry.
+    pub(crate) fn shared_issuer(&self) -> Option<Arc<str>> {
+        self.iss.clone()
+    }
+
     /// The subject as shared with the registry.
     pub(crate) fn shared_subject(&self) -> Option<Arc<str>> {
         self.sub.clone()

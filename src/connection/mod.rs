@@ -1,15 +1,21 @@
 //! What the crate knows about a live connection, below the socket that
 //! drives it: who is on the other end ([`Identity`]), what happened to its
-//! authentication ([`AuthEvent`]), why it ended ([`EndReason`]), and the set of a layer's live connections
-//! ([`Connections`]).
+//! authentication ([`AuthEvent`]), why it ended ([`EndReason`]), the set of
+//! a layer's live connections ([`Connections`]) and the revocations it
+//! enforces ([`Revocation`]).
 
 mod end;
 mod event;
 mod identity;
 mod registry;
+mod revocation;
+mod selector;
 
 pub use end::EndReason;
 pub use event::AuthEvent;
 pub use identity::Identity;
 pub use registry::Connections;
 pub(crate) use registry::{Closable, LiveGuard};
+pub(crate) use revocation::{DEFAULT_RETENTION, Report};
+pub use revocation::{Revocation, RevocationEntry, StalePolicy};
+pub use selector::ConnectionSelector;

@@ -1,17 +1,23 @@
 //! The set of live connections a layer has authenticated: graceful
-//! shutdown and revocation of a subject's sockets.
+//! shutdown, revocation, closing one connection, and re-authentication.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 
-use super::EndReason;
+use super::revocation::{Applied, Report, RevocationStore, RevocationsStale};
+use super::{ConnectionSelector, EndReason, Revocation, RevocationEntry, StalePolicy};
+use crate::protocol::CloseReason;
+use crate::token::{RegisteredClaims, TokenError};
 
-/// A handle on the live connections of one [`WsAuthLayer`](crate::WsAuthLayer):
-/// close them all with `1001 server shutting down`, close every socket of a
-/// revoked subject with `4403 forbidden`, wait until they are gone.
+/// A handle on the live connections of one [`WsAuthLayer`](crate::WsAuthLayer)
+/// and on its revocations: close them all with `1001 server shutting down`,
+/// revoke a user or a token ([`revoke`](Self::revoke): refused from then
+/// on, live sockets closed with `4403 forbidden`), close one connection,
+/// ask connections to re-authenticate, wait until they are gone.
 ///
 /// Hyper's graceful shutdown does not see upgraded connections, so a server
 /// calls [`shutdown`](Self::shutdown) when its shutdown signal fires and
@@ -37,14 +43,16 @@ pub struct Connections {
     inner: Arc<Registry>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Registry {
     live: Mutex<HashMap<u64, Entry>>,
     shutting_down: AtomicBool,
     all_closed: Notify,
+    revocations: RevocationStore,
 }
 
 struct Entry {
+    iss: Option<Arc<str>>,
     sub: Option<Arc<str>>,
     connection: Weak<dyn Closable>,
 }
@@ -52,14 +60,32 @@ struct Entry {
 impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entry")
+            .field("iss", &self.iss)
             .field("sub", &self.sub)
             .finish_non_exhaustive()
     }
 }
 
-/// A connection the registry can ask to close.
+/// A connection the registry can ask to close or to re-authenticate,
+/// judged by its current token.
 pub(crate) trait Closable: Send + Sync {
-    fn request_close(&self, reason: EndReason);
+    /// Ends the connection with `reason` if the registered claims of its
+    /// current token satisfy `matches`; true if this call ended it (false
+    /// when it did not match or had ended already).
+    fn close_if(&self, matches: &dyn Fn(&RegisteredClaims) -> bool, reason: EndReason) -> bool;
+
+    /// Asks the peer for a fresh token within `grace` if the claims of the
+    /// current token satisfy `matches`; true if it was asked.
+    fn reauthenticate_if(
+        &self,
+        matches: &dyn Fn(&RegisteredClaims) -> bool,
+        grace: Duration,
+    ) -> bool;
+
+    /// Ends the connection with `reason`; true if this call ended it.
+    fn request_close(&self, reason: EndReason) -> bool {
+        self.close_if(&|_| true, reason)
+    }
 }
 
 impl Registry {
@@ -71,9 +97,16 @@ impl Registry {
 }
 
 impl Connections {
-    pub(crate) fn new() -> Self {
+    /// The registry of a layer whose revocations are kept for `retention`,
+    /// reporting to telemetry through `report`.
+    pub(crate) fn new(retention: Duration, report: Report) -> Self {
         Self {
-            inner: Arc::default(),
+            inner: Arc::new(Registry {
+                live: Mutex::default(),
+                shutting_down: AtomicBool::new(false),
+                all_closed: Notify::new(),
+                revocations: RevocationStore::new(retention, report),
+            }),
         }
     }
 
@@ -86,19 +119,19 @@ impl Connections {
     /// `1001 server shutting down`.
     pub fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
-        for connection in self.matching(|_| true) {
+        for connection in self.matching(|_, _| true) {
             connection.request_close(EndReason::ServerShutdown);
         }
     }
 
     /// Live connections selected by `filter`, collected first so that none
-    /// is asked to close while the registry is locked.
-    fn matching(&self, filter: impl Fn(&Entry) -> bool) -> Vec<Arc<dyn Closable>> {
+    /// is asked anything while the registry is locked.
+    fn matching(&self, filter: impl Fn(u64, &Entry) -> bool) -> Vec<Arc<dyn Closable>> {
         self.inner
             .live()
-            .values()
-            .filter(|entry| filter(entry))
-            .filter_map(|entry| entry.connection.upgrade())
+            .iter()
+            .filter(|(id, entry)| filter(**id, entry))
+            .filter_map(|(_, entry)| entry.connection.upgrade())
             .collect()
     }
 
@@ -107,11 +140,13 @@ impl Connections {
         self.inner.shutting_down.load(Ordering::Acquire)
     }
 
-    /// Closes every open socket whose token has this `sub` with
-    /// `4403 forbidden`, e.g. when the user's session is revoked; returns how
-    /// many were told to close. Pair it with
-    /// [`revoked`](crate::WsAuthLayerBuilder::revoked) so the subject cannot
-    /// reconnect or renew either.
+    /// Closes every open socket whose token has this `sub`, from any
+    /// issuer, with `4403 forbidden`; returns how many were told to close.
+    ///
+    /// It stores nothing: the subject's tokens still open sockets and
+    /// renew. Prefer [`revoke`](Self::revoke) with [`Revocation::User`],
+    /// which closes the user's sockets *and* refuses their tokens from then
+    /// on, and names the issuer (`sub` is unique only within its issuer).
     ///
     /// ```
     /// # fn f(layer: axum_ws_auth::WsAuthLayer<serde_json::Value>) {
@@ -119,11 +154,221 @@ impl Connections {
     /// # }
     /// ```
     pub fn close_subject(&self, sub: &str) -> usize {
-        let matching = self.matching(|entry| entry.sub.as_deref() == Some(sub));
-        for connection in &matching {
-            connection.request_close(EndReason::Revoked);
+        self.matching(|_, entry| entry.sub.as_deref() == Some(sub))
+            .iter()
+            .filter(|connection| connection.request_close(EndReason::Revoked))
+            .count()
+    }
+
+    /// Revokes tokens as of now: from this moment the tokens `revocation`
+    /// matches are refused at the handshake (401 `invalid_token`, "token
+    /// revoked") and on renewal (`auth.renew_rejected`), and every live
+    /// socket whose *current* token it matches is closed with
+    /// `4403 forbidden` ([`EndReason::Revoked`]). Returns how many sockets
+    /// this call closed.
+    ///
+    /// The entry is kept for the layer's
+    /// [`revocation_retention`](crate::WsAuthLayerBuilder::revocation_retention)
+    /// (default 24 h), which must be at least the longest lifetime of your
+    /// tokens: after it, every token the entry could match has expired
+    /// anyway, and the entry is dropped. Each layer (each
+    /// [`WsAuthLayer::builder`](crate::WsAuthLayer::builder)`.build()`) has
+    /// its own list; clones share it.
+    ///
+    /// ```
+    /// use axum_ws_auth::{JwtValidator, Revocation, WsAuthLayer};
+    ///
+    /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
+    /// let connections = layer.connections();
+    /// // The user's account was locked: every token issued so far.
+    /// let closed = connections.revoke(Revocation::user(Some("https://issuer.example"), "alice"));
+    /// assert_eq!(closed, 0, "no socket was open");
+    /// assert_eq!(connections.revocations().len(), 1);
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    pub fn revoke(&self, revocation: Revocation) -> usize {
+        self.apply_revocation(revocation, SystemTime::now())
+    }
+
+    /// Applies a revocation made at `revoked_at`, e.g. on another node of a
+    /// cluster: it is stored with that instant (for
+    /// [`Revocation::User`], the cutoff for `iat`), and matching live
+    /// sockets are closed with `4403`, as by [`revoke`](Self::revoke).
+    /// Returns how many sockets this call closed.
+    ///
+    /// Idempotent and order-free: an entry already stored at this instant or
+    /// later changes nothing (the later of two instants of one revocation
+    /// covers all the earlier one does), and one whose retention has
+    /// passed by now is not stored.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use axum_ws_auth::{JwtValidator, Revocation, WsAuthLayer};
+    ///
+    /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
+    /// let connections = layer.connections();
+    /// let revoked_at = SystemTime::now() - Duration::from_secs(5);
+    /// // Delivered twice by the message bus: applied once.
+    /// connections.apply_revocation(Revocation::token("t-1"), revoked_at);
+    /// connections.apply_revocation(Revocation::token("t-1"), revoked_at);
+    /// let entries = connections.revocations();
+    /// assert_eq!(entries.len(), 1);
+    /// assert_eq!(entries[0].revoked_at, revoked_at);
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    pub fn apply_revocation(&self, revocation: Revocation, revoked_at: SystemTime) -> usize {
+        let store = &self.inner.revocations;
+        let applied = store.apply(&revocation, revoked_at, SystemTime::now());
+        let mut closed = 0;
+        if applied == Applied::Changed {
+            // Stored first, then the live sockets: a socket registering
+            // meanwhile checks the store itself (see `register`).
+            let identity = revocation.identity();
+            let candidates = self.matching(|_, entry| {
+                identity.is_none_or(|(iss, sub)| {
+                    entry.iss.as_deref() == iss && entry.sub.as_deref() == Some(sub)
+                })
+            });
+            let matches = |claims: &RegisteredClaims| revocation.matches(revoked_at, claims);
+            closed = candidates
+                .iter()
+                .filter(|connection| connection.close_if(&matches, EndReason::Revoked))
+                .count();
         }
-        matching.len()
+        store.report_applied(&revocation, applied == Applied::Changed, closed);
+        closed
+    }
+
+    /// The revocations within their retention, each with the instant it
+    /// was made: what a cluster publishes for a node that resyncs. The
+    /// order is unspecified.
+    ///
+    /// ```
+    /// # use axum_ws_auth::{JwtValidator, WsAuthLayer};
+    /// # let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
+    /// for entry in layer.connections().revocations() {
+    ///     println!("{} at {:?}", serde_json::to_string(&entry.revocation).unwrap(), entry.revoked_at);
+    /// }
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    pub fn revocations(&self) -> Vec<RevocationEntry> {
+        self.inner.revocations.entries_at(SystemTime::now())
+    }
+
+    /// Whether a token with these registered claims is revoked: the check
+    /// the handshake and every renewal make, for the application's own
+    /// endpoints.
+    ///
+    /// ```
+    /// use axum_ws_auth::{AuthWebSocket, Connections};
+    ///
+    /// fn still_allowed(connections: &Connections, socket: &AuthWebSocket<serde_json::Value>) -> bool {
+    ///     !connections.is_revoked(&socket.registered())
+    /// }
+    /// ```
+    pub fn is_revoked(&self, claims: &RegisteredClaims) -> bool {
+        self.inner.revocations.is_revoked(claims)
+    }
+
+    /// Marks this node's revocation list as possibly behind (`Some`) or
+    /// current (`None`); a cluster layer sets it while it cannot hear the
+    /// other nodes. With [`StalePolicy::FailClosed`], new handshakes are
+    /// refused with `503 Service Unavailable` (with `Retry-After`, no
+    /// `WWW-Authenticate`); renewals and live sockets are unaffected. The
+    /// state is a `tracing` event and the `ws_auth_revocations_stale`
+    /// gauge (1 while stale).
+    ///
+    /// ```
+    /// # use axum_ws_auth::{JwtValidator, StalePolicy, WsAuthLayer};
+    /// # let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
+    /// let connections = layer.connections();
+    /// connections.set_revocations_stale(Some(StalePolicy::FailOpen));
+    /// assert_eq!(connections.revocations_stale(), Some(StalePolicy::FailOpen));
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    pub fn set_revocations_stale(&self, policy: Option<StalePolicy>) {
+        self.inner.revocations.set_stale(policy);
+    }
+
+    /// What [`set_revocations_stale`](Self::set_revocations_stale) last
+    /// set; `None` while the list is current.
+    pub fn revocations_stale(&self) -> Option<StalePolicy> {
+        self.inner.revocations.stale()
+    }
+
+    /// Closes the connection with this id
+    /// ([`Identity::connection_id`](crate::Identity::connection_id)) with
+    /// `reason`'s code and phrase; its
+    /// [`end_reason`](crate::AuthWebSocket::end_reason) is
+    /// [`EndReason::CloseRequested`]. Returns whether this call closed it
+    /// (false when no such connection is open, or it is already ending).
+    ///
+    /// The contract's codes mean: 4401 get a fresh token and reconnect,
+    /// 4403 do not reconnect with these credentials, 4400 the client is
+    /// broken, 4429 back off, 1001 reconnect with backoff. Nothing is
+    /// stored: to keep a token out, [`revoke`](Self::revoke) it.
+    ///
+    /// ```
+    /// use axum_ws_auth::{AuthWebSocket, Connections, protocol::CloseReason};
+    ///
+    /// fn kick(connections: &Connections, socket: &AuthWebSocket<serde_json::Value>) {
+    ///     let id = socket.identity().connection_id();
+    ///     connections.close_connection(id, CloseReason::Forbidden);
+    /// }
+    /// ```
+    pub fn close_connection(&self, id: u64, reason: CloseReason) -> bool {
+        self.matching(|live, _| live == id)
+            .iter()
+            .any(|connection| connection.request_close(EndReason::CloseRequested { reason }))
+    }
+
+    /// Asks the selected connections to re-authenticate within `grace`
+    /// (the user's roles changed, a signing key is retired); returns how
+    /// many were asked.
+    ///
+    /// Each gets an early `auth.expiring` whose `exp` is now plus `grace`
+    /// (whole seconds, rounded up), never later than its token's own `exp`,
+    /// and whose `expires_in` counts down to it. Unless a renewal is
+    /// accepted by then, the connection closes at that `exp` with
+    /// `4401 token expired`
+    /// ([`EndReason::NotReauthenticated`]). A renewal answering the request
+    /// must carry a token issued at or after it (`iat` at or after the
+    /// request's second); the current token, or one minted before the
+    /// request, is refused (`auth.renew_rejected`, `invalid_token`).
+    /// The application sees [`AuthEvent::ReauthRequested`](crate::AuthEvent::ReauthRequested).
+    ///
+    /// A second request never moves a connection's deadline later.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum_ws_auth::{ConnectionSelector, JwtValidator, WsAuthLayer};
+    ///
+    /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
+    /// let asked = layer
+    ///     .connections()
+    ///     .reauthenticate(ConnectionSelector::user(Some("https://issuer.example"), "alice"), Duration::from_secs(30));
+    /// assert_eq!(asked, 0, "no socket was open");
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    pub fn reauthenticate(&self, selector: ConnectionSelector, grace: Duration) -> usize {
+        let candidates = self.matching(|id, entry| {
+            selector.may_select(id, entry.iss.as_deref(), entry.sub.as_deref())
+        });
+        let selects = |claims: &RegisteredClaims| selector.selects(claims);
+        candidates
+            .iter()
+            .filter(|connection| connection.reauthenticate_if(&selects, grace))
+            .count()
+    }
+
+    /// The revocation gate of every handshake and renewal.
+    pub(crate) fn check_revocation(&self, claims: &RegisteredClaims) -> Result<(), TokenError> {
+        self.inner.revocations.check(claims)
+    }
+
+    /// Whether a new handshake may proceed while the list is stale.
+    pub(crate) fn check_fresh(&self) -> Result<(), RevocationsStale> {
+        self.inner.revocations.check_fresh()
     }
 
     /// Resolves once no authenticated socket is open.
@@ -138,22 +383,39 @@ impl Connections {
     }
 
     /// Registers a new connection; it counts as live until the guard drops.
-    /// The caller stores the guard first, then closes the connection with
-    /// `1001` if this returns `true` (a shutdown is under way), so the
-    /// close cannot finish before the guard is in place.
+    /// The caller stores the guard first, then ends the connection if this
+    /// returns a reason: a shutdown is under way (`1001`), or its token was
+    /// revoked since the handshake checked it (`4403`). Both are checked
+    /// after inserting, so a concurrent shutdown or revocation, which
+    /// records itself before scanning the registry, cannot miss it.
     pub(crate) fn register(
         &self,
         id: u64,
+        iss: Option<Arc<str>>,
         sub: Option<Arc<str>>,
+        registered: &RegisteredClaims,
         connection: Weak<dyn Closable>,
-    ) -> (LiveGuard, bool) {
-        self.inner.live().insert(id, Entry { sub, connection });
+    ) -> (LiveGuard, Option<EndReason>) {
+        self.inner.live().insert(
+            id,
+            Entry {
+                iss,
+                sub,
+                connection,
+            },
+        );
         let guard = LiveGuard {
             registry: Arc::clone(&self.inner),
             id,
         };
-        // Checked after inserting, so a concurrent shutdown cannot miss it.
-        (guard, self.is_shutting_down())
+        let ending = if self.is_shutting_down() {
+            Some(EndReason::ServerShutdown)
+        } else if self.inner.revocations.is_revoked(registered) {
+            Some(EndReason::Revoked)
+        } else {
+            None
+        };
+        (guard, ending)
     }
 }
 
@@ -179,32 +441,86 @@ impl Drop for LiveGuard {
 mod tests {
     use super::*;
 
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<EndReason>>);
+    /// A connection that records what it was asked, with a current token.
+    struct Recorder {
+        claims: Mutex<RegisteredClaims>,
+        closes: Mutex<Vec<EndReason>>,
+        reauths: Mutex<Vec<Duration>>,
+    }
 
-    impl Closable for Recorder {
-        fn request_close(&self, reason: EndReason) {
-            self.0.lock().unwrap().push(reason);
+    impl Recorder {
+        fn closes(&self) -> Vec<EndReason> {
+            self.closes.lock().unwrap().clone()
         }
     }
 
-    fn connection() -> (Arc<Recorder>, Weak<dyn Closable>) {
-        let recorder = Arc::new(Recorder::default());
+    impl Closable for Recorder {
+        fn close_if(&self, matches: &dyn Fn(&RegisteredClaims) -> bool, reason: EndReason) -> bool {
+            let mut closes = self.closes.lock().unwrap();
+            if !closes.is_empty() || !matches(&self.claims.lock().unwrap()) {
+                return false;
+            }
+            closes.push(reason);
+            true
+        }
+
+        fn reauthenticate_if(
+            &self,
+            matches: &dyn Fn(&RegisteredClaims) -> bool,
+            grace: Duration,
+        ) -> bool {
+            if !matches(&self.claims.lock().unwrap()) {
+                return false;
+            }
+            self.reauths.lock().unwrap().push(grace);
+            true
+        }
+    }
+
+    fn connections() -> Connections {
+        Connections::new(Duration::from_secs(3600), Report::NONE)
+    }
+
+    fn claims(iss: Option<&str>, sub: &str, jti: &str, iat: u64) -> RegisteredClaims {
+        let mut claims = RegisteredClaims::for_tests(iss, Some(sub), u64::MAX);
+        claims.jti = Some(jti.to_owned());
+        claims.iat = Some(iat);
+        claims
+    }
+
+    /// Registers a connection whose current token has `claims`.
+    fn open(
+        connections: &Connections,
+        id: u64,
+        claims: RegisteredClaims,
+    ) -> (Arc<Recorder>, LiveGuard) {
+        let iss = claims.iss.as_deref().map(Arc::from);
+        let sub = claims.sub.as_deref().map(Arc::from);
+        let registered = claims.clone();
+        let recorder = Arc::new(Recorder {
+            claims: Mutex::new(claims),
+            closes: Mutex::default(),
+            reauths: Mutex::default(),
+        });
         let weak = Arc::downgrade(&(Arc::clone(&recorder) as Arc<dyn Closable>));
-        (recorder, weak)
+        let (guard, ending) = connections.register(id, iss, sub, &registered, weak);
+        assert_eq!(ending, None);
+        (recorder, guard)
+    }
+
+    fn now() -> u64 {
+        super::super::revocation::seconds(SystemTime::now())
     }
 
     #[tokio::test]
     async fn closed_waits_for_the_last_guard() {
-        let connections = Connections::new();
+        let connections = connections();
         connections.closed().await;
-        let (first, first_weak) = connection();
-        let (_second, second_weak) = connection();
-        let (first_guard, _) = connections.register(1, Some("a".into()), first_weak);
-        let (second_guard, _) = connections.register(2, Some("b".into()), second_weak);
+        let (first, first_guard) = open(&connections, 1, claims(None, "a", "1", 0));
+        let (_second, second_guard) = open(&connections, 2, claims(None, "b", "2", 0));
         assert_eq!(connections.count(), 2);
         connections.shutdown();
-        assert_eq!(*first.0.lock().unwrap(), [EndReason::ServerShutdown]);
+        assert_eq!(first.closes(), [EndReason::ServerShutdown]);
         let waiter = tokio::spawn({
             let connections = connections.clone();
             async move { connections.closed().await }
@@ -216,27 +532,112 @@ mod tests {
         waiter.await.unwrap();
         assert_eq!(connections.count(), 0);
         // Registered after shutdown: told to close at once.
-        let (_late, late_weak) = connection();
-        let (_late_guard, shutting_down) = connections.register(3, None, late_weak);
-        assert!(shutting_down);
+        let (_late, late_weak) = {
+            let recorder: Arc<dyn Closable> = Arc::new(Recorder {
+                claims: Mutex::new(claims(None, "c", "3", 0)),
+                closes: Mutex::default(),
+                reauths: Mutex::default(),
+            });
+            let weak = Arc::downgrade(&recorder);
+            (recorder, weak)
+        };
+        let (_late_guard, ending) =
+            connections.register(3, None, None, &claims(None, "c", "3", 0), late_weak);
+        assert_eq!(ending, Some(EndReason::ServerShutdown));
     }
 
     #[tokio::test]
     async fn close_subject_asks_only_that_subject() {
-        let connections = Connections::new();
-        let (alice_phone, w1) = connection();
-        let (alice_laptop, w2) = connection();
-        let (bob, w3) = connection();
-        let _guards = [
-            connections.register(1, Some("alice".into()), w1).0,
-            connections.register(2, Some("alice".into()), w2).0,
-            connections.register(3, Some("bob".into()), w3).0,
-        ];
+        let connections = connections();
+        let (alice_phone, _g1) = open(&connections, 1, claims(None, "alice", "1", 0));
+        let (alice_laptop, _g2) = open(&connections, 2, claims(Some("i"), "alice", "2", 0));
+        let (bob, _g3) = open(&connections, 3, claims(None, "bob", "3", 0));
         assert_eq!(connections.close_subject("alice"), 2);
         assert_eq!(connections.close_subject("nobody"), 0);
+        // Already closing: not counted again.
+        assert_eq!(connections.close_subject("alice"), 0);
         for alice in [&alice_phone, &alice_laptop] {
-            assert_eq!(*alice.0.lock().unwrap(), [EndReason::Revoked]);
+            assert_eq!(alice.closes(), [EndReason::Revoked]);
         }
-        assert!(bob.0.lock().unwrap().is_empty());
+        assert!(bob.closes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn revoke_closes_exactly_the_connections_whose_current_token_matches() {
+        let connections = connections();
+        let t = now();
+        let (alice, _g1) = open(&connections, 1, claims(Some("i"), "alice", "a1", t - 10));
+        let (alice_other_issuer, _g2) =
+            open(&connections, 2, claims(Some("j"), "alice", "a2", t - 10));
+        let (bob, _g3) = open(&connections, 3, claims(Some("i"), "bob", "b1", t - 10));
+        let (carol, _g4) = open(&connections, 4, claims(Some("i"), "carol", "c1", t - 10));
+        // Carol renewed: her current token is c2, issued later.
+        *carol.claims.lock().unwrap() = claims(Some("i"), "carol", "c2", t + 5);
+
+        assert_eq!(connections.revoke(Revocation::user(Some("i"), "alice")), 1);
+        assert_eq!(alice.closes(), [EndReason::Revoked]);
+        assert!(alice_other_issuer.closes().is_empty());
+        assert_eq!(connections.revoke(Revocation::token("c1")), 0);
+        assert_eq!(
+            connections.revoke(Revocation::issued_before(Some("i"), "carol", t)),
+            0,
+            "c2 was issued after the cutoff"
+        );
+        assert_eq!(connections.revoke(Revocation::token("c2")), 1);
+        assert_eq!(carol.closes(), [EndReason::Revoked]);
+        assert_eq!(
+            connections.revoke(Revocation::issued_before(Some("i"), "bob", t - 9)),
+            1
+        );
+        assert_eq!(bob.closes(), [EndReason::Revoked]);
+        assert_eq!(connections.revocations().len(), 5);
+
+        // A connection registering with a token revoked meanwhile is told
+        // to end at once.
+        let recorder: Arc<dyn Closable> = Arc::new(Recorder {
+            claims: Mutex::new(claims(Some("i"), "alice", "a3", t - 1)),
+            closes: Mutex::default(),
+            reauths: Mutex::default(),
+        });
+        let (_guard, ending) = connections.register(
+            9,
+            Some("i".into()),
+            Some("alice".into()),
+            &claims(Some("i"), "alice", "a3", t - 1),
+            Arc::downgrade(&recorder),
+        );
+        assert_eq!(ending, Some(EndReason::Revoked));
+    }
+
+    #[tokio::test]
+    async fn close_connection_and_reauthenticate_select_as_asked() {
+        let connections = connections();
+        let t = now();
+        let (one, _g1) = open(&connections, 1, claims(Some("i"), "alice", "a1", t - 100));
+        let (two, _g2) = open(&connections, 2, claims(Some("i"), "alice", "a2", t));
+        let (three, _g3) = open(&connections, 3, claims(None, "bob", "b1", t));
+        let grace = Duration::from_secs(7);
+        let asked = |selector| connections.reauthenticate(selector, grace);
+        assert_eq!(asked(ConnectionSelector::All), 3);
+        assert_eq!(asked(ConnectionSelector::user(Some("i"), "alice")), 2);
+        assert_eq!(asked(ConnectionSelector::user(None, "alice")), 0);
+        assert_eq!(asked(ConnectionSelector::token("b1")), 1);
+        assert_eq!(asked(ConnectionSelector::issued_before(t)), 1);
+        assert_eq!(asked(ConnectionSelector::connection(2)), 1);
+        assert_eq!(asked(ConnectionSelector::connection(99)), 0);
+        assert_eq!(one.reauths.lock().unwrap().len(), 3);
+        assert_eq!(two.reauths.lock().unwrap().len(), 3);
+        assert_eq!(three.reauths.lock().unwrap().len(), 2);
+
+        assert!(connections.close_connection(2, CloseReason::TooManyRenewals));
+        assert!(!connections.close_connection(2, CloseReason::Forbidden));
+        assert!(!connections.close_connection(99, CloseReason::Forbidden));
+        assert_eq!(
+            two.closes(),
+            [EndReason::CloseRequested {
+                reason: CloseReason::TooManyRenewals
+            }]
+        );
+        assert!(one.closes().is_empty() && three.closes().is_empty());
     }
 }

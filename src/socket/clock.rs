@@ -1,5 +1,6 @@
 //! Time for a connection: the deadline shared with the application's
-//! halves, wall-clock `exp` mapped onto the monotonic clock, and the renewal
+//! halves (the token's, or an earlier one a re-authentication request
+//! set), wall-clock `exp` mapped onto the monotonic clock, and the renewal
 //! rate window.
 
 use std::collections::VecDeque;
@@ -8,17 +9,31 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+use crate::connection::EndReason;
+
 /// The connection's current `exp`, the monotonic instant it stands for,
-/// and its deadline (that instant plus the leeway), readable without locks
-/// from every half of the application's socket so none hands out a frame
-/// after the deadline.
+/// and its deadline (that instant plus the leeway, or the earlier deadline
+/// of a pending re-authentication request), readable without locks from
+/// every half of the application's socket so none hands out a frame after
+/// the deadline. Written only under the connection's lock.
 #[derive(Debug)]
 pub(crate) struct SharedDeadline {
     base: Instant,
     leeway: Duration,
     exp_at_nanos: AtomicU64,
     exp: AtomicU64,
+    /// A pending re-authentication request's deadline, in nanoseconds after
+    /// `base` ([`NONE`] without one, or when it is the token's own).
+    reauth_at_nanos: AtomicU64,
+    /// The `exp` that request announced, when earlier than the token's.
+    reauth_exp: AtomicU64,
+    /// The whole second of the latest request: a renewal answering it
+    /// carries a token with `iat` at or after it.
+    reauth_since: AtomicU64,
 }
+
+/// No pending re-authentication.
+const NONE: u64 = u64::MAX;
 
 impl SharedDeadline {
     pub(crate) fn new(exp: u64, leeway: Duration) -> Self {
@@ -27,18 +42,87 @@ impl SharedDeadline {
             leeway,
             exp_at_nanos: AtomicU64::new(0),
             exp: AtomicU64::new(exp),
+            reauth_at_nanos: AtomicU64::new(NONE),
+            reauth_exp: AtomicU64::new(NONE),
+            reauth_since: AtomicU64::new(NONE),
         };
         shared.set(exp);
         shared
     }
 
-    /// Takes `exp` as the connection's expiry.
+    /// Takes `exp` as the connection's expiry: a new token, which also
+    /// answers any pending re-authentication request.
     pub(crate) fn set(&self, exp: u64) {
         let exp_at = monotonic_instant_of(exp);
-        let nanos = exp_at.saturating_duration_since(self.base).as_nanos();
         self.exp_at_nanos
-            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Release);
+            .store(self.nanos_of(exp_at), Ordering::Release);
         self.exp.store(exp, Ordering::Release);
+        self.reauth_at_nanos.store(NONE, Ordering::Release);
+        self.reauth_exp.store(NONE, Ordering::Release);
+        self.reauth_since.store(NONE, Ordering::Release);
+    }
+
+    fn nanos_of(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.base).as_nanos();
+        u64::try_from(nanos).unwrap_or(NONE - 1).min(NONE - 1)
+    }
+
+    /// Records a re-authentication request made in the second `since` that
+    /// wants the connection to end at `wanted` (a NumericDate) without a
+    /// renewal. The deadline moves there, but never later than the token's
+    /// own or an earlier request's. Returns the `exp` to announce and the
+    /// monotonic instant it stands for.
+    pub(crate) fn request_reauth(&self, since: u64, wanted: u64) -> (u64, Instant) {
+        let own = self.exp();
+        let previous = self.reauth_exp.load(Ordering::Acquire);
+        let exp = wanted.min(own).min(previous);
+        let latest = match self.reauth_since.load(Ordering::Acquire) {
+            NONE => since,
+            earlier => earlier.max(since),
+        };
+        self.reauth_since.store(latest, Ordering::Release);
+        if exp >= own {
+            // The token ends first: its own notice, early.
+            return (own, self.exp_at());
+        }
+        let at = monotonic_instant_of(exp);
+        let nanos = self.nanos_of(at);
+        self.reauth_at_nanos.fetch_min(nanos, Ordering::AcqRel);
+        self.reauth_exp.store(exp, Ordering::Release);
+        (exp, at)
+    }
+
+    /// The second of the pending re-authentication request, if any.
+    pub(crate) fn reauth_since(&self) -> Option<u64> {
+        match self.reauth_since.load(Ordering::Acquire) {
+            NONE => None,
+            since => Some(since),
+        }
+    }
+
+    fn reauth_at(&self) -> Option<Instant> {
+        match self.reauth_at_nanos.load(Ordering::Acquire) {
+            NONE => None,
+            nanos => Some(
+                self.base
+                    .checked_add(Duration::from_nanos(nanos))
+                    .unwrap_or(self.base + FAR_FUTURE),
+            ),
+        }
+    }
+
+    /// The token's own deadline, `exp + leeway`.
+    fn token_deadline(&self) -> Instant {
+        self.exp_at() + self.leeway.min(FAR_FUTURE)
+    }
+
+    /// Why the connection ends once [`has_passed`](Self::has_passed): the
+    /// token expired, or a re-authentication request went unanswered.
+    pub(crate) fn ending(&self) -> EndReason {
+        match self.reauth_at() {
+            Some(at) if at < self.token_deadline() => EndReason::NotReauthenticated,
+            _ => EndReason::Expired,
+        }
     }
 
     /// The monotonic instant of `exp`.
@@ -49,9 +133,11 @@ impl SharedDeadline {
             .unwrap_or(self.base + FAR_FUTURE)
     }
 
-    /// `exp + leeway`: no application frame passes after it.
+    /// `exp + leeway`, or a pending re-authentication request's earlier
+    /// deadline: no application frame passes after it.
     pub(crate) fn deadline(&self) -> Instant {
-        self.exp_at() + self.leeway.min(FAR_FUTURE)
+        let own = self.token_deadline();
+        self.reauth_at().map_or(own, |at| at.min(own))
     }
 
     pub(crate) fn exp(&self) -> u64 {

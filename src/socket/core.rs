@@ -3,13 +3,15 @@
 //! (uncontended) mutex: how a connection starts, ends, and counts its
 //! halves. What happens on it lives beside this file: the frame loop
 //! (`read.rs`), the write path with its control outbox (`write.rs`),
-//! renewal (`renew.rs`), the timer's notice and expiry (`expiry.rs`) and the
+//! renewal (`renew.rs`), re-authentication requests (`reauth.rs`), the
+//! timer's notice and expiry (`expiry.rs`) and the
 //! short-lived tasks (`close.rs`). An idle connection owns no task.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use axum::extract::ws::Message;
 use serde::de::DeserializeOwned;
@@ -101,13 +103,13 @@ where
         let renewals = RenewLimiter::new(session.renew_limit, session.renew_window);
         let deadline = SharedDeadline::new(exp, session.leeway);
         let id = identity.connection_id();
-        let sub = identity.shared_subject();
+        let (iss, sub) = (identity.shared_issuer(), identity.shared_subject());
         let writers = Arc::new(Writers::default());
         let shared = Arc::new_cyclic(|me| Self {
             core: Mutex::new(Core {
                 transport: Io::new(transport),
                 claims,
-                registered,
+                registered: Arc::clone(&registered),
                 claims_watch: None,
                 events: None,
                 renewals,
@@ -135,11 +137,13 @@ where
         let settings = Arc::clone(&shared.lock().settings);
         let closable: Weak<dyn Closable> =
             Arc::downgrade(&(Arc::clone(&shared) as Arc<dyn Closable>));
-        let (live, shutting_down) = settings.connections.register(id, sub, closable);
+        let (live, ending) = settings
+            .connections
+            .register(id, iss, sub, &registered, closable);
         let mut core = shared.lock();
         core.live = Some(live);
-        if shutting_down {
-            shared.end(&mut core, EndReason::ServerShutdown);
+        if let Some(ending) = ending {
+            shared.end(&mut core, ending);
         } else {
             shared.arm(&mut core);
         }
@@ -344,9 +348,21 @@ impl<C> Closable for Shared<C>
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    fn request_close(&self, reason: EndReason) {
+    fn close_if(&self, matches: &dyn Fn(&RegisteredClaims) -> bool, reason: EndReason) -> bool {
         let mut core = self.lock();
+        if core.ending.is_some() || !matches(&core.registered) {
+            return false;
+        }
         self.end(&mut core, reason);
+        true
+    }
+
+    fn reauthenticate_if(
+        &self,
+        matches: &dyn Fn(&RegisteredClaims) -> bool,
+        grace: Duration,
+    ) -> bool {
+        self.request_reauth(matches, grace)
     }
 }
 

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::core::Shared;
 use crate::config::SessionConfig;
-use crate::connection::{AuthEvent, EndReason};
+use crate::connection::AuthEvent;
 use crate::protocol::ServerMessage;
 use crate::telemetry;
 use crate::timers::{Fired, Timed};
@@ -51,7 +51,7 @@ where
             telemetry::expiring(&self.identity, self.deadline.exp(), expires_in);
         }
         if self.deadline.has_passed() {
-            self.end(&mut core, EndReason::Expired);
+            self.end(&mut core, self.deadline.ending());
             return Fired::Done;
         }
         self.arm(&mut core);

@@ -18,6 +18,7 @@ mod close;
 mod core;
 mod expiry;
 mod read;
+mod reauth;
 mod renew;
 #[cfg(test)]
 mod tests;

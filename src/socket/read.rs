@@ -52,7 +52,7 @@ where
             };
             // A frame that arrives after the deadline is dropped.
             if self.deadline.has_passed() {
-                self.end(core, EndReason::Expired);
+                self.end(core, self.deadline.ending());
                 return Poll::Ready(None);
             }
             match &message {

@@ -47,6 +47,9 @@ where
             self.end(core, EndReason::IdentityChanged);
             return;
         }
+        if let Err(error) = self.check_renewal_now(core, &valid.registered) {
+            return self.reject(core, RenewRejection::InvalidToken, error.to_string(), id);
+        }
         if valid.exp <= self.deadline.exp() {
             return self.reject(
                 core,

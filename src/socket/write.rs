@@ -159,7 +159,7 @@ where
         let mut core = self.lock();
         // No application frame leaves after the deadline.
         if self.deadline.has_passed() {
-            self.end(&mut core, EndReason::Expired);
+            self.end(&mut core, self.deadline.ending());
         }
         if core.ending.is_some() {
             return Err(closed());

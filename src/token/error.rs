@@ -58,12 +58,22 @@ pub enum TokenError {
     /// The claims do not deserialize into the application's claims type.
     #[error("claims do not match the expected shape")]
     UnexpectedClaims,
-    /// The application's revocation check refused the token.
+    /// The token was revoked
+    /// ([`Connections::revoke`](crate::Connections::revoke)), or the
+    /// application's revocation check
+    /// ([`WsAuthLayerBuilder::revoked`](crate::WsAuthLayerBuilder::revoked))
+    /// refused it.
     #[error("token revoked")]
     Revoked,
     /// A renewal whose `exp` is not later than the current token's.
     #[error("token not newer than the current one")]
     NotNewer,
+    /// A renewal answering a re-authentication request
+    /// ([`Connections::reauthenticate`](crate::Connections::reauthenticate))
+    /// whose token was issued before the request (its `iat` is earlier than
+    /// the request's second, or it has no `iat`).
+    #[error("token issued before the re-authentication request")]
+    IssuedBeforeReauthentication,
 }
 
 impl TokenError {

@@ -51,8 +51,9 @@ pub struct WsAuthLayer<C> {
 }
 
 impl<C> WsAuthLayer<C> {
-    /// The live connections this layer has authenticated, for graceful
-    /// shutdown. Every clone of the layer shares them.
+    /// The live connections this layer has authenticated and its
+    /// revocations: graceful shutdown, revocation, re-authentication.
+    /// Every clone of the layer shares them.
     pub fn connections(&self) -> Connections {
         self.settings.connections.clone()
     }
@@ -70,6 +71,7 @@ impl<C> WsAuthLayer<C> {
             authorize: None,
             revoked: None,
             session: SessionConfig::default(),
+            revocation_retention: crate::connection::DEFAULT_RETENTION,
             _claims: PhantomData,
         }
     }
@@ -120,6 +122,7 @@ pub struct WsAuthLayerBuilder<C> {
     authorize: Option<ClaimsCheck<C>>,
     revoked: Option<ClaimsCheck<C>>,
     session: SessionConfig,
+    revocation_retention: Duration,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -300,6 +303,31 @@ impl<C> WsAuthLayerBuilder<C> {
         self
     }
 
+    /// How long an entry of [`Connections::revoke`] is kept (default 24 h):
+    /// at least your tokens' longest lifetime (`exp - iat`, plus the
+    /// leeway). A token an entry matches is refused while the entry is
+    /// kept; after that, every token issued up to the revocation has
+    /// expired anyway, so the list stays bounded. Tokens without `iat`
+    /// (which [`Revocation::User`](crate::Revocation::User) matches
+    /// whenever they were issued) are accepted again once the entry is
+    /// gone. Zero is refused.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer};
+    ///
+    /// // Access tokens live at most 15 minutes here.
+    /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?)
+    ///     .revocation_retention(Duration::from_secs(20 * 60))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    pub fn revocation_retention(mut self, retention: Duration) -> Self {
+        self.revocation_retention = retention;
+        self
+    }
+
     /// How long before `exp` the `auth.expiring` notice is sent (default 30 s).
     pub fn notify_before(mut self, ahead: Duration) -> Self {
         self.session.notify_before = ahead;
@@ -368,6 +396,7 @@ impl<C> WsAuthLayerBuilder<C> {
             authorize,
             revoked,
             session,
+            revocation_retention,
             _claims,
         } = self;
         if !sources.any_enabled() {
@@ -392,6 +421,9 @@ impl<C> WsAuthLayerBuilder<C> {
             .any(|b| b == b'"' || b == b'\\' || !(b == b' ' || b.is_ascii_graphic()))
         {
             return Err(ConfigError::InvalidHeaderText("realm"));
+        }
+        if revocation_retention.is_zero() {
+            return Err(ConfigError::ZeroLimit("revocation retention"));
         }
         for (limit, name) in [
             (session.renew_limit as usize, "renew limit"),
@@ -424,7 +456,10 @@ impl<C> WsAuthLayerBuilder<C> {
                 authorize,
                 revoked,
                 session,
-                connections: Connections::new(),
+                connections: Connections::new(
+                    revocation_retention,
+                    crate::telemetry::REVOCATION_REPORT,
+                ),
                 timers: crate::timers::Timers::default(),
             }),
         })
@@ -458,6 +493,7 @@ impl<C> std::fmt::Debug for WsAuthLayerBuilder<C> {
             .field("protocols", &self.protocols)
             .field("realm", &self.realm)
             .field("session", &self.session)
+            .field("revocation_retention", &self.revocation_retention)
             .finish_non_exhaustive()
     }
 }

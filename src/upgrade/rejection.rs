@@ -14,7 +14,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::response::{IntoResponse, Response};
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
 use crate::token::{InvalidRequest, TokenError};
@@ -34,7 +34,14 @@ pub enum RejectionKind {
     InsufficientScope,
     /// `Origin` is not on the allow-list (403, no challenge).
     OriginNotAllowed,
+    /// The revocation list may be behind and the cluster fails closed
+    /// ([`StalePolicy::FailClosed`](crate::StalePolicy::FailClosed)): 503
+    /// with `Retry-After`, no challenge (the token may well be fine).
+    RevocationsStale,
 }
+
+/// `Retry-After` of a 503 while the revocation list is stale, in seconds.
+const STALE_RETRY_AFTER_SECS: &str = "5";
 
 /// The response to a refused upgrade, as RFC 6750 section 3 describes it.
 ///
@@ -85,13 +92,16 @@ impl AuthRejection {
             RejectionKind::InsufficientScope | RejectionKind::OriginNotAllowed => {
                 StatusCode::FORBIDDEN
             }
+            RejectionKind::RevocationsStale => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// The RFC 6750 error code, if the response carries one.
     pub fn error_code(&self) -> Option<&'static str> {
         match self.kind {
-            RejectionKind::MissingToken | RejectionKind::OriginNotAllowed => None,
+            RejectionKind::MissingToken
+            | RejectionKind::OriginNotAllowed
+            | RejectionKind::RevocationsStale => None,
             RejectionKind::InvalidRequest(_) => Some("invalid_request"),
             RejectionKind::InvalidToken(_) => Some("invalid_token"),
             RejectionKind::InsufficientScope => Some("insufficient_scope"),
@@ -111,13 +121,14 @@ impl AuthRejection {
             RejectionKind::InvalidToken(reason) => reason.to_string(),
             RejectionKind::InsufficientScope => "insufficient scope".to_owned(),
             RejectionKind::OriginNotAllowed => "origin not allowed".to_owned(),
+            RejectionKind::RevocationsStale => "revocation list unavailable".to_owned(),
         }
     }
 
     fn challenge(&self) -> Option<String> {
         let realm = &self.realm;
         match &self.kind {
-            RejectionKind::OriginNotAllowed => None,
+            RejectionKind::OriginNotAllowed | RejectionKind::RevocationsStale => None,
             RejectionKind::MissingToken => Some(format!(r#"Bearer realm="{realm}""#)),
             RejectionKind::InsufficientScope => Some(format!(
                 r#"Bearer realm="{realm}", error="insufficient_scope""#
@@ -155,6 +166,12 @@ impl IntoResponse for AuthRejection {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = self.challenge().and_then(|c| HeaderValue::try_from(c).ok()) {
             headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        if self.kind == RejectionKind::RevocationsStale {
+            headers.insert(
+                RETRY_AFTER,
+                HeaderValue::from_static(STALE_RETRY_AFTER_SECS),
+            );
         }
         response
     }
@@ -239,5 +256,11 @@ mod tests {
             challenge(RejectionKind::OriginNotAllowed),
             (StatusCode::FORBIDDEN, None)
         );
+        assert_eq!(
+            challenge(RejectionKind::RevocationsStale),
+            (StatusCode::SERVICE_UNAVAILABLE, None)
+        );
+        let response = AuthRejection::new("r", RejectionKind::RevocationsStale).into_response();
+        assert_eq!(response.headers()[RETRY_AFTER], "5");
     }
 }

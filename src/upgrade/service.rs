@@ -87,6 +87,10 @@ fn authenticate<C: DeserializeOwned>(
     parts: &Parts,
 ) -> Result<Authenticated<C>, RejectionKind> {
     check_origin(settings, &parts.headers)?;
+    settings
+        .connections
+        .check_fresh()
+        .map_err(|_| RejectionKind::RevocationsStale)?;
     let offered = OfferedProtocols::parse(&parts.headers).map_err(RejectionKind::InvalidRequest)?;
     let protocol = offered
         .select(&settings.protocols)

@@ -9,7 +9,7 @@
 //!
 //! What it shows:
 //! - `GET /ws` behind the layer: an echo socket.
-//! - `POST /admin/revoke/user/{sub}`, `POST /admin/revoke/token/{jti}` and
+//! - `POST /admin/revoke/user/{sub}[?iss=...]`, `POST /admin/revoke/token/{jti}` and
 //!   `POST /admin/reauthenticate/{sub}?grace_secs=30` (with
 //!   `Authorization: Bearer $WS_AUTH_ADMIN_TOKEN`) on any node: applied on
 //!   that node at once and published to every other node through Redis;
@@ -38,9 +38,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use axum::serve::{Listener, ListenerExt};
 use axum::{Json, Router};
-use axum_ws_auth::cluster::{Cluster, Issued, ReauthSelector, Revocation, StalePolicy};
+use axum_ws_auth::cluster::{Cluster, Issued};
 use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
+use axum_ws_auth::{ConnectionSelector, Revocation, StalePolicy};
 use serde_json::json;
 
 #[derive(Clone)]
@@ -99,16 +101,15 @@ async fn revoke(
     State(state): State<AppState>,
     Path((what, value)): Path<(String, String)>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
     if let Err(refused) = admin(&state, &headers) {
         return refused;
     }
     let revocation = match what.as_str() {
-        "user" => Revocation::User {
-            iss: None,
-            sub: value,
-        },
-        "token" => Revocation::Token { jti: value },
+        // `?iss=`: the tokens' issuer (the example's own tokens have none).
+        "user" => Revocation::user(query_field(&uri, "iss").as_deref(), &value),
+        "token" => Revocation::token(value),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     issued(&state, state.cluster.revoke(revocation).await)
@@ -134,7 +135,7 @@ async fn reauthenticate(
     }
     let grace_secs = query_field(&uri, "grace_secs").and_then(|secs| secs.parse().ok());
     let grace = Duration::from_secs(grace_secs.unwrap_or(30));
-    let selector = ReauthSelector::User { iss: None, sub };
+    let selector = ConnectionSelector::user(None, &sub);
     issued(&state, state.cluster.reauthenticate(selector, grace).await)
 }
 
@@ -204,7 +205,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/admin/reauthenticate/{sub}", post(reauthenticate))
         .with_state(state);
 
-    let listener = tokio::net::TcpListener::bind(&env.addr).await?;
+    // TCP_NODELAY: a close frame is not held back behind unacknowledged data.
+    let listener = tokio::net::TcpListener::bind(&env.addr)
+        .await?
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     println!("node {}", cluster.node_id());
     println!("listening on http://{}/", listener.local_addr()?);
     let fresh = cluster.clone();

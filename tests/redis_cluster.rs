@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::any;
 use axum_ws_auth::Connections;
-use axum_ws_auth::cluster::{Cluster, ReauthSelector, Revocation, StalePolicy};
+use axum_ws_auth::cluster::Cluster;
+use axum_ws_auth::{ConnectionSelector, Revocation, StalePolicy};
 use common::{AUDIENCE, Client, ExampleProcess, ISSUER, SECRET};
-use redis_server::RedisServer;
 use futures_util::StreamExt;
+use redis_server::RedisServer;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -44,8 +45,7 @@ fn cluster(redis: &RedisServer, connections: &Connections, policy: StalePolicy) 
 async fn node(redis: &RedisServer, policy: StalePolicy) -> Node {
     let layer = common::builder().build().unwrap();
     let connections = layer.connections();
-    let addr =
-        common::serve_router(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
+    let addr = serve(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
     let cluster = cluster(redis, &connections, policy);
     fresh(&cluster).await;
     Node {
@@ -53,6 +53,22 @@ async fn node(redis: &RedisServer, policy: StalePolicy) -> Node {
         connections,
         cluster,
     }
+}
+
+/// Serves `app` on 127.0.0.1:0 with `TCP_NODELAY`: a close frame that
+/// follows an echo is not held back for the client's delayed ACK (~40 ms),
+/// which would be measured as propagation lag.
+async fn serve(app: Router) -> SocketAddr {
+    use axum::serve::{Listener, ListenerExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
 }
 
 async fn fresh(cluster: &Cluster) {
@@ -88,7 +104,10 @@ async fn closed_within(client: &mut Client, since: Instant) -> (u16, Duration) {
         }
     };
     let rest = tokio::time::timeout(Duration::from_secs(10), client.next()).await;
-    assert!(matches!(rest, Ok(None | Some(Err(_)))), "after the close: {rest:?}");
+    assert!(
+        matches!(rest, Ok(None | Some(Err(_)))),
+        "after the close: {rest:?}"
+    );
     (code, lag)
 }
 
@@ -203,7 +222,7 @@ async fn a_reauthentication_request_reaches_the_other_nodes_once() {
     let b = node(&redis, StalePolicy::FailClosed).await;
     let mut erin = common::connect_bearer(b.addr, &common::token("erin", 300)).await;
     echoes(&mut erin).await;
-    let selector = ReauthSelector::User {
+    let selector = ConnectionSelector::User {
         iss: Some(ISSUER.to_owned()),
         sub: "erin".into(),
     };
@@ -219,8 +238,7 @@ async fn a_reauthentication_request_reaches_the_other_nodes_once() {
     // the deadline has not passed.
     let layer = common::builder().build().unwrap();
     let c_connections = layer.connections();
-    let c_addr =
-        common::serve_router(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
+    let c_addr = serve(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
     let mut erin_on_c = common::connect_bearer(c_addr, &common::token("erin", 300)).await;
     let c = cluster(&redis, &c_connections, StalePolicy::FailClosed);
     fresh(&c).await;
@@ -247,7 +265,10 @@ async fn a_reauthentication_request_reaches_the_other_nodes_once() {
 
 /// Renews `client` with a fresh token of `sub` and expects `auth.renewed`.
 async fn renew(client: &mut Client, sub: &str) {
-    let renewal = json!({"type": "auth.renew", "token": common::token(sub, 600), "id": "r"});
+    // Issued at or after the request, as a renewal answering it must be.
+    let mut claims = common::claims(sub, 600);
+    claims["iat"] = json!(common::now());
+    let renewal = json!({"type": "auth.renew", "token": common::sign(&claims), "id": "r"});
     common::send_text(client, &renewal.to_string()).await;
     let renewed = common::next_json(client).await;
     assert_eq!(renewed["type"], "auth.renewed", "{renewed}");
@@ -255,7 +276,8 @@ async fn renew(client: &mut Client, sub: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_revocation_is_lost_across_a_redis_restart() {
-    let Some(mut redis) = RedisServer::start_persistent("no_revocation_is_lost_across_a_redis_restart")
+    let Some(mut redis) =
+        RedisServer::start_persistent("no_revocation_is_lost_across_a_redis_restart")
     else {
         return;
     };
@@ -444,7 +466,7 @@ async fn node_b_in_its_own_process_hears_node_a_and_node_a_hears_its_admin_route
 
     // The other way: B's admin route revokes a user connected to A.
     let mut lee = common::connect_bearer(a.addr, &common::token("lee", 300)).await;
-    let (status, body) = admin_post(b_addr, "/admin/revoke/user/lee").await;
+    let (status, body) = admin_post(b_addr, &format!("/admin/revoke/user/lee?iss={ISSUER}")).await;
     assert_eq!(status, 200, "{body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["published"], true, "{body}");
@@ -469,7 +491,8 @@ async fn propagation_lag() {
     let b = node(&redis, StalePolicy::FailClosed).await;
     let mut clients = Vec::with_capacity(samples);
     for i in 0..samples {
-        clients.push(common::connect_bearer(b.addr, &common::token(&format!("lag-{i}"), 600)).await);
+        clients
+            .push(common::connect_bearer(b.addr, &common::token(&format!("lag-{i}"), 600)).await);
     }
     let mut lags = Vec::with_capacity(samples);
     for (i, client) in clients.iter_mut().enumerate() {

@@ -30,7 +30,10 @@ mod tests {
         for attempt in [0, 1, 3, 6, 40, u32::MAX] {
             let ceiling = (base * 2u32.saturating_pow(attempt.min(31))).min(max);
             let delay = delay(base, max, attempt);
-            assert!(delay <= ceiling && delay >= ceiling / 2, "{attempt}: {delay:?}");
+            assert!(
+                delay <= ceiling && delay >= ceiling / 2,
+                "{attempt}: {delay:?}"
+            );
         }
     }
 }

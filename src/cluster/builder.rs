@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::ClusterError;
 use super::handle::{Cluster, Shared};
-use super::local::{Mirror, StalePolicy};
+use super::local::Mirror;
 use super::message::random_id;
 use super::store::{Keys, Store};
-use super::ClusterError;
-use crate::Connections;
+use crate::{Connections, StalePolicy};
 
 /// The key prefix when none is set.
 pub const DEFAULT_PREFIX: &str = "axum-ws-auth";
@@ -28,7 +28,8 @@ pub(super) struct Settings {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use axum_ws_auth::cluster::{Cluster, StalePolicy};
+/// use axum_ws_auth::StalePolicy;
+/// use axum_ws_auth::cluster::Cluster;
 /// # fn f(connections: axum_ws_auth::Connections) -> Result<(), axum_ws_auth::cluster::ClusterError> {
 /// let cluster = Cluster::builder("redis://10.0.0.5:6379/2", connections)
 ///     .prefix("chat-prod")
@@ -62,7 +63,7 @@ impl Cluster {
             command_timeout: Duration::from_secs(2),
             settings: Settings {
                 stale_policy: StalePolicy::FailClosed,
-                retention: Duration::from_secs(24 * 3600),
+                retention: crate::connection::DEFAULT_RETENTION,
                 reconnect_base: Duration::from_millis(100),
                 reconnect_max: Duration::from_secs(10),
                 health_check: Duration::from_secs(5),
@@ -92,9 +93,10 @@ impl ClusterBuilder {
     }
 
     /// How long Redis keeps a revocation for nodes that resync (default
-    /// 24 h). Make it at least the longest lifetime of the tokens your
-    /// issuer mints: after that, every token the revocation was aimed at
-    /// has expired anyway.
+    /// 24 h, as the layer's own default). Give it the layer's
+    /// [`revocation_retention`](crate::WsAuthLayerBuilder::revocation_retention):
+    /// at least the longest lifetime of the tokens your issuer mints, after
+    /// which every token the revocation was aimed at has expired anyway.
     pub fn retention(mut self, retention: Duration) -> Self {
         self.settings.retention = retention;
         self
@@ -150,7 +152,16 @@ impl ClusterBuilder {
         {
             return Err(ClusterError::UnsupportedScheme(scheme.to_owned()));
         }
-        redis::Client::open(self.url.as_str()).map_err(ClusterError::InvalidUrl)
+        use redis::IntoConnectionInfo;
+        let info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(ClusterError::InvalidUrl)?;
+        // A command is one small write: Nagle's algorithm would hold it
+        // back for the peer's delayed ACK (tens of milliseconds).
+        let tcp = redis::io::tcp::TcpSettings::default().set_nodelay(true);
+        redis::Client::open(info.set_tcp_settings(tcp)).map_err(ClusterError::InvalidUrl)
     }
 
     fn check(&self) -> Result<(), ClusterError> {

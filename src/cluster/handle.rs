@@ -8,10 +8,11 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::builder::Settings;
-use super::local::{Applied, Mirror, ReauthSelector, Revocation};
+use super::local::{Applied, Mirror};
 use super::message::{Command, Envelope, millis};
 use super::store::Store;
 use super::telemetry;
+use crate::{ConnectionSelector, Revocation};
 
 /// Revocations and re-authentication requests shared by every node of a
 /// cluster through Redis.
@@ -27,7 +28,8 @@ use super::telemetry;
 /// dropped, or at [`shutdown`](Self::shutdown).
 ///
 /// ```no_run
-/// use axum_ws_auth::cluster::{Cluster, Revocation, StalePolicy};
+/// use axum_ws_auth::cluster::Cluster;
+/// use axum_ws_auth::{Revocation, StalePolicy};
 /// # async fn run(layer: axum_ws_auth::WsAuthLayer<serde_json::Value>) -> Result<(), axum_ws_auth::cluster::ClusterError> {
 /// let cluster = Cluster::builder("redis://127.0.0.1:6379/", layer.connections())
 ///     .prefix("chat-prod")
@@ -35,7 +37,7 @@ use super::telemetry;
 ///     .start()?;
 /// // On any node: closes alice's sockets here and on every other node.
 /// let issued = cluster
-///     .revoke(Revocation::User { iss: None, sub: "alice".into() })
+///     .revoke(Revocation::user(Some("https://issuer.example"), "alice"))
 ///     .await;
 /// println!("{} closed here, published: {}", issued.local, issued.published);
 /// # Ok(()) }
@@ -188,9 +190,7 @@ impl Cluster {
         // Stale until the first resync: with `FailClosed`, a node that never
         // reached Redis refuses new handshakes instead of trusting an empty
         // list.
-        shared
-            .mirror
-            .set_stale(Some(shared.settings.stale_policy));
+        shared.mirror.set_stale(Some(shared.settings.stale_policy));
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(super::task::run(Arc::clone(&shared), stopped));
         Self {
@@ -210,17 +210,22 @@ impl Cluster {
     ///
     /// ```no_run
     /// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
-    /// use axum_ws_auth::cluster::Revocation;
-    /// cluster.revoke(Revocation::Token { jti: "5f2b...".into() }).await;
+    /// use axum_ws_auth::Revocation;
+    /// cluster.revoke(Revocation::token("5f2b...")).await;
     /// # }
     /// ```
     pub async fn revoke(&self, revocation: Revocation) -> Issued {
         let now = SystemTime::now();
+        // The layer's rule: tokens issued up to `before` live on after it.
+        let from = match &revocation {
+            Revocation::IssuedBefore { before, .. } => millis(now).max(before.saturating_mul(1000)),
+            _ => millis(now),
+        };
         let retention = self.inner.shared.settings.retention;
         let command = Command::Revoke {
             revocation,
             revoked_at_ms: millis(now),
-            drop_at_ms: millis(now).saturating_add(duration_ms(retention)),
+            drop_at_ms: from.saturating_add(duration_ms(retention)),
         };
         self.inner.shared.issue(command, now).await
     }
@@ -232,13 +237,13 @@ impl Cluster {
     ///
     /// ```no_run
     /// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
-    /// use axum_ws_auth::cluster::ReauthSelector;
+    /// use axum_ws_auth::ConnectionSelector;
     /// use std::time::Duration;
-    /// let selector = ReauthSelector::User { iss: None, sub: "alice".into() };
+    /// let selector = ConnectionSelector::user(Some("https://issuer.example"), "alice");
     /// cluster.reauthenticate(selector, Duration::from_secs(30)).await;
     /// # }
     /// ```
-    pub async fn reauthenticate(&self, selector: ReauthSelector, grace: Duration) -> Issued {
+    pub async fn reauthenticate(&self, selector: ConnectionSelector, grace: Duration) -> Issued {
         let now = SystemTime::now();
         let command = Command::Reauthenticate {
             selector,

@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use super::message::{Command, instant, millis};
-use crate::Connections;
-
-pub use super::stub::{ReauthSelector, Revocation, StalePolicy};
+use crate::{Connections, StalePolicy};
 
 /// Where commands are applied: the layer's [`Connections`], or a recorder
 /// in the unit tests.
@@ -25,7 +23,7 @@ impl Mirror for Connections {
                 revocation,
                 revoked_at_ms,
                 ..
-            } => super::stub::apply_revocation(self, revocation.clone(), instant(*revoked_at_ms)),
+            } => self.apply_revocation(revocation.clone(), instant(*revoked_at_ms)),
             Command::Reauthenticate {
                 selector,
                 deadline_ms,
@@ -33,13 +31,13 @@ impl Mirror for Connections {
                 // The deadline is absolute: a node that hears of the
                 // request late (a resync) gives what is left of the grace.
                 let grace = Duration::from_millis(deadline_ms.saturating_sub(millis(now)));
-                super::stub::reauthenticate(self, selector.clone(), grace)
+                Connections::reauthenticate(self, selector.clone(), grace)
             }
         }
     }
 
     fn set_stale(&self, policy: Option<StalePolicy>) {
-        super::stub::set_stale(self, policy);
+        self.set_revocations_stale(policy);
     }
 }
 

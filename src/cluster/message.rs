@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::local::{ReauthSelector, Revocation};
+use crate::{ConnectionSelector, Revocation};
 
 /// The envelope's format version; a node ignores (with a warning) the
 /// versions it does not know.
@@ -40,7 +40,7 @@ pub(super) enum Command {
     },
     /// Ask the matching sockets to renew before `deadline_ms`.
     Reauthenticate {
-        selector: ReauthSelector,
+        selector: ConnectionSelector,
         deadline_ms: u64,
     },
 }
@@ -160,7 +160,10 @@ mod tests {
     #[test]
     fn an_envelope_survives_the_round_trip() {
         let envelope = revoke();
-        assert_eq!(Envelope::parse(envelope.to_json().as_bytes()).unwrap(), envelope);
+        assert_eq!(
+            Envelope::parse(envelope.to_json().as_bytes()).unwrap(),
+            envelope
+        );
         assert_eq!(envelope.command.kind(), "revoke");
         assert_eq!(envelope.command.keep_until_ms(), 2_000);
         assert_eq!(envelope.age(instant(1_250)), Duration::from_millis(250));

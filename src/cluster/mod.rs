@@ -104,11 +104,9 @@ mod handle;
 mod local;
 mod message;
 mod store;
-mod stub;
 mod task;
 mod telemetry;
 
 pub use builder::{ClusterBuilder, DEFAULT_PREFIX};
 pub use error::ClusterError;
 pub use handle::{Cluster, Issued};
-pub use local::{ReauthSelector, Revocation, StalePolicy};

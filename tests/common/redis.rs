@@ -96,7 +96,14 @@ impl RedisServer {
         let mut command = Command::new(&self.binary);
         command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
+            .args([
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         match &self.dir {
@@ -121,7 +128,11 @@ impl RedisServer {
             if matches!(self.command(&["PING"]).as_deref(), Ok("+PONG")) {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("redis-server on port {} exited: {status}", self.port);
             }
             assert!(

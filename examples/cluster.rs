@@ -63,10 +63,10 @@ async fn echo(upgrade: AuthUpgrade<serde_json::Value>) -> Response {
 }
 
 /// The admin token check: `Err` is the response to send.
-fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
     let Some(expected) = state.admin_token.as_deref() else {
         let body = "admin routes disabled: set WS_AUTH_ADMIN_TOKEN";
-        return Err((StatusCode::FORBIDDEN, body).into_response());
+        return Err((StatusCode::FORBIDDEN, body));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -82,7 +82,7 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             != 0;
     if differs {
-        return Err(StatusCode::UNAUTHORIZED.into_response());
+        return Err((StatusCode::UNAUTHORIZED, "wrong admin token"));
     }
     Ok(())
 }
@@ -104,7 +104,7 @@ async fn revoke(
     uri: Uri,
 ) -> Response {
     if let Err(refused) = admin(&state, &headers) {
-        return refused;
+        return refused.into_response();
     }
     let revocation = match what.as_str() {
         // `?iss=`: the tokens' issuer (the example's own tokens have none).
@@ -131,7 +131,7 @@ async fn reauthenticate(
     uri: Uri,
 ) -> Response {
     if let Err(refused) = admin(&state, &headers) {
-        return refused;
+        return refused.into_response();
     }
     let grace_secs = query_field(&uri, "grace_secs").and_then(|secs| secs.parse().ok());
     let grace = Duration::from_secs(grace_secs.unwrap_or(30));

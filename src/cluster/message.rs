@@ -188,7 +188,7 @@ mod tests {
             br#"{"v":1}"#.to_vec(),
             br#"{"v":300}"#.to_vec(),
             valid.replace("\"revoke\"", "\"launch\"").into_bytes(),
-            valid[..valid.len() / 2].as_bytes().to_vec(),
+            valid.as_bytes()[..valid.len() / 2].to_vec(),
         ];
         for payload in payloads {
             assert!(Envelope::parse(&payload).is_err(), "{payload:?}");

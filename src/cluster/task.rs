@@ -143,3 +143,77 @@ impl Shared {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::cluster::builder::Settings;
+    use crate::cluster::local::Mirror;
+    use crate::cluster::message::{Command, instant};
+    use crate::cluster::store::{Keys, Store};
+    use crate::{Revocation, StalePolicy};
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Command>>);
+
+    impl Mirror for Recorder {
+        fn apply(&self, command: &Command, _now: SystemTime) -> usize {
+            self.0.lock().unwrap().push(command.clone());
+            1
+        }
+        fn set_stale(&self, _policy: Option<StalePolicy>) {}
+    }
+
+    fn shared(recorder: &Arc<Recorder>) -> Shared {
+        let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+        let settings = Settings {
+            stale_policy: StalePolicy::FailOpen,
+            retention: Duration::from_secs(60),
+            reconnect_base: Duration::from_millis(1),
+            reconnect_max: Duration::from_millis(1),
+            health_check: Duration::from_secs(1),
+        };
+        let mirror: Arc<dyn Mirror> = recorder.clone();
+        let store = Store::new(client, Keys::new("t"), Duration::from_secs(1));
+        Shared::new("this-node".into(), store, mirror, settings)
+    }
+
+    fn envelope(node: &str, drop_at_ms: u64) -> Envelope {
+        let command = Command::Revoke {
+            revocation: Revocation::token("t-1"),
+            revoked_at_ms: 1_000,
+            drop_at_ms,
+        };
+        Envelope::new(node, command, instant(1_000))
+    }
+
+    #[test]
+    fn a_command_is_applied_once_and_never_its_own_expired_or_malformed() {
+        let recorder = Arc::new(Recorder::default());
+        let shared = shared(&recorder);
+        let now = instant(2_000);
+        let other = envelope("other-node", 10_000).to_json();
+        assert!(shared.receive(other.as_bytes(), Via::Channel, now));
+        // The same id from a resync, or delivered twice: not again.
+        assert!(!shared.receive(other.as_bytes(), Via::Resync, now));
+        assert!(!shared.receive(other.as_bytes(), Via::Channel, now));
+        let own = envelope("this-node", 10_000).to_json();
+        assert!(!shared.receive(own.as_bytes(), Via::Channel, now));
+        let expired = envelope("other-node", 1_500).to_json();
+        assert!(!shared.receive(expired.as_bytes(), Via::Resync, now));
+        for garbage in [&b"{"[..], b"\x00\xff", b"[]", b"{\"v\":1,\"node\":7}"] {
+            assert!(!shared.receive(garbage, Via::Channel, now));
+        }
+        assert_eq!(recorder.0.lock().unwrap().len(), 1);
+        // Once it stops mattering, its id is forgotten with it.
+        shared.prune(instant(20_000));
+        assert!(
+            shared
+                .applied()
+                .insert(&Envelope::parse(other.as_bytes()).unwrap().id, 30_000)
+        );
+    }
+}

@@ -48,6 +48,17 @@ pub struct Cluster {
 }
 
 /// What issuing a command did on this node.
+///
+/// ```no_run
+/// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
+/// use axum_ws_auth::Revocation;
+/// let issued = cluster.revoke(Revocation::token("t-1")).await;
+/// if !issued.published {
+///     // Applied here; the other nodes hear of it once Redis is back.
+///     tracing::warn!(queued = cluster.queued(), "revocation not yet published");
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Issued {
@@ -254,6 +265,13 @@ impl Cluster {
 
     /// Whether the local mirror is fresh: subscribed, and resynced since the
     /// last time the subscription was lost.
+    ///
+    /// ```no_run
+    /// # fn f(cluster: axum_ws_auth::cluster::Cluster) {
+    /// // A readiness probe.
+    /// let body = serde_json::json!({ "node": cluster.node_id(), "fresh": cluster.is_fresh() });
+    /// # }
+    /// ```
     pub fn is_fresh(&self) -> bool {
         *self.inner.shared.fresh.borrow()
     }

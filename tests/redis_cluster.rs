@@ -328,6 +328,11 @@ async fn redis_down_fail_closed_refuses_handshakes_and_keeps_sockets() {
     let closed = node(&redis, StalePolicy::FailClosed).await;
     let open = node(&redis, StalePolicy::FailOpen).await;
     let mut kept = common::connect_bearer(closed.addr, &common::token("heidi", 300)).await;
+    // Health pings (every 500 ms here) answered: the nodes stay fresh.
+    for _ in 0..30 {
+        assert!(closed.cluster.is_fresh() && open.cluster.is_fresh());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     blocking(|| redis.stop());
     tokio::time::timeout(Duration::from_secs(10), async {

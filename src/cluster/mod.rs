@@ -38,6 +38,17 @@
 //!   once, reported as not published ([`Issued::published`]), queued, and
 //!   published by the task once Redis answers again.
 //!
+//! Issue commands through the `Cluster`:
+//! [`Connections::revoke`](crate::Connections::revoke) and
+//! [`Connections::reauthenticate`](crate::Connections::reauthenticate)
+//! called directly stay on the node that calls them.
+//!
+//! A re-authentication request reaches a node when that node applies it:
+//! there its deadline is the original one (what is left of the grace), and
+//! the renewal that answers it must carry a token issued at or after that
+//! node's moment of applying it (normally within a millisecond of the
+//! request; later for a node that hears of it in a resync).
+//!
 //! Redis itself is one server (or a primary behind one address): Redis
 //! Cluster mode and Sentinel are not supported. To keep revocations across
 //! a Redis restart, run Redis with persistence (RDB or AOF); without it, a

@@ -20,12 +20,12 @@
 mod support;
 
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::Message;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
-use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
+use axum_ws_auth::{AuthUpgrade, ConnectionSelector, Connections, JwtValidator, WsAuthLayer};
 use serde::de::IgnoredAny;
 
 const PAGE: &str = include_str!("browser/index.html");
@@ -49,6 +49,20 @@ async fn echo(upgrade: AuthUpgrade<IgnoredAny>) -> Response {
     })
 }
 
+/// Asks every open socket for a fresh token within `grace_secs`; answers
+/// how many were asked.
+fn admin_routes(connections: Connections) -> Router<support::Minter> {
+    Router::new().route(
+        "/admin/reauth/{grace_secs}",
+        post(move |Path(grace_secs): Path<u64>| async move {
+            let grace = std::time::Duration::from_secs(grace_secs);
+            connections
+                .reauthenticate(ConnectionSelector::All, grace)
+                .to_string()
+        }),
+    )
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     support::init_tracing();
@@ -66,12 +80,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .notify_before(env.notify_before)
     .leeway(env.leeway)
     .build()?;
-    let app = Router::new()
+    let admin = support::env_or("WS_AUTH_DEMO_ADMIN", 0u8)? == 1;
+    let connections = layer.connections();
+    let mut app = Router::new()
         .route("/ws", any(echo))
         .route_layer(layer)
         .merge(support::page_routes(PAGE))
-        .route("/token", post(token))
-        .with_state(env.minter());
+        .route("/token", post(token));
+    if admin {
+        app = app.merge(admin_routes(connections));
+    }
+    let app = app.with_state(env.minter());
 
     let listener = tokio::net::TcpListener::bind(&env.addr).await?;
     println!("listening on http://{}/", listener.local_addr()?);

@@ -7,6 +7,7 @@ use http::HeaderValue;
 use serde::de::DeserializeOwned;
 
 use crate::connection::Connections;
+use crate::policy::Policy;
 use crate::token::source::SourceConfig;
 use crate::token::{JwtValidator, TokenError, ValidatedToken};
 
@@ -22,6 +23,8 @@ pub(crate) struct Settings<C> {
     pub(crate) realm: Arc<str>,
     pub(crate) authorize: Option<ClaimsCheck<C>>,
     pub(crate) revoked: Option<ClaimsCheck<C>>,
+    /// The application's asynchronous check, run after `check_token`.
+    pub(crate) policy: Option<Policy<C>>,
     pub(crate) session: SessionConfig,
     pub(crate) connections: Connections,
     pub(crate) timers: crate::timers::Timers,
@@ -103,6 +106,7 @@ impl<C> std::fmt::Debug for Settings<C> {
             .field("realm", &self.realm)
             .field("authorize", &self.authorize.is_some())
             .field("revoked", &self.revoked.is_some())
+            .field("policy", &self.policy.is_some())
             .field("session", &self.session)
             .field("connections", &self.connections.count())
             .finish()

@@ -138,17 +138,37 @@
 //! socket drains and fails at once when the connection ends. Notices and
 //! renewal answers never wait behind the application's frames.
 //!
-//! # Shutdown and revocation
+//! # Policy
+//!
+//! Authorization and revocation checks that need I/O go in an asynchronous
+//! [`policy`], awaited at the handshake (with the request's route
+//! parameters and headers) and on every renewal, bounded by a timeout and
+//! failing closed.
+//!
+//! # Shutdown, revocation and re-authentication
 //!
 //! [`WsAuthLayer::connections`] returns a [`Connections`] handle:
-//! `shutdown()` closes every socket with 1001, `close_subject(sub)` closes a
-//! revoked user's sockets with 4403.
+//! `shutdown()` closes every socket with 1001;
+//! [`revoke`](Connections::revoke) takes a [`Revocation`] (a user, a token's
+//! `jti`, a user's tokens issued before an instant), refuses the tokens it
+//! matches at the handshake and on renewal, and closes the live sockets
+//! whose current token it matches with 4403;
+//! [`close_connection`](Connections::close_connection) closes one socket
+//! with a code of the contract;
+//! [`reauthenticate`](Connections::reauthenticate) asks the sockets a
+//! [`ConnectionSelector`] picks for a fresh token within a grace period (an
+//! early `auth.expiring`), or closes them with 4401. A cluster shares
+//! revocations between nodes with
+//! [`apply_revocation`](Connections::apply_revocation),
+//! [`revocations`](Connections::revocations) and
+//! [`set_revocations_stale`](Connections::set_revocations_stale).
 //!
 //! # Logging
 //!
 //! Every security event is a `tracing` event with target `axum_ws_auth`
 //! and an `event` field (`upgrade_refused`, `connected`, `expiring`,
-//! `renewed`, `renew_rejected`, `identity_change`, `closed`, and
+//! `renewed`, `renew_rejected`, `identity_change`, `closed`, `revoked`,
+//! `revocations_stale`, `revocations_fresh`, `reauth_requested`, and
 //! `timer_panicked` / `timer_restarted` should the timer task fail). Tokens
 //! never appear in events, error bodies, close reasons or `Debug` output.
 
@@ -163,6 +183,7 @@ pub mod cluster;
 mod config;
 mod connection;
 mod error;
+pub mod policy;
 pub mod protocol;
 mod socket;
 mod telemetry;

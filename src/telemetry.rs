@@ -17,6 +17,7 @@ pub(crate) const METRIC_CONNECTIONS_ACTIVE: &str = "ws_auth_connections_active";
 pub(crate) const METRIC_EXPIRY_NOTICES: &str = "ws_auth_expiry_notices_total";
 pub(crate) const METRIC_RENEWALS: &str = "ws_auth_renewals_total";
 pub(crate) const METRIC_CLOSES: &str = "ws_auth_server_closes_total";
+pub(crate) const METRIC_POLICY_FAILURES: &str = "ws_auth_policy_failures_total";
 pub(crate) const METRIC_REVOCATION_ENTRIES: &str = "ws_auth_revocation_entries";
 pub(crate) const METRIC_REVOCATIONS: &str = "ws_auth_revocations_total";
 pub(crate) const METRIC_REVOCATIONS_STALE: &str = "ws_auth_revocations_stale";
@@ -67,6 +68,20 @@ pub(crate) fn upgrade_refused(status: StatusCode, error: Option<&'static str>, r
         error = error.unwrap_or("-"),
         reason = %reason,
         "WebSocket upgrade refused"
+    );
+}
+
+/// A policy check that could not decide (an error, a timeout, a panic):
+/// the handshake or renewal it guarded was refused.
+pub(crate) fn policy_failed(at: &'static str, sub: Option<&str>, reason: &str) {
+    metrics::counter!(METRIC_POLICY_FAILURES, "at" => at).increment(1);
+    tracing::error!(
+        target: TARGET,
+        event = "policy_failed",
+        at,
+        sub = sub.unwrap_or("-"),
+        reason,
+        "policy check failed; refused (fail closed)"
     );
 }
 
@@ -196,15 +211,20 @@ fn revocation_applied(revocation: &Revocation, new: bool, closed: usize) {
     );
 }
 
-fn revocations_stale(policy: Option<StalePolicy>) {
-    metrics::gauge!(METRIC_REVOCATIONS_STALE).set(if policy.is_some() { 1.0 } else { 0.0 });
-    match policy {
+/// The staleness switch of a layer changed from `was` to `now`.
+fn revocations_stale(was: Option<StalePolicy>, now: Option<StalePolicy>) {
+    match (was.is_some(), now.is_some()) {
+        (false, true) => metrics::gauge!(METRIC_REVOCATIONS_STALE).increment(1.0),
+        (true, false) => metrics::gauge!(METRIC_REVOCATIONS_STALE).decrement(1.0),
+        _ => {}
+    }
+    match now {
         Some(policy) => tracing::warn!(
             target: TARGET,
             event = "revocations_stale",
             policy = match policy {
                 StalePolicy::FailClosed => "fail_closed",
-                _ => "fail_open",
+                StalePolicy::FailOpen => "fail_open",
             },
             "revocation list may be behind"
         ),

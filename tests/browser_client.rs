@@ -3,7 +3,8 @@
 //! `["wsauth.v1", "bearer.<jwt>"]`, renews across several expiries without
 //! reconnecting, and application messages keep flowing; several tabs share
 //! one token fetch per renewal; the page recovers at once after offline and
-//! sleep; a refused handshake gives up and `restart()` brings it back.
+//! sleep; a refused handshake gives up and `restart()` brings it back; the
+//! page renews in place when the server asks for re-authentication.
 //!
 //! Needs Debian's `chromium` (or `CHROMIUM=/path`), node and npm;
 //! playwright-core is installed from `tests/browser/package-lock.json` on
@@ -95,6 +96,61 @@ fn browser_client_renews_across_expiries_in_chromium() {
     for marker in ["eyJ", "bearer."] {
         assert!(!text.contains(marker), "a token reached the page: {marker}");
     }
+}
+
+/// The server asks for re-authentication (`Connections::reauthenticate`,
+/// through the example's admin route): the page answers the early
+/// `auth.expiring` by renewing over the same socket, and is still open past
+/// the deadline the request set.
+#[test]
+fn browser_client_renews_in_place_when_the_server_asks_for_reauthentication() {
+    const TEST: &str =
+        "browser_client::browser_client_renews_in_place_when_the_server_asks_for_reauthentication";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let driver = root.join("tests/browser");
+    let Some((node, chromium)) = tools(TEST, true) else {
+        return;
+    };
+    if !playwright(TEST, &driver) {
+        return;
+    }
+    // Two-minute tokens: no renewal of the page's own during the scenario.
+    let mut server = ExampleProcess::start(
+        "browser",
+        &[
+            ("WS_AUTH_ADDR", "127.0.0.1:0"),
+            ("WS_AUTH_TOKEN_TTL_SECS", "120"),
+            ("WS_AUTH_NOTIFY_BEFORE_SECS", "10"),
+            ("WS_AUTH_LEEWAY_SECS", "0"),
+            ("WS_AUTH_DEMO_ADMIN", "1"),
+        ],
+    );
+    let url = server.line_after("listening on ");
+    let screenshot = root.join("target/browser-client-reauth.png");
+    let output = Command::new(node)
+        .arg(driver.join("e2e.mjs"))
+        .args([url.as_str(), screenshot.to_str().unwrap(), "0"])
+        .env("CHROMIUM", &chromium)
+        .env("E2E_ONLY", "reauth")
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "browser run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    let reauth = &result["reauth"];
+    assert_eq!(reauth["asked"], 1, "{result}");
+    assert_eq!(reauth["connects"], 1, "no reconnect: {result}");
+    assert!(reauth["renewed"].as_u64().unwrap() >= 1, "{result}");
+    assert_eq!(reauth["state"], "open", "{result}");
+    assert_eq!(result["errors"], serde_json::json!([]), "{result}");
+    assert!(
+        !result.to_string().contains("eyJ"),
+        "a token reached the page"
+    );
 }
 
 /// The module's state machine (tokens, timeouts, backoff, timers, clock skew,

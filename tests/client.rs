@@ -724,3 +724,83 @@ async fn a_token_endpoint_down_for_a_while_after_the_notice_does_not_cost_the_co
     assert_eq!(errors, 5);
     client.close().await;
 }
+
+/// A token for alice with `iat` now, living `ttl` seconds.
+fn fresh_token(ttl: i64) -> String {
+    let mut claims = claims("alice", ttl);
+    claims["iat"] = json!(now());
+    sign(&claims)
+}
+
+#[tokio::test]
+async fn an_early_notice_asking_for_reauthentication_is_answered_without_reconnecting() {
+    use axum::Router;
+    use axum::routing::any;
+    use axum_ws_auth::ConnectionSelector;
+
+    let layer = builder().leeway(Duration::ZERO).build().unwrap();
+    let connections = layer.connections();
+    let addr = serve_router(Router::new().route("/ws", any(echo)).layer(layer)).await;
+    // Ten-minute tokens: only the request brings a notice. The first
+    // renewal fetch returns a token the provider had cached from before
+    // the request (a later exp, but issued earlier): the server refuses
+    // it, and the client retries with a fresh one in time.
+    let cached = {
+        let mut claims = claims("alice", 900);
+        claims["iat"] = json!(now() - 30);
+        sign(&claims)
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = {
+        let calls = calls.clone();
+        move || {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            let token = match call {
+                0 => fresh_token(600),
+                1 => cached.clone(),
+                n => fresh_token(900 + n as i64),
+            };
+            async move { Ok::<_, std::io::Error>(token) }
+        }
+    };
+    let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
+        .renew_jitter(Duration::ZERO)
+        .backoff(fast_backoff())
+        .connect();
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Connected { .. }
+    ));
+    // The server's clock has moved on a second since the connection's
+    // token was minted, so the fresh one has a later exp.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let grace = Duration::from_secs(5);
+    assert_eq!(
+        connections.reauthenticate(ConnectionSelector::All, grace),
+        1
+    );
+    match next_event(&mut client).await {
+        ClientEvent::RenewRejected { description, .. } => assert_eq!(
+            description.as_deref(),
+            Some("token issued before the re-authentication request")
+        ),
+        other => panic!("expected the cached token to be refused, got {other:?}"),
+    }
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Renewed { .. }
+    ));
+    // Past the grace: the same connection carries on.
+    tokio::time::sleep(grace + Duration::from_secs(1)).await;
+    client
+        .send(Message::Text("still connected".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut client).await,
+        ClientEvent::Message(Message::Text("still connected".into()))
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(connections.count(), 1);
+    client.close().await;
+}

@@ -8,7 +8,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -82,19 +81,8 @@ async fn tls(builder: WsAuthLayerBuilder<Claims>) -> Server {
         .expect("axum-server did not start");
     Server {
         addr,
-        tls: Some(connector(&certified.cert, &[b"h2"])),
+        tls: Some(tls_connector(&certified.cert, &[b"h2"])),
     }
-}
-
-/// A rustls client that trusts `cert` and offers the ALPN protocols `alpn`.
-fn connector(cert: &rcgen::Certificate, alpn: &[&[u8]]) -> TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    TlsConnector::from(Arc::new(config))
 }
 
 /// What a refused extended CONNECT looked like.
@@ -429,13 +417,6 @@ async fn renewal_then_expiry(server: Server) {
     assert!(now_millis() >= second["exp"].as_u64().unwrap() * 1000);
 }
 
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 #[tokio::test]
 async fn h2c_renews_in_band_then_closes_4401_at_expiry() {
     renewal_then_expiry(h2c(short_lived()).await).await;
@@ -450,36 +431,14 @@ async fn tls_h2_renews_in_band_then_closes_4401_at_expiry() {
 
 #[tokio::test]
 async fn wss_example_serves_websockets_over_h2_and_http1() {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let dir = std::env::temp_dir().join(format!("axum-ws-auth-h2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
-    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
-
-    let secret = std::str::from_utf8(SECRET).unwrap();
-    let mut example = ExampleProcess::start(
-        "wss",
-        &[
-            ("WS_AUTH_ADDR", "127.0.0.1:0"),
-            ("WS_AUTH_TLS_CERT", cert_path.to_str().unwrap()),
-            ("WS_AUTH_TLS_KEY", key_path.to_str().unwrap()),
-            ("WS_AUTH_HS256_SECRET", secret),
-            ("WS_AUTH_AUDIENCE", AUDIENCE),
-        ],
-    );
-    let url = example.line_after("listening on ");
-    let addr: SocketAddr = url
-        .strip_prefix("wss://")
-        .and_then(|rest| rest.strip_suffix("/ws"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let example = WssExample::start("h2");
+    let addr = example.addr;
+    let certified = &example;
 
     // A client offering both protocols gets HTTP/2.
     let server = Server {
         addr,
-        tls: Some(connector(&certified.cert, &[b"h2", b"http/1.1"])),
+        tls: Some(tls_connector(&certified.cert, &[b"h2", b"http/1.1"])),
     };
     let refused = server.refused(&[]).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
@@ -491,7 +450,7 @@ async fn wss_example_serves_websockets_over_h2_and_http1() {
     assert_echoes(&mut socket).await;
 
     // A client offering only HTTP/1.1 upgrades with GET on the same port.
-    let http1 = connector(&certified.cert, &[b"http/1.1"]);
+    let http1 = tls_connector(&certified.cert, &[b"http/1.1"]);
     let tcp = timeout(WAIT, TcpStream::connect(addr))
         .await
         .unwrap()
@@ -516,5 +475,4 @@ async fn wss_example_serves_websockets_over_h2_and_http1() {
     assert_echoes(&mut client).await;
 
     drop(example);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -61,13 +61,6 @@ async fn renewal_keeps_the_connection_past_its_first_exp_then_it_closes_4401() {
     assert!(now_millis() >= second["exp"].as_u64().unwrap() * 1000);
 }
 
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 #[tokio::test]
 async fn rejected_renewal_is_answered_and_the_connection_lives_on() {
     let addr = serve(builder()).await;

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,39 +28,11 @@ impl Tls {
 
 #[tokio::test]
 async fn wss_example_authenticates_renews_reports_and_shuts_down() {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let dir = std::env::temp_dir().join(format!("axum-ws-auth-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
-    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
-
-    let secret = std::str::from_utf8(SECRET).unwrap();
-    let mut example = ExampleProcess::start(
-        "wss",
-        &[
-            ("WS_AUTH_ADDR", "127.0.0.1:0"),
-            ("WS_AUTH_TLS_CERT", cert_path.to_str().unwrap()),
-            ("WS_AUTH_TLS_KEY", key_path.to_str().unwrap()),
-            ("WS_AUTH_HS256_SECRET", secret),
-            ("WS_AUTH_AUDIENCE", AUDIENCE),
-        ],
-    );
-    let url = example.line_after("listening on ");
-    let addr = url
-        .strip_prefix("wss://")
-        .and_then(|rest| rest.strip_suffix("/ws"))
-        .unwrap()
-        .to_owned();
-    let port = addr.rsplit(':').next().unwrap().to_owned();
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(certified.cert.der().clone()).unwrap();
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut example = WssExample::start("tls");
+    let addr = example.addr.to_string();
+    let port = example.addr.port();
     let tls = Tls {
-        connector: TlsConnector::from(Arc::new(config)),
+        connector: tls_connector(&example.cert, &[]),
         addr,
     };
 
@@ -117,7 +87,7 @@ async fn wss_example_authenticates_renews_reports_and_shuts_down() {
     );
 
     // SIGINT: the open socket gets 1001 and the process exits cleanly.
-    let pid = example.child.id().to_string();
+    let pid = example.process.child.id().to_string();
     assert!(
         std::process::Command::new("kill")
             .args(["-INT", &pid])
@@ -143,10 +113,9 @@ async fn wss_example_authenticates_renews_reports_and_shuts_down() {
         futures_util::StreamExt::next(&mut client),
     )
     .await;
-    assert_eq!(example.line_after("stopped"), "");
-    let status = example.child.wait().unwrap();
+    assert_eq!(example.process.line_after("stopped"), "");
+    let status = example.process.child.wait().unwrap();
     assert!(status.success(), "{status}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 async fn client_send<S>(client: &mut tokio_tungstenite::WebSocketStream<S>, text: &str)

@@ -19,11 +19,14 @@
 // newline); a value that still cannot travel as a subprotocol (an HTML error
 // page, an empty body) is an `error` event and a retry with backoff, never an
 // exception. `getToken` is given `tokenTimeoutMs` (10 s) to settle. The tabs
-// of one origin share one token fetch per renewal: a tab fetches under a Web
-// Lock and hands the token to the others over a BroadcastChannel (same-origin
-// only; `shareTokens: false` turns this off, `shareKey` names the group).
-// Without Web Locks the tabs coordinate over the channel alone, and without
-// either each tab fetches its own.
+// of one origin share one token fetch per renewal: the tab that holds a Web
+// Lock asks the other tabs present for their token, fetches only if none of
+// them has one it can use, and hands the token to the others over a
+// BroadcastChannel (same-origin only; `shareTokens: false` turns this off,
+// `shareKey` names the group). However slowly the tabs answer, they are
+// waited for; one that never answers (frozen) for a second at most. Without
+// Web Locks the tabs coordinate over the channel alone, and without either
+// each tab fetches its own.
 //
 // Renewal. The socket renews in-band on every `auth.expiring` from the
 // server (also an early one: the server asking for re-authentication) and on
@@ -88,11 +91,16 @@ const MAX_TOKEN_TIMEOUT_MS = 120_000;
 // (or the page was frozen): the socket then re-checks the token at once.
 const SLICE_MS = 30_000;
 const LATE_MS = 5_000;
-// A new tab asks the others for their token and waits this long for answers.
+// Without Web Locks (or without `navigator.locks.query()`), where the tabs
+// present are unknown, a new tab waits this long for their answers.
 const ASK_MS = 50;
-// The fetching tab keeps the lock this long after publishing its token, so
-// the token reaches the tabs waiting on the lock before they take it.
-const LINGER_MS = 25;
+// The tab that holds the token lock waits at most this long for the answers
+// of the other tabs present before it fetches a token itself. Tabs answer at
+// once, so this only bounds the wait for one that never does (frozen, or
+// closing without a word); it is long enough for a BroadcastChannel message
+// between processes of a heavily loaded machine (tens, at times hundreds of
+// ms) and short against the time a renewal has (`renewBeforeMs`).
+const ANSWER_MS = 1_000;
 // RFC 7230 token characters: what a Sec-WebSocket-Protocol entry may hold.
 const TOKEN_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const OPEN = 1;
@@ -169,11 +177,34 @@ function describe(error) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** An id for a share, unique among the tabs of an origin. */
+function randomId() {
+  const bytes = new Uint8Array(12);
+  if (typeof globalThis.crypto?.getRandomValues === "function") {
+    globalThis.crypto.getRandomValues(bytes);
+  } else {
+    for (let i = 0; i < bytes.length; i += 1) bytes[i] = Math.floor(Math.random() * 256);
+  }
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 // One token fetch for all the tabs of an origin: under a Web Lock, the tab
 // that holds the lock fetches and publishes the token on a BroadcastChannel;
 // the others take it from there.
+//
+// No step depends on how fast another tab answers. Each share holds a Web
+// Lock of its own, `<name>:present:<id>`, for as long as it lives, so that
+// `navigator.locks.query()` names the shares present. Every share answers a
+// `want` at once: with its latest token, or `none`. The tab that holds the
+// lock and has no acceptable token asks the shares present (a `want` with a
+// fresh id) and fetches only once each of them has answered without one (or
+// said `gone`), or after ANSWER_MS when one never answers (a frozen tab).
+// A tab that takes the lock right after a fetch, before the published token
+// has reached it, asks the same way and gets the token from the tab that
+// fetched it.
 class TokenShare {
   #name;
+  #id = randomId();
   #channel = null;
   #latest = null;
   #askedAt = 0;
@@ -181,20 +212,66 @@ class TokenShare {
   #closed = false;
   // Aborts the lock requests still waiting when the share closes.
   #pending = new Set();
+  // The presence lock: its request's AbortController, and what releases it.
+  #presence = null;
+  #leave = null;
+  #asks = 0;
+  // Per open ask (by id): the shares that answered it.
+  #answers = new Map();
+  // Checks run after each message (and on close) by the waits under way.
+  #waiters = new Set();
 
   constructor(name) {
     this.#name = name;
     if (typeof BroadcastChannel !== "function") return;
+    // The channel opens before the presence lock is requested: a share that
+    // `query()` lists receives every `want` posted after that.
     this.#channel = new BroadcastChannel(name);
     this.#channel.onmessage = ({ data }) => this.#onMessage(data);
-    this.#channel.postMessage({ type: "want" });
+    this.#holdPresence();
+    this.#channel.postMessage({ type: "want", from: this.#id });
     this.#askedAt = Date.now();
   }
 
+  get #presenceName() {
+    return `${this.#name}:present:${this.#id}`;
+  }
+
+  #holdPresence() {
+    const locks = globalThis.navigator?.locks;
+    if (typeof locks?.request !== "function") return;
+    const abort = new AbortController();
+    this.#presence = abort;
+    const held = () =>
+      new Promise((resolve) => {
+        if (this.#closed) resolve();
+        else this.#leave = resolve;
+      });
+    try {
+      // Aborted (closed before it was granted) or refused: nothing to release.
+      Promise.resolve(locks.request(this.#presenceName, { signal: abort.signal }, held)).catch(() => {});
+    } catch {
+      // A Web Locks implementation that throws: this share is not listed.
+    }
+  }
+
   close() {
+    if (this.#closed) return;
     this.#closed = true;
     for (const abort of this.#pending) abort.abort();
     this.#pending.clear();
+    this.#presence?.abort();
+    this.#presence = null;
+    this.#leave?.();
+    this.#leave = null;
+    // The waits under way end now (they see the share closed).
+    for (const check of [...this.#waiters]) check();
+    try {
+      // A tab waiting for this share's answer need not wait any longer.
+      this.#channel?.postMessage({ type: "gone", from: this.#id });
+    } catch {
+      // The channel is closed already.
+    }
     this.#channel?.close();
     this.#channel = null;
   }
@@ -206,22 +283,102 @@ class TokenShare {
 
   #onMessage(data) {
     if (data === null || typeof data !== "object") return;
-    if (data.type === "want" && this.#latest) {
-      this.#channel?.postMessage({ type: "token", entry: this.#latest });
+    const from = typeof data.from === "string" ? data.from : null;
+    if (data.type === "want") {
+      // Always answered, so that the asking tab need not wait for a timeout.
+      const answer = this.#latest ? { type: "token", entry: this.#latest } : { type: "none" };
+      this.#channel?.postMessage({ ...answer, re: data.id ?? null, from: this.#id });
     } else if (data.type === "fetching") {
       this.#peerFetchingUntil = Date.now() + (numeric(data.forMs) ?? 0);
     } else if (data.type === "token" && usableToken(data.entry?.token) === data.entry?.token) {
       this.#peerFetchingUntil = 0;
       this.#offer(data.entry);
     }
+    if (from !== null) {
+      if (data.type === "gone") {
+        for (const answered of this.#answers.values()) answered.add(from);
+      } else if (data.type === "token" || data.type === "none") {
+        this.#answers.get(data.re)?.add(from);
+      }
+    }
+    for (const check of [...this.#waiters]) check();
   }
 
   #offer(entry) {
     if (!this.#latest || entry.fetchedAt >= this.#latest.fetchedAt) this.#latest = entry;
   }
 
+  #acceptable(accept) {
+    return this.#latest !== null && accept(this.#latest);
+  }
+
+  // Resolves once `done()` holds, the share closes or `ms` have passed;
+  // checked on every message.
+  #until(done, ms) {
+    return new Promise((resolve) => {
+      let timer;
+      const check = () => {
+        if (!this.#closed && !done()) return;
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+        resolve();
+      };
+      timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        resolve();
+      }, ms);
+      this.#waiters.add(check);
+      check();
+    });
+  }
+
+  // The ids of the other shares present (their presence locks, held or
+  // about to be), or null when Web Locks cannot tell.
+  async #peers(locks) {
+    if (typeof locks.query !== "function") return null;
+    try {
+      const { held = [], pending = [] } = await locks.query();
+      const prefix = `${this.#name}:present:`;
+      const peers = new Set();
+      for (const lock of [...held, ...pending]) {
+        const name = lock?.name;
+        if (typeof name === "string" && name.startsWith(prefix) && name !== this.#presenceName) {
+          peers.add(name.slice(prefix.length));
+        }
+      }
+      return peers;
+    } catch {
+      return null;
+    }
+  }
+
+  // Under the lock: asks the shares present for their token and waits until
+  // an acceptable one arrives or each of them has answered (at most
+  // ANSWER_MS). Without `query()` the shares present are unknown: it waits
+  // ASK_MS after this share's first ask, as a best effort.
+  async #askPeers(accept, locks) {
+    const peers = await this.#peers(locks);
+    if (this.#closed || this.#acceptable(accept)) return;
+    if (peers === null) {
+      const wait = this.#askedAt + ASK_MS - Date.now();
+      if (wait > 0) await this.#until(() => this.#acceptable(accept), wait);
+      return;
+    }
+    if (peers.size === 0) return;
+    this.#asks += 1;
+    const id = `${this.#id}/${this.#asks}`;
+    const answered = new Set();
+    this.#answers.set(id, answered);
+    try {
+      this.#channel?.postMessage({ type: "want", id, from: this.#id });
+      await this.#until(() => this.#acceptable(accept) || [...peers].every((peer) => answered.has(peer)), ANSWER_MS);
+    } finally {
+      this.#answers.delete(id);
+    }
+  }
+
   async get(accept, fetchOwn, timeoutMs) {
-    if (this.#latest && accept(this.#latest)) return this.#latest;
+    if (this.#acceptable(accept)) return this.#latest;
     const locks = globalThis.navigator?.locks;
     if (typeof locks?.request !== "function" || !this.#channel) return this.#unlocked(accept, fetchOwn, timeoutMs);
     const abort = new AbortController();
@@ -234,12 +391,9 @@ class TokenShare {
         clearTimeout(timer);
         this.#pending.delete(abort);
         this.#checkOpen();
-        const wait = this.#askedAt + ASK_MS - Date.now();
-        if (wait > 0) await sleep(wait);
-        if (this.#latest && accept(this.#latest)) return this.#latest;
-        const entry = await this.#fetchAndPublish(fetchOwn);
-        await sleep(LINGER_MS);
-        return entry;
+        if (!this.#acceptable(accept)) await this.#askPeers(accept, locks);
+        if (this.#acceptable(accept)) return this.#latest;
+        return this.#fetchAndPublish(fetchOwn);
       });
     } catch (error) {
       // A tab that never lets go of the lock (frozen) must not block this one.
@@ -260,8 +414,8 @@ class TokenShare {
       if (wait > 0) await sleep(wait);
       const until = Math.min(this.#peerFetchingUntil, Date.now() + timeoutMs);
       while (Date.now() < until && this.#peerFetchingUntil && !this.#closed) await sleep(ASK_MS);
-      if (this.#latest && accept(this.#latest)) return this.#latest;
-      this.#channel?.postMessage({ type: "fetching", forMs: timeoutMs });
+      if (this.#acceptable(accept)) return this.#latest;
+      this.#channel?.postMessage({ type: "fetching", forMs: timeoutMs, from: this.#id });
     }
     return this.#fetchAndPublish(fetchOwn);
   }
@@ -270,7 +424,7 @@ class TokenShare {
     this.#checkOpen();
     const entry = await fetchOwn();
     this.#offer(entry);
-    this.#channel?.postMessage({ type: "token", entry });
+    this.#channel?.postMessage({ type: "token", entry, from: this.#id });
     return entry;
   }
 }

@@ -10,12 +10,14 @@ mod identity;
 mod registry;
 mod revocation;
 mod selector;
+mod store;
 
 pub use end::EndReason;
 pub use event::AuthEvent;
 pub use identity::Identity;
 pub use registry::Connections;
 pub(crate) use registry::{Closable, LiveGuard};
-pub(crate) use revocation::{DEFAULT_RETENTION, Report};
+pub(crate) use revocation::DEFAULT_RETENTION;
 pub use revocation::{Revocation, RevocationEntry, StalePolicy};
 pub use selector::ConnectionSelector;
+pub(crate) use store::Report;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 
-use super::revocation::{Applied, Report, RevocationStore, RevocationsStale};
+use super::store::{Applied, Report, RevocationStore, RevocationsStale};
 use super::{ConnectionSelector, EndReason, Revocation, RevocationEntry, StalePolicy};
 use crate::protocol::CloseReason;
 use crate::token::{RegisteredClaims, TokenError};
@@ -199,7 +199,11 @@ impl Connections {
     /// Idempotent and order-free: an entry already stored at this instant or
     /// later changes nothing (the later of two instants of one revocation
     /// covers all the earlier one does), and one whose retention has
-    /// passed by now is not stored.
+    /// passed by now is not stored. An instant ahead of this node's clock
+    /// is taken as it is.
+    ///
+    /// A cluster revokes with this method too, on the node where the
+    /// revocation is made, and publishes the same instant to the others.
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
@@ -275,8 +279,9 @@ impl Connections {
     /// other nodes. With [`StalePolicy::FailClosed`], new handshakes are
     /// refused with `503 Service Unavailable` (with `Retry-After`, no
     /// `WWW-Authenticate`); renewals and live sockets are unaffected. The
-    /// state is a `tracing` event and the `ws_auth_revocations_stale`
-    /// gauge (1 while stale).
+    /// state is a `tracing` event at each change and the
+    /// `ws_auth_revocations_stale` gauge (how many layers of the process
+    /// are stale).
     ///
     /// ```
     /// # use axum_ws_auth::{JwtValidator, StalePolicy, WsAuthLayer};

@@ -1,24 +1,13 @@
-//! Revocation: what can be revoked ([`Revocation`]), the bounded store of
-//! a layer's revocations that every handshake and renewal consults, and
+//! Revocation: what can be revoked ([`Revocation`]) and what each variant
+//! matches, an entry as a cluster publishes it ([`RevocationEntry`]), and
 //! the switch a cluster layer sets while its copy of the list may be
-//! behind ([`StalePolicy`]).
-//!
-//! The store answers "is this token revoked?" with two hash lookups and,
-//! for a user with dated revocations, one ordered-map lookup: it is indexed
-//! by `jti` and by (`iss`, `sub`). Entries leave it once their retention has
-//! passed; expired entries are found through a queue ordered by expiry, so
-//! pruning costs in proportion to what it drops, never a scan of the set.
+//! behind ([`StalePolicy`]). The layer's store of entries is `store.rs`.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::ops::Bound;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::token::{RegisteredClaims, TokenError};
+use crate::token::RegisteredClaims;
 
 /// Default of [`WsAuthLayerBuilder::revocation_retention`](crate::WsAuthLayerBuilder::revocation_retention).
 pub(crate) const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -82,6 +71,8 @@ pub enum Revocation {
     /// Every token of the user (`iss`, `sub`) issued strictly before
     /// `before` (`iat < before`), and every token of theirs without `iat`:
     /// "log out everywhere", a password change recorded at `before`.
+    /// Kept for the retention after the later of `before` and the moment
+    /// of the revocation.
     IssuedBefore {
         /// The tokens' `iss`; `None` only for tokens without one.
         iss: Option<String>,
@@ -177,7 +168,11 @@ impl Revocation {
 
     /// When no token this entry can match is valid any more, by the
     /// retention rule; `None` when that is beyond any representable time.
-    fn expires_at(&self, revoked_at: SystemTime, retention: Duration) -> Option<SystemTime> {
+    pub(super) fn expires_at(
+        &self,
+        revoked_at: SystemTime,
+        retention: Duration,
+    ) -> Option<SystemTime> {
         let from = match self {
             // Tokens issued up to `before` live on after it.
             Revocation::IssuedBefore { before, .. } => UNIX_EPOCH
@@ -225,6 +220,24 @@ pub struct RevocationEntry {
     pub revoked_at: SystemTime,
 }
 
+impl RevocationEntry {
+    /// An entry, as another node made it.
+    ///
+    /// ```
+    /// # use axum_ws_auth::{Revocation, RevocationEntry};
+    /// let entry = RevocationEntry::new(Revocation::token("t-1"), std::time::SystemTime::now());
+    /// let json = serde_json::to_string(&entry)?;
+    /// assert_eq!(serde_json::from_str::<RevocationEntry>(&json)?, entry);
+    /// # Ok::<_, serde_json::Error>(())
+    /// ```
+    pub fn new(revocation: Revocation, revoked_at: SystemTime) -> Self {
+        Self {
+            revocation,
+            revoked_at,
+        }
+    }
+}
+
 /// What new handshakes meet while a cluster's copy of the revocation list
 /// may be behind (the connection to the other nodes is down, a resync is
 /// under way), as set by
@@ -257,467 +270,9 @@ pub enum StalePolicy {
     FailClosed,
 }
 
-/// New handshakes are refused while the revocation list is stale
-/// ([`StalePolicy::FailClosed`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RevocationsStale;
-
-/// How the store reports changes to telemetry, which sits above this
-/// module: the layer installs `telemetry`'s functions.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Report {
-    /// The number of entries changed by this much.
-    pub(crate) entries: fn(i64),
-    /// A revocation was applied: is it new here, how many sockets closed.
-    pub(crate) applied: fn(&Revocation, bool, usize),
-    /// The staleness switch was set.
-    pub(crate) stale: fn(Option<StalePolicy>),
-}
-
-impl Report {
-    /// Reports nothing (unit tests of the registry).
-    #[cfg(test)]
-    pub(crate) const NONE: Report = Report {
-        entries: |_| {},
-        applied: |_, _, _| {},
-        stale: |_| {},
-    };
-}
-
-/// A layer's revocations: the entries, their indexes and the expiry queue.
-#[derive(Debug)]
-pub(crate) struct RevocationStore {
-    retention: Duration,
-    state: RwLock<State>,
-    stale: AtomicU8,
-    report: Report,
-}
-
-const FRESH: u8 = 0;
-const STALE_OPEN: u8 = 1;
-const STALE_CLOSED: u8 = 2;
-
-#[derive(Debug, Default)]
-struct State {
-    /// `jti` → when it was revoked (the latest, if revoked more than once).
-    tokens: HashMap<String, SystemTime>,
-    /// `iss` → `sub` → that user's dated revocations. Nested so that a
-    /// lookup borrows the token's own strings.
-    users: HashMap<Option<String>, HashMap<String, Cutoffs>>,
-    /// Entries by expiry, earliest first. An entry revoked again later gets
-    /// a new item; the old one is skipped when it comes up.
-    expiries: BinaryHeap<Reverse<Expiry>>,
-    len: usize,
-    next_seq: u64,
-}
-
-/// One user's dated revocations.
-#[derive(Debug, Default)]
-struct Cutoffs {
-    /// The latest [`Revocation::User`].
-    user: Option<SystemTime>,
-    /// [`Revocation::IssuedBefore`] entries: `before` → revoked at.
-    before: BTreeMap<u64, SystemTime>,
-}
-
-impl Cutoffs {
-    fn is_empty(&self) -> bool {
-        self.user.is_none() && self.before.is_empty()
-    }
-
-    /// Whether a token of this user issued at `iat` is revoked; the
-    /// struct only exists with at least one entry, which matches a token
-    /// without `iat`.
-    fn matches(&self, iat: Option<u64>) -> bool {
-        let Some(iat) = iat else {
-            return !self.is_empty();
-        };
-        self.user.is_some_and(|at| iat <= seconds(at))
-            || self
-                .before
-                .range((Bound::Excluded(iat), Bound::Unbounded))
-                .next()
-                .is_some()
-    }
-}
-
-#[derive(Debug)]
-struct Expiry {
-    at: SystemTime,
-    seq: u64,
-    revocation: Revocation,
-}
-
-impl PartialEq for Expiry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl Eq for Expiry {}
-
-impl PartialOrd for Expiry {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Expiry {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
-impl State {
-    /// When the entry `revocation` was revoked, if it is stored.
-    fn revoked_at(&self, revocation: &Revocation) -> Option<SystemTime> {
-        match revocation {
-            Revocation::Token { jti } => self.tokens.get(jti).copied(),
-            Revocation::User { iss, sub } => self.cutoffs(iss, sub)?.user,
-            Revocation::IssuedBefore { iss, sub, before } => {
-                self.cutoffs(iss, sub)?.before.get(before).copied()
-            }
-        }
-    }
-
-    fn cutoffs(&self, iss: &Option<String>, sub: &str) -> Option<&Cutoffs> {
-        self.users.get(iss)?.get(sub)
-    }
-
-    /// Stores the entry, or moves a stored one's instant later.
-    fn upsert(&mut self, revocation: &Revocation, revoked_at: SystemTime) -> Upsert {
-        let slot = match revocation {
-            Revocation::Token { jti } => self.tokens.get_mut(jti.as_str()),
-            Revocation::User { iss, sub } => self
-                .users
-                .get_mut(iss)
-                .and_then(|subjects| subjects.get_mut(sub.as_str()))
-                .and_then(|cutoffs| cutoffs.user.as_mut()),
-            Revocation::IssuedBefore { iss, sub, before } => self
-                .users
-                .get_mut(iss)
-                .and_then(|subjects| subjects.get_mut(sub.as_str()))
-                .and_then(|cutoffs| cutoffs.before.get_mut(before)),
-        };
-        if let Some(at) = slot {
-            if *at < revoked_at {
-                *at = revoked_at;
-                return Upsert::Later;
-            }
-            return Upsert::Known;
-        }
-        match revocation {
-            Revocation::Token { jti } => {
-                self.tokens.insert(jti.clone(), revoked_at);
-            }
-            Revocation::User { iss, sub } | Revocation::IssuedBefore { iss, sub, .. } => {
-                let cutoffs = self
-                    .users
-                    .entry(iss.clone())
-                    .or_default()
-                    .entry(sub.clone())
-                    .or_default();
-                match revocation {
-                    Revocation::IssuedBefore { before, .. } => {
-                        cutoffs.before.insert(*before, revoked_at);
-                    }
-                    _ => cutoffs.user = Some(revoked_at),
-                }
-            }
-        }
-        self.len += 1;
-        Upsert::New
-    }
-
-    fn remove(&mut self, revocation: &Revocation) {
-        let removed = match revocation {
-            Revocation::Token { jti } => self.tokens.remove(jti).is_some(),
-            Revocation::User { iss, sub } | Revocation::IssuedBefore { iss, sub, .. } => {
-                let Some(subjects) = self.users.get_mut(iss) else {
-                    return;
-                };
-                let Some(cutoffs) = subjects.get_mut(sub.as_str()) else {
-                    return;
-                };
-                let removed = match revocation {
-                    Revocation::IssuedBefore { before, .. } => {
-                        cutoffs.before.remove(before).is_some()
-                    }
-                    _ => cutoffs.user.take().is_some(),
-                };
-                if cutoffs.is_empty() {
-                    subjects.remove(sub.as_str());
-                    if subjects.is_empty() {
-                        self.users.remove(iss);
-                    }
-                }
-                removed
-            }
-        };
-        if removed {
-            self.len -= 1;
-        }
-    }
-
-    fn queue(&mut self, revocation: &Revocation, at: SystemTime) {
-        self.next_seq += 1;
-        self.expiries.push(Reverse(Expiry {
-            at,
-            seq: self.next_seq,
-            revocation: revocation.clone(),
-        }));
-    }
-
-    /// Whether some entry may have expired by `now`.
-    fn due(&self, now: SystemTime) -> bool {
-        self.expiries
-            .peek()
-            .is_some_and(|Reverse(first)| first.at <= now)
-    }
-
-    /// Drops every entry whose retention has passed by `now`; returns how
-    /// many.
-    fn prune(&mut self, now: SystemTime, retention: Duration) -> usize {
-        let before = self.len;
-        while self.due(now) {
-            let Some(Reverse(item)) = self.expiries.pop() else {
-                break;
-            };
-            // Revoked again since: its later item is still queued.
-            let current = self
-                .revoked_at(&item.revocation)
-                .map(|at| item.revocation.expires_at(at, retention));
-            if let Some(Some(expires)) = current
-                && expires <= now
-            {
-                self.remove(&item.revocation);
-            }
-        }
-        before - self.len
-    }
-
-    fn matches(&self, claims: &RegisteredClaims) -> bool {
-        if let Some(jti) = &claims.jti
-            && self.tokens.contains_key(jti.as_str())
-        {
-            return true;
-        }
-        claims.sub.as_deref().is_some_and(|sub| {
-            self.users
-                .get(&claims.iss)
-                .and_then(|subjects| subjects.get(sub))
-                .is_some_and(|cutoffs| cutoffs.matches(claims.iat))
-        })
-    }
-
-    fn entries(&self) -> Vec<RevocationEntry> {
-        let mut entries = Vec::with_capacity(self.len);
-        for (jti, at) in &self.tokens {
-            entries.push(RevocationEntry {
-                revocation: Revocation::Token { jti: jti.clone() },
-                revoked_at: *at,
-            });
-        }
-        for (iss, subjects) in &self.users {
-            for (sub, cutoffs) in subjects {
-                if let Some(at) = cutoffs.user {
-                    entries.push(RevocationEntry {
-                        revocation: Revocation::User {
-                            iss: iss.clone(),
-                            sub: sub.clone(),
-                        },
-                        revoked_at: at,
-                    });
-                }
-                for (before, at) in &cutoffs.before {
-                    entries.push(RevocationEntry {
-                        revocation: Revocation::IssuedBefore {
-                            iss: iss.clone(),
-                            sub: sub.clone(),
-                            before: *before,
-                        },
-                        revoked_at: *at,
-                    });
-                }
-            }
-        }
-        entries
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Upsert {
-    New,
-    Later,
-    Known,
-}
-
-/// What applying a revocation did to the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Applied {
-    /// Stored, or moved later: live sockets must be checked against it.
-    Changed,
-    /// Already stored at this instant or later, or past its retention:
-    /// nothing changed.
-    Unchanged,
-}
-
-impl RevocationStore {
-    pub(crate) fn new(retention: Duration, report: Report) -> Self {
-        Self {
-            retention,
-            state: RwLock::default(),
-            stale: AtomicU8::new(FRESH),
-            report,
-        }
-    }
-
-    fn read(&self) -> RwLockReadGuard<'_, State> {
-        // Every operation leaves the indexes consistent, panic or not.
-        self.state.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Stores `revocation` made at `revoked_at`, as of `now`. Idempotent:
-    /// applying an entry twice, or an older instant of a stored one,
-    /// changes nothing.
-    pub(crate) fn apply(
-        &self,
-        revocation: &Revocation,
-        revoked_at: SystemTime,
-        now: SystemTime,
-    ) -> Applied {
-        let expires = revocation.expires_at(revoked_at, self.retention);
-        let mut state = self.write();
-        let pruned = state.prune(now, self.retention);
-        let upsert = if expires.is_some_and(|expires| expires <= now) {
-            // Nothing it could match is still valid.
-            Upsert::Known
-        } else {
-            state.upsert(revocation, revoked_at)
-        };
-        if upsert != Upsert::Known
-            && let Some(expires) = expires
-        {
-            state.queue(revocation, expires);
-        }
-        drop(state);
-        let added = i64::from(upsert == Upsert::New);
-        let delta = added - i64::try_from(pruned).unwrap_or(i64::MAX);
-        if delta != 0 {
-            (self.report.entries)(delta);
-        }
-        match upsert {
-            Upsert::Known => Applied::Unchanged,
-            Upsert::New | Upsert::Later => Applied::Changed,
-        }
-    }
-
-    /// Whether a token with these claims is revoked, as of `now`.
-    pub(crate) fn is_revoked_at(&self, claims: &RegisteredClaims, now: SystemTime) -> bool {
-        {
-            let state = self.read();
-            if !state.due(now) {
-                return state.matches(claims);
-            }
-        }
-        let mut state = self.write();
-        let pruned = state.prune(now, self.retention);
-        let revoked = state.matches(claims);
-        drop(state);
-        self.report_pruned(pruned);
-        revoked
-    }
-
-    pub(crate) fn is_revoked(&self, claims: &RegisteredClaims) -> bool {
-        self.is_revoked_at(claims, SystemTime::now())
-    }
-
-    /// The gate of `Settings::check_token`.
-    pub(crate) fn check(&self, claims: &RegisteredClaims) -> Result<(), TokenError> {
-        if self.is_revoked(claims) {
-            Err(TokenError::Revoked)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Every entry within its retention, as of `now`.
-    pub(crate) fn entries_at(&self, now: SystemTime) -> Vec<RevocationEntry> {
-        let mut state = self.write();
-        let pruned = state.prune(now, self.retention);
-        let entries = state.entries();
-        drop(state);
-        self.report_pruned(pruned);
-        entries
-    }
-
-    fn report_pruned(&self, pruned: usize) {
-        if pruned > 0 {
-            (self.report.entries)(-i64::try_from(pruned).unwrap_or(i64::MAX));
-        }
-    }
-
-    /// How many entries are stored (including any past retention not yet
-    /// pruned).
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.read().len
-    }
-
-    pub(crate) fn report_applied(&self, revocation: &Revocation, new: bool, closed: usize) {
-        (self.report.applied)(revocation, new, closed);
-    }
-
-    pub(crate) fn set_stale(&self, policy: Option<StalePolicy>) {
-        let value = match policy {
-            None => FRESH,
-            Some(StalePolicy::FailOpen) => STALE_OPEN,
-            Some(StalePolicy::FailClosed) => STALE_CLOSED,
-        };
-        if self.stale.swap(value, Ordering::AcqRel) != value {
-            (self.report.stale)(policy);
-        }
-    }
-
-    pub(crate) fn stale(&self) -> Option<StalePolicy> {
-        match self.stale.load(Ordering::Acquire) {
-            STALE_OPEN => Some(StalePolicy::FailOpen),
-            STALE_CLOSED => Some(StalePolicy::FailClosed),
-            _ => None,
-        }
-    }
-
-    /// Whether a new handshake may proceed.
-    pub(crate) fn check_fresh(&self) -> Result<(), RevocationsStale> {
-        if self.stale.load(Ordering::Acquire) == STALE_CLOSED {
-            Err(RevocationsStale)
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl Drop for RevocationStore {
-    fn drop(&mut self) {
-        let len = self.state.get_mut().map_or(0, |state| state.len);
-        if len > 0 {
-            (self.report.entries)(-i64::try_from(len).unwrap_or(i64::MAX));
-        }
-        if self.stale.load(Ordering::Acquire) != FRESH {
-            (self.report.stale)(None);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const RETENTION: Duration = Duration::from_secs(3600);
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
@@ -733,10 +288,6 @@ mod tests {
         claims.jti = jti.map(str::to_owned);
         claims.iat = iat;
         claims
-    }
-
-    fn store() -> RevocationStore {
-        RevocationStore::new(RETENTION, Report::NONE)
     }
 
     #[test]
@@ -770,214 +321,5 @@ mod tests {
         assert!(before.matches(at(0), &no_iss(None)));
         assert!(!before.matches(at(0), &no_iss(Some(t))));
         assert!(!before.matches(at(0), &alice(Some(0))));
-    }
-
-    /// A tiny deterministic generator (xorshift), so failures replay.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-            items[(self.next() % items.len() as u64) as usize]
-        }
-    }
-
-    const ISSUERS: [Option<&str>; 3] = [None, Some("https://a.test"), Some("https://b.test")];
-    const SUBJECTS: [Option<&str>; 3] = [None, Some("alice"), Some("bob")];
-    const JTIS: [Option<&str>; 4] = [None, Some("t1"), Some("t2"), Some("")];
-    const BASE: u64 = 1_700_000_000;
-    const TIMES: [u64; 9] = [
-        0,
-        1,
-        BASE - 1,
-        BASE,
-        BASE + 1,
-        BASE + 3599,
-        BASE + 3600,
-        BASE + 7200,
-        u64::MAX,
-    ];
-
-    fn random_claims(rng: &mut Rng) -> RegisteredClaims {
-        let iat = match rng.next() % 4 {
-            0 => None,
-            _ => Some(rng.pick(&TIMES)),
-        };
-        claims(
-            rng.pick(&ISSUERS),
-            rng.pick(&SUBJECTS),
-            rng.pick(&JTIS),
-            iat,
-        )
-    }
-
-    fn random_revocation(rng: &mut Rng) -> Revocation {
-        let iss = rng.pick(&ISSUERS);
-        let sub = rng.pick(&SUBJECTS).unwrap_or("alice");
-        match rng.next() % 3 {
-            0 => Revocation::user(iss, sub),
-            1 => Revocation::token(rng.pick(&JTIS).unwrap_or("t1")),
-            _ => Revocation::issued_before(iss, sub, rng.pick(&TIMES)),
-        }
-    }
-
-    /// The indexed store agrees with the plain rule ("some entry applied
-    /// within its retention matches") for random entries, claims and
-    /// clocks, including missing `iat`, `jti` and `iss`, `iat` 0 and
-    /// `u64::MAX`.
-    #[test]
-    fn the_store_agrees_with_the_per_entry_rule() {
-        for seed in 1..=300u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-            let store = store();
-            let mut applied: Vec<(Revocation, SystemTime)> = Vec::new();
-            let mut now = BASE;
-            for _ in 0..(rng.next() % 12) {
-                now += rng.next() % 2000;
-                let revocation = random_revocation(&mut rng);
-                let revoked_at = at(now - rng.next() % 5000);
-                store.apply(&revocation, revoked_at, at(now));
-                applied.push((revocation, revoked_at));
-            }
-            now += rng.next() % 4000;
-            let live = |(revocation, revoked_at): &&(Revocation, SystemTime)| {
-                revocation
-                    .expires_at(*revoked_at, RETENTION)
-                    .is_none_or(|expires| expires > at(now))
-            };
-            for _ in 0..40 {
-                let claims = random_claims(&mut rng);
-                let expected = applied
-                    .iter()
-                    .filter(live)
-                    .any(|(revocation, revoked_at)| revocation.matches(*revoked_at, &claims));
-                assert_eq!(
-                    store.is_revoked_at(&claims, at(now)),
-                    expected,
-                    "seed {seed}: {claims:?} against {applied:?} at {now}"
-                );
-            }
-            // The listing holds each live entry once, at its latest instant.
-            let listed = store.entries_at(at(now));
-            assert_eq!(listed.len(), store.len(), "seed {seed}");
-            for entry in &listed {
-                let latest = applied
-                    .iter()
-                    .filter(live)
-                    .filter(|(revocation, _)| *revocation == entry.revocation)
-                    .map(|(_, revoked_at)| *revoked_at)
-                    .max();
-                assert_eq!(latest, Some(entry.revoked_at), "seed {seed}: {entry:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn pruning_drops_only_entries_past_their_retention() {
-        let store = store();
-        let t = BASE;
-        let old = Revocation::token("old");
-        let young = Revocation::token("young");
-        let later = Revocation::user(None, "alice");
-        // A cutoff in the future keeps its entry until then plus retention.
-        let future = Revocation::issued_before(None, "bob", t + 7200);
-        store.apply(&old, at(t), at(t));
-        store.apply(&young, at(t + 10), at(t + 10));
-        store.apply(&later, at(t), at(t));
-        store.apply(&later, at(t + 20), at(t + 20));
-        store.apply(&future, at(t), at(t));
-        assert_eq!(store.len(), 4);
-        let listed = |now| {
-            let mut kinds: Vec<_> = store
-                .entries_at(at(now))
-                .into_iter()
-                .map(|entry| entry.revocation)
-                .collect();
-            kinds.sort_by_key(|revocation| format!("{revocation:?}"));
-            kinds
-        };
-        // One second short of `old`'s retention: all kept.
-        assert_eq!(listed(t + 3599).len(), 4);
-        // Exactly at it: `old` goes, and `later` (revoked again at +20) stays.
-        let mut expected = vec![young.clone(), later.clone(), future.clone()];
-        expected.sort_by_key(|revocation| format!("{revocation:?}"));
-        assert_eq!(listed(t + 3600), expected);
-        assert_eq!(listed(t + 3610), [later.clone(), future.clone()]);
-        assert_eq!(listed(t + 3620), [future.clone()]);
-        assert!(store.is_revoked_at(
-            &claims(None, Some("bob"), None, Some(t + 7199)),
-            at(t + 10_799)
-        ));
-        assert!(!store.is_revoked_at(
-            &claims(None, Some("bob"), None, Some(t + 7199)),
-            at(t + 10_800)
-        ));
-        assert_eq!(store.len(), 0);
-        assert!(store.read().users.is_empty() && store.read().tokens.is_empty());
-    }
-
-    #[test]
-    fn applying_is_idempotent_and_keeps_the_latest_instant() {
-        let store = store();
-        let revocation = Revocation::user(Some("i"), "alice");
-        let now = at(BASE + 100);
-        assert_eq!(
-            store.apply(&revocation, at(BASE + 50), now),
-            Applied::Changed
-        );
-        assert_eq!(
-            store.apply(&revocation, at(BASE + 50), now),
-            Applied::Unchanged
-        );
-        assert_eq!(
-            store.apply(&revocation, at(BASE + 10), now),
-            Applied::Unchanged
-        );
-        assert_eq!(
-            store.apply(&revocation, at(BASE + 60), now),
-            Applied::Changed
-        );
-        assert_eq!(store.len(), 1);
-        assert_eq!(
-            store.entries_at(now),
-            [RevocationEntry {
-                revocation: revocation.clone(),
-                revoked_at: at(BASE + 60)
-            }]
-        );
-        // An entry already past its retention is not stored at all.
-        let ancient = Revocation::token("ancient");
-        assert_eq!(
-            store.apply(&ancient, now - RETENTION, now),
-            Applied::Unchanged
-        );
-        assert_eq!(store.len(), 1);
-        // Beyond any representable time: kept, never queued.
-        let forever = Revocation::issued_before(None, "x", u64::MAX);
-        assert_eq!(store.apply(&forever, now, now), Applied::Changed);
-        assert!(store.is_revoked_at(
-            &claims(None, Some("x"), None, Some(u64::MAX - 1)),
-            at(u64::MAX / 4)
-        ));
-    }
-
-    #[test]
-    fn the_staleness_switch() {
-        let store = store();
-        assert_eq!(store.check_fresh(), Ok(()));
-        store.set_stale(Some(StalePolicy::FailOpen));
-        assert_eq!(store.check_fresh(), Ok(()));
-        assert_eq!(store.stale(), Some(StalePolicy::FailOpen));
-        store.set_stale(Some(StalePolicy::FailClosed));
-        assert_eq!(store.check_fresh(), Err(RevocationsStale));
-        store.set_stale(None);
-        assert_eq!(store.check_fresh(), Ok(()));
-        assert_eq!(store.stale(), None);
     }
 }

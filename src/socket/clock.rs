@@ -76,6 +76,14 @@ impl SharedDeadline {
         let own = self.exp();
         let previous = self.reauth_exp.load(Ordering::Acquire);
         let exp = wanted.min(own).min(previous);
+        if exp == previous
+            && let Some(at) = self.reauth_at()
+        {
+            // An earlier request already set this deadline: keep it to the
+            // nanosecond.
+            self.reauth_since.fetch_max(since, Ordering::AcqRel);
+            return (exp, at);
+        }
         let latest = match self.reauth_since.load(Ordering::Acquire) {
             NONE => since,
             earlier => earlier.max(since),

@@ -17,6 +17,7 @@ use axum::extract::ws::Message;
 use serde::de::DeserializeOwned;
 use tokio::runtime::Handle;
 use tokio::sync::{broadcast, watch};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::clock::{RenewLimiter, SharedDeadline};
@@ -50,6 +51,8 @@ pub(crate) struct Core<C> {
     /// decision wins).
     pub(crate) ending: Option<EndReason>,
     pub(super) notice_sent: bool,
+    /// The policy check of a renewal, while it runs (one at a time).
+    pub(super) renewal_check: Option<AbortHandle>,
     /// The application's reader, parked until a frame arrives; woken when
     /// the connection ends so its `recv` returns `None` at once.
     pub(super) parked_reader: Option<Waker>,
@@ -119,6 +122,7 @@ where
                 flushing: false,
                 ending: None,
                 notice_sent: false,
+                renewal_check: None,
                 parked_reader: None,
                 armed_at: None,
                 live: None,
@@ -179,6 +183,9 @@ where
     pub(crate) fn end(&self, core: &mut Core<C>, ending: EndReason) {
         if core.ending.is_none() {
             core.ending = Some(ending);
+        }
+        if let Some(check) = core.renewal_check.take() {
+            check.abort();
         }
         if let Some(reader) = core.parked_reader.take() {
             reader.wake();

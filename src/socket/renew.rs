@@ -10,9 +10,10 @@ use tokio::time::Instant;
 use super::core::{Core, Shared};
 use crate::config::Refusal;
 use crate::connection::{AuthEvent, EndReason};
+use crate::policy::{Checkpoint, Policy, PolicyDenial, PolicyRequest};
 use crate::protocol::{InvalidControl, RenewRejection, ServerMessage};
 use crate::telemetry;
-use crate::token::TokenError;
+use crate::token::{RegisteredClaims, TokenError};
 
 impl<C> Shared<C>
 where
@@ -22,6 +23,14 @@ where
         if !core.renewals.attempt(Instant::now()) {
             self.end(core, EndReason::TooManyRenewals);
             return;
+        }
+        if core.renewal_check.is_some() {
+            return self.reject(
+                core,
+                RenewRejection::InvalidRequest,
+                "a renewal is already being checked".into(),
+                id,
+            );
         }
         let checked = core.settings.check_token(&token);
         drop(token);
@@ -58,17 +67,97 @@ where
                 id,
             );
         }
-        self.deadline.set(valid.exp);
-        core.claims = Arc::new(valid.claims);
-        core.registered = Arc::new(valid.registered);
+        let renewal = Renewal {
+            exp: valid.exp,
+            claims: Arc::new(valid.claims),
+            registered: Arc::new(valid.registered),
+            id,
+        };
+        match core.settings.policy.clone() {
+            None => self.accept(core, renewal),
+            Some(policy) => self.check_policy(core, &policy, renewal),
+        }
+    }
+
+    /// Runs the layer's policy on a task of its own: the connection's lock
+    /// is not held while it runs, so application frames keep flowing, and
+    /// the deadline is not moved until it passes.
+    fn check_policy(&self, core: &mut Core<C>, policy: &Policy<C>, renewal: Renewal<C>) {
+        let request = PolicyRequest::renewal(
+            Arc::clone(&renewal.claims),
+            Arc::clone(&renewal.registered),
+            self.identity.connection_id(),
+        );
+        let check = policy.run(request, Checkpoint::Renewal);
+        let me = self.me.clone();
+        let task = self.runtime.spawn(async move {
+            let outcome = check.await;
+            if let Some(shared) = me.upgrade() {
+                shared.policy_checked(outcome, renewal);
+            }
+        });
+        core.renewal_check = Some(task.abort_handle());
+    }
+
+    fn policy_checked(&self, outcome: Result<(), PolicyDenial>, renewal: Renewal<C>) {
+        let mut core = self.lock();
+        core.renewal_check = None;
+        if core.ending.is_some() {
+            return;
+        }
+        match outcome {
+            // Too late: the deadline held while the check ran.
+            Ok(()) if self.deadline.has_passed() => self.end(&mut core, EndReason::Expired),
+            // A revocation or a re-authentication request may have come
+            // while the check ran.
+            Ok(()) => match self.check_renewal_now(&core, &renewal.registered) {
+                Ok(()) => self.accept(&mut core, renewal),
+                Err(error) => self.reject(
+                    &mut core,
+                    RenewRejection::InvalidToken,
+                    error.to_string(),
+                    renewal.id,
+                ),
+            },
+            Err(PolicyDenial::Forbidden) => self.reject(
+                &mut core,
+                RenewRejection::InsufficientScope,
+                "insufficient scope".into(),
+                renewal.id,
+            ),
+            Err(PolicyDenial::Revoked) => self.reject(
+                &mut core,
+                RenewRejection::InvalidToken,
+                TokenError::Revoked.to_string(),
+                renewal.id,
+            ),
+            Err(PolicyDenial::Failed(_)) => self.reject(
+                &mut core,
+                RenewRejection::InvalidToken,
+                "authorization check unavailable".into(),
+                renewal.id,
+            ),
+        }
+    }
+
+    fn accept(&self, core: &mut Core<C>, renewal: Renewal<C>) {
+        let Renewal {
+            exp,
+            claims,
+            registered,
+            id,
+        } = renewal;
+        self.deadline.set(exp);
+        core.claims = claims;
+        core.registered = registered;
         if let Some(watch) = &core.claims_watch {
             watch.send_replace(Arc::clone(&core.claims));
         }
         core.notice_sent = false;
         self.arm(core);
-        telemetry::renewed(&self.identity, valid.exp);
-        core.emit(AuthEvent::Renewed { exp: valid.exp });
-        self.send_control(core, &ServerMessage::Renewed { exp: valid.exp, id });
+        telemetry::renewed(&self.identity, exp);
+        core.emit(AuthEvent::Renewed { exp });
+        self.send_control(core, &ServerMessage::Renewed { exp, id });
     }
 
     fn reject(
@@ -111,4 +200,12 @@ where
             id,
         );
     }
+}
+
+/// A renewal token that passed every synchronous check.
+struct Renewal<C> {
+    exp: u64,
+    claims: Arc<C>,
+    registered: Arc<RegisteredClaims>,
+    id: Option<String>,
 }

@@ -8,6 +8,7 @@ use tower_layer::Layer;
 
 use super::WsAuth;
 use crate::config::{ClaimsCheck, SessionConfig, Settings};
+use crate::policy::{AuthPolicy, Policy};
 use crate::protocol::PROTOCOL_V1;
 use crate::token::source::SourceConfig;
 use crate::token::{InvalidRequest, JwtValidator};
@@ -16,6 +17,7 @@ use crate::{ConfigError, Connections};
 /// Longest leeway the builder accepts (RFC 7519: "usually no more than a few
 /// minutes").
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
+const DEFAULT_POLICY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A [`Layer`] that authenticates WebSocket upgrades with a JWT and hands
 /// the claims of type `C` to [`AuthUpgrade`](super::AuthUpgrade).
@@ -70,6 +72,8 @@ impl<C> WsAuthLayer<C> {
             realm: "websocket".to_owned(),
             authorize: None,
             revoked: None,
+            policy: None,
+            policy_timeout: DEFAULT_POLICY_TIMEOUT,
             session: SessionConfig::default(),
             revocation_retention: crate::connection::DEFAULT_RETENTION,
             _claims: PhantomData,
@@ -121,6 +125,8 @@ pub struct WsAuthLayerBuilder<C> {
     realm: String,
     authorize: Option<ClaimsCheck<C>>,
     revoked: Option<ClaimsCheck<C>>,
+    policy: Option<Policy<C>>,
+    policy_timeout: Duration,
     session: SessionConfig,
     revocation_retention: Duration,
     _claims: PhantomData<fn() -> C>,
@@ -303,6 +309,48 @@ impl<C> WsAuthLayerBuilder<C> {
         self
     }
 
+    /// An asynchronous authorization and revocation check (a database, a
+    /// session store), awaited at the handshake before the route's handler
+    /// runs and on every renewal, outside the connection's lock; see
+    /// [`policy`](crate::policy). It runs after the token is validated and
+    /// after [`authorize`](Self::authorize) and [`revoked`](Self::revoked).
+    ///
+    /// While a renewal's check is pending the connection keeps its current
+    /// deadline: if the check has not passed by then, the connection closes
+    /// with 4401 like any other expiry.
+    ///
+    /// ```
+    /// use axum_ws_auth::policy::{PolicyDenial, PolicyRequest};
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer};
+    ///
+    /// # async fn session_is_live(_jti: Option<&str>) -> bool { true }
+    /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?)
+    ///     .policy(|request: PolicyRequest<serde_json::Value>| async move {
+    ///         if session_is_live(request.registered().jti.as_deref()).await {
+    ///             Ok(())
+    ///         } else {
+    ///             Err(PolicyDenial::Revoked)
+    ///         }
+    ///     })
+    ///     .policy_timeout(std::time::Duration::from_secs(2))
+    ///     .build()?;
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    pub fn policy<P: AuthPolicy<C>>(mut self, policy: P) -> Self
+    where
+        C: 'static,
+    {
+        self.policy = Some(Policy::new(policy, self.policy_timeout));
+        self
+    }
+
+    /// How long a [`policy`](Self::policy) check may take before it counts
+    /// as failed (fail closed); 5 seconds unless set.
+    pub fn policy_timeout(mut self, timeout: Duration) -> Self {
+        self.policy_timeout = timeout;
+        self
+    }
+
     /// How long an entry of [`Connections::revoke`] is kept (default 24 h):
     /// at least your tokens' longest lifetime (`exp - iat`, plus the
     /// leeway). A token an entry matches is refused while the entry is
@@ -395,10 +443,15 @@ impl<C> WsAuthLayerBuilder<C> {
             realm,
             authorize,
             revoked,
+            policy,
+            policy_timeout,
             session,
             revocation_retention,
             _claims,
         } = self;
+        if policy_timeout.is_zero() {
+            return Err(ConfigError::ZeroLimit("policy timeout"));
+        }
         if !sources.any_enabled() {
             return Err(ConfigError::NoTokenSource);
         }
@@ -455,6 +508,7 @@ impl<C> WsAuthLayerBuilder<C> {
                 realm: realm.into(),
                 authorize,
                 revoked,
+                policy: policy.map(|policy| policy.with_timeout(policy_timeout)),
                 session,
                 connections: Connections::new(
                     revocation_retention,

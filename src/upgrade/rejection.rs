@@ -34,6 +34,10 @@ pub enum RejectionKind {
     InsufficientScope,
     /// `Origin` is not on the allow-list (403, no challenge).
     OriginNotAllowed,
+    /// The layer's [`policy`](crate::policy) check could not decide (an
+    /// error, a timeout, a panic): refused, fail closed (503 with
+    /// `Retry-After`, no challenge: the token may well be good).
+    PolicyUnavailable,
     /// The revocation list may be behind and the cluster fails closed
     /// ([`StalePolicy::FailClosed`](crate::StalePolicy::FailClosed)): 503
     /// with `Retry-After`, no challenge (the token may well be fine).
@@ -41,7 +45,7 @@ pub enum RejectionKind {
 }
 
 /// `Retry-After` of a 503 while the revocation list is stale, in seconds.
-const STALE_RETRY_AFTER_SECS: &str = "5";
+const RETRY_AFTER_SECS: &str = "5";
 
 /// The response to a refused upgrade, as RFC 6750 section 3 describes it.
 ///
@@ -92,7 +96,9 @@ impl AuthRejection {
             RejectionKind::InsufficientScope | RejectionKind::OriginNotAllowed => {
                 StatusCode::FORBIDDEN
             }
-            RejectionKind::RevocationsStale => StatusCode::SERVICE_UNAVAILABLE,
+            RejectionKind::PolicyUnavailable | RejectionKind::RevocationsStale => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -101,6 +107,7 @@ impl AuthRejection {
         match self.kind {
             RejectionKind::MissingToken
             | RejectionKind::OriginNotAllowed
+            | RejectionKind::PolicyUnavailable
             | RejectionKind::RevocationsStale => None,
             RejectionKind::InvalidRequest(_) => Some("invalid_request"),
             RejectionKind::InvalidToken(_) => Some("invalid_token"),
@@ -121,6 +128,7 @@ impl AuthRejection {
             RejectionKind::InvalidToken(reason) => reason.to_string(),
             RejectionKind::InsufficientScope => "insufficient scope".to_owned(),
             RejectionKind::OriginNotAllowed => "origin not allowed".to_owned(),
+            RejectionKind::PolicyUnavailable => "authorization check unavailable".to_owned(),
             RejectionKind::RevocationsStale => "revocation list unavailable".to_owned(),
         }
     }
@@ -128,7 +136,9 @@ impl AuthRejection {
     fn challenge(&self) -> Option<String> {
         let realm = &self.realm;
         match &self.kind {
-            RejectionKind::OriginNotAllowed | RejectionKind::RevocationsStale => None,
+            RejectionKind::OriginNotAllowed
+            | RejectionKind::PolicyUnavailable
+            | RejectionKind::RevocationsStale => None,
             RejectionKind::MissingToken => Some(format!(r#"Bearer realm="{realm}""#)),
             RejectionKind::InsufficientScope => Some(format!(
                 r#"Bearer realm="{realm}", error="insufficient_scope""#
@@ -167,11 +177,11 @@ impl IntoResponse for AuthRejection {
         if let Some(challenge) = self.challenge().and_then(|c| HeaderValue::try_from(c).ok()) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
-        if self.kind == RejectionKind::RevocationsStale {
-            headers.insert(
-                RETRY_AFTER,
-                HeaderValue::from_static(STALE_RETRY_AFTER_SECS),
-            );
+        if matches!(
+            self.kind,
+            RejectionKind::PolicyUnavailable | RejectionKind::RevocationsStale
+        ) {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
         }
         response
     }
@@ -256,6 +266,12 @@ mod tests {
             challenge(RejectionKind::OriginNotAllowed),
             (StatusCode::FORBIDDEN, None)
         );
+        assert_eq!(
+            challenge(RejectionKind::PolicyUnavailable),
+            (StatusCode::SERVICE_UNAVAILABLE, None)
+        );
+        let response = AuthRejection::new("r", RejectionKind::PolicyUnavailable).into_response();
+        assert_eq!(response.headers()[RETRY_AFTER], "5");
         assert_eq!(
             challenge(RejectionKind::RevocationsStale),
             (StatusCode::SERVICE_UNAVAILABLE, None)

@@ -11,6 +11,8 @@ use tower_service::Service;
 use super::rejection::{AuthRejection, RejectionKind};
 use super::{Authenticated, ResponseFuture};
 use crate::config::{Refusal, Settings};
+use crate::policy::{Checkpoint, PolicyDenial, PolicyRequest};
+use crate::token::TokenError;
 use crate::token::source::{OfferedProtocols, conceal_tokens, find_token};
 
 /// Middleware that authenticates WebSocket upgrade requests; made by
@@ -53,12 +55,12 @@ impl<S: std::fmt::Debug, C> std::fmt::Debug for WsAuth<S, C> {
 
 impl<S, C, B> Service<Request<B>> for WsAuth<S, C>
 where
-    S: Service<Request<B>, Response = Response>,
+    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
     C: DeserializeOwned + Send + Sync + 'static,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -69,6 +71,27 @@ where
         match authenticate(&self.settings, &parts) {
             Ok(authenticated) => {
                 conceal_tokens(&self.settings.sources, &mut parts.headers, &mut parts.uri);
+                if let Some(policy) = &self.settings.policy {
+                    let request = PolicyRequest::upgrade(
+                        Arc::clone(&authenticated.claims),
+                        Arc::clone(&authenticated.registered),
+                        parts.clone(),
+                    );
+                    let check = policy.run(request, Checkpoint::Upgrade);
+                    let check = Box::pin(async move { check.await.map_err(rejection_of) });
+                    parts.extensions.insert(authenticated);
+                    // The service `poll_ready` prepared goes with the
+                    // request; this one keeps a fresh clone.
+                    let clone = self.inner.clone();
+                    let ready = std::mem::replace(&mut self.inner, clone);
+                    let realm = Arc::clone(&self.settings.realm);
+                    return ResponseFuture::checking(
+                        check,
+                        ready,
+                        Request::from_parts(parts, body),
+                        realm,
+                    );
+                }
                 parts.extensions.insert(authenticated);
                 let request = Request::from_parts(parts, body);
                 ResponseFuture::inner(self.inner.call(request))
@@ -114,6 +137,14 @@ fn authenticate<C: DeserializeOwned>(
         protocol,
         settings: Arc::clone(settings),
     })
+}
+
+fn rejection_of(denial: PolicyDenial) -> RejectionKind {
+    match denial {
+        PolicyDenial::Forbidden => RejectionKind::InsufficientScope,
+        PolicyDenial::Revoked => RejectionKind::InvalidToken(TokenError::Revoked),
+        PolicyDenial::Failed(_) => RejectionKind::PolicyUnavailable,
+    }
 }
 
 fn check_origin<C>(settings: &Settings<C>, headers: &HeaderMap) -> Result<(), RejectionKind> {

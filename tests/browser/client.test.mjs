@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { mock, test } from "node:test";
 
-import { AuthSocket, FakeWebSocket, T0, advance, b64url, backoffDelay, fakeDocument, flush, jwt, nowS, parseControl, renewDelay, renewLead, setup, sleepFor, tokenExp, usableToken, windowEvents } from "./harness.mjs";
+import { AuthSocket, DelayedChannel, FakeWebSocket, T0, advance, b64url, backoffDelay, fakeDocument, fakeLocks, flush, jwt, nowS, parseControl, renewDelay, renewLead, setup, sleepFor, tokenExp, usableToken, windowEvents } from "./harness.mjs";
 test("control messages are recognised exactly as the contract says", () => {
   assert.equal(parseControl('{"type":"auth.expiring","exp":1,"expires_in":0}').type, "auth.expiring");
   assert.equal(parseControl(' {"type":"\\u0061uth.renewed","exp":2}').type, "auth.renewed");
@@ -465,27 +465,6 @@ test("visible while waiting out a backoff connects at once", async () => {
   assert.equal(FakeWebSocket.instances.length, 2);
 });
 
-// A Web Locks stand-in: one holder per name, the others queue.
-function fakeLocks() {
-  const queues = new Map();
-  return {
-    async request(name, options, callback) {
-      const previous = queues.get(name) ?? Promise.resolve();
-      let release;
-      const mine = new Promise((resolve) => {
-        release = resolve;
-      });
-      queues.set(name, previous.then(() => mine));
-      await previous;
-      try {
-        return await callback();
-      } finally {
-        release();
-      }
-    },
-  };
-}
-
 for (const [name, withLocks] of [
   ["Web Locks and a BroadcastChannel", true],
   ["a BroadcastChannel alone", false],
@@ -532,6 +511,114 @@ test("without BroadcastChannel each tab fetches its own token", async () => {
   } finally {
     globalThis.BroadcastChannel = saved;
   }
+});
+
+// A loaded machine: BroadcastChannel messages between the tabs' processes
+// take 150 ms, more than the fixed waits of old (a new tab waited 50 ms for
+// answers; the fetching tab kept the lock 25 ms after publishing).
+test("tabs whose answers arrive late still share one fetch (connect and renewal)", async () => {
+  globalThis.navigator.locks = fakeLocks();
+  globalThis.BroadcastChannel = DelayedChannel;
+  DelayedChannel.delayMs = () => 150;
+  let fetches = 0;
+  const mint = () => {
+    fetches += 1;
+    return undefined;
+  };
+  const tab = () => setup({ ttlS: 600, delayMs: 20, mint, options: { shareTokens: true, shareKey: "slow" } });
+  tab();
+  await advance(200);
+  assert.equal(fetches, 1);
+  FakeWebSocket.instances[0].accept();
+  await advance(1_000, 100);
+  tab();
+  tab();
+  await advance(1_500);
+  assert.equal(fetches, 1, "one fetch for three tabs connecting");
+  const wss = [...FakeWebSocket.instances];
+  assert.equal(wss.length, 3);
+  assert.equal(new Set(wss.map((ws) => ws.protocols[1])).size, 1);
+  for (const ws of wss.slice(1)) ws.accept();
+  await advance(5_000, 100);
+  fetches = 0;
+  // The notices reach every tab at once and each renews at once (no jitter):
+  // the two tabs queued on the lock take it before the token reaches them.
+  for (const ws of wss) ws.control({ type: "auth.expiring", exp: nowS() + 60, expires_in: 60 });
+  await advance(3_000);
+  assert.equal(fetches, 1, "one fetch for three renewals");
+  const renewed = wss.map((ws) => ws.renewals().map((r) => r.token));
+  assert.deepEqual(renewed.map((r) => r.length), [1, 1, 1]);
+  assert.equal(new Set(renewed.flat()).size, 1);
+});
+
+// Scripted tabs, present (their presence lock held) but not AuthSockets.
+function scriptedPeers(locks, key, script) {
+  return script.map(([id, onWant]) => {
+    locks.request(`${key}:present:${id}`, () => new Promise(() => {}));
+    const channel = new DelayedChannel(key);
+    channel.onmessage = ({ data }) => data.type === "want" && data.id && onWant?.(channel, data.id, id);
+    return channel;
+  });
+}
+
+test("the tab that holds the lock waits for each tab present to answer, and no longer", async () => {
+  const locks = fakeLocks();
+  globalThis.navigator.locks = locks;
+  globalThis.BroadcastChannel = DelayedChannel;
+  const later = (type, ms) => (channel, re, from) => setTimeout(() => channel.postMessage({ type, re, from }), ms);
+  // One answers `none` after 300 ms, the other closes after 200 ms.
+  scriptedPeers(locks, "k", [
+    ["slow", later("none", 300)],
+    ["leaving", later("gone", 200)],
+  ]);
+  const { calls } = setup({ options: { shareTokens: true, shareKey: "k" } });
+  await advance(250);
+  assert.equal(calls(), 0, "waits for the slow tab's answer");
+  await advance(100);
+  assert.equal(calls(), 1, "fetches once every tab present has answered");
+});
+
+test("a tab present that never answers (frozen) delays the fetch by a second at most; close() while asking", async () => {
+  const locks = fakeLocks();
+  globalThis.navigator.locks = locks;
+  globalThis.BroadcastChannel = DelayedChannel;
+  scriptedPeers(locks, "f", [["frozen"]]);
+  const a = setup({ options: { shareTokens: true, shareKey: "f" } });
+  await advance(900);
+  assert.equal(a.calls(), 0);
+  await advance(200);
+  assert.equal(a.calls(), 1);
+  // Closed while waiting for the frozen tab: no fetch, no lock left behind.
+  const b = setup({ options: { shareTokens: true, shareKey: "f2" } });
+  scriptedPeers(locks, "f2", [["frozen"]]);
+  await advance(100);
+  b.socket.close();
+  a.socket.close();
+  await advance(2_000, 100);
+  assert.equal(b.calls(), 0, "getToken after close()");
+  const { held, pending } = await locks.query();
+  assert.deepEqual(pending, []);
+  assert.deepEqual(held.map((lock) => lock.name).sort(), ["f2:present:frozen", "f:present:frozen"]);
+});
+
+test("a presence lock the browser refuses is caught; the tab still fetches", async () => {
+  const locks = fakeLocks();
+  globalThis.navigator.locks = {
+    request: (name, options, callback) =>
+      name.includes(":present:") ? Promise.reject(new DOMException("refused", "SecurityError")) : locks.request(name, options, callback),
+    query: () => locks.query(),
+  };
+  const unhandled = [];
+  const onUnhandled = (reason) => unhandled.push(String(reason));
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    const { calls } = setup({ options: { shareTokens: true, shareKey: "r" } });
+    await advance(100);
+    assert.equal(calls(), 1);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+  assert.deepEqual(unhandled, []);
 });
 
 test("backoffDelay stays within its cap for any attempt", () => {

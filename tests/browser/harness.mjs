@@ -61,6 +61,95 @@ const fakeDocument = Object.assign(new EventTarget(), { visibilityState: "visibl
 globalThis.document = fakeDocument;
 globalThis.navigator = { onLine: true };
 
+// A Web Locks stand-in (navigator.locks), in the spec's order: per name, an
+// exclusive request waits for every earlier one, a shared one only for
+// exclusive ones; `signal` aborts a request not yet granted (AbortError);
+// `query()` lists what is held and pending. `owner` names the fake tab.
+function fakeLocks() {
+  const held = [];
+  const queue = [];
+  let clients = 0;
+  const grantable = (request) => {
+    const mine = held.filter((lock) => lock.name === request.name);
+    const ahead = queue.slice(0, queue.indexOf(request)).filter((other) => other.name === request.name);
+    if (request.mode === "shared") {
+      return mine.every((lock) => lock.mode === "shared") && ahead.every((other) => other.mode === "shared");
+    }
+    return mine.length === 0 && ahead.length === 0;
+  };
+  const pump = () => {
+    for (const request of [...queue]) {
+      if (!grantable(request)) continue;
+      queue.splice(queue.indexOf(request), 1);
+      held.push(request);
+      request.grant();
+    }
+  };
+  return {
+    request(name, options, callback) {
+      if (typeof options === "function") [options, callback] = [{}, options];
+      const { mode = "exclusive", signal } = options ?? {};
+      if (signal?.aborted) return Promise.reject(new DOMException("The request was aborted.", "AbortError"));
+      return new Promise((resolve, reject) => {
+        const request = { name, mode, clientId: `tab-${(clients += 1)}` };
+        const onAbort = () => {
+          const at = queue.indexOf(request);
+          if (at < 0) return;
+          queue.splice(at, 1);
+          reject(new DOMException("The request was aborted.", "AbortError"));
+          pump();
+        };
+        request.grant = () => {
+          signal?.removeEventListener("abort", onAbort);
+          // The callback runs in a task of its own, as in a browser.
+          Promise.resolve()
+            .then(() => callback({ name, mode }))
+            .then(resolve, reject)
+            .finally(() => {
+              held.splice(held.indexOf(request), 1);
+              pump();
+            });
+        };
+        signal?.addEventListener("abort", onAbort);
+        queue.push(request);
+        pump();
+      });
+    },
+    async query() {
+      const view = ({ name, mode, clientId }) => ({ name, mode, clientId });
+      return { held: held.map(view), pending: queue.map(view) };
+    },
+  };
+}
+
+// A BroadcastChannel whose deliveries take `DelayedChannel.delayMs(data)` ms
+// of the fake clock (a loaded machine: messages between processes are slow).
+// Like the real one: same name, not to the sender, structured clones, FIFO.
+class DelayedChannel {
+  static open = new Set();
+  static delayMs = () => 0;
+  constructor(name) {
+    this.name = name;
+    this.onmessage = null;
+    DelayedChannel.open.add(this);
+  }
+  postMessage(data) {
+    if (!DelayedChannel.open.has(this)) throw new DOMException("BroadcastChannel is closed", "InvalidStateError");
+    const ms = DelayedChannel.delayMs(data);
+    for (const target of DelayedChannel.open) {
+      if (target === this || target.name !== this.name) continue;
+      const copy = structuredClone(data);
+      setTimeout(() => {
+        if (DelayedChannel.open.has(target)) target.onmessage?.({ data: copy });
+      }, ms);
+    }
+  }
+  close() {
+    DelayedChannel.open.delete(this);
+  }
+}
+const NativeBroadcastChannel = globalThis.BroadcastChannel;
+
 const { AuthSocket, backoffDelay, parseControl, renewDelay, renewLead, tokenExp, usableToken } = await import(
   "../../examples/browser/wsauth-client.js"
 );
@@ -102,6 +191,9 @@ beforeEach(() => {
   FakeWebSocket.throwNext = false;
   fakeDocument.visibilityState = "visible";
   globalThis.navigator = { onLine: true };
+  globalThis.BroadcastChannel = NativeBroadcastChannel;
+  DelayedChannel.open.clear();
+  DelayedChannel.delayMs = () => 0;
   sockets = [];
   allTokens = [];
   allEvents = [];
@@ -160,4 +252,4 @@ function setup({ ttlS = 3600, iat = true, serverOffsetMs = 0, delayMs = 0, mint,
   return { socket, events, of, tokens, calls: () => calls, last: () => FakeWebSocket.instances.at(-1) };
 }
 
-export { windowEvents, AuthSocket, FakeWebSocket, T0, advance, b64url, backoffDelay, fakeDocument, flush, jwt, nowS, parseControl, renewDelay, renewLead, setup, sleepFor, tokenExp, usableToken };
+export { windowEvents, AuthSocket, DelayedChannel, FakeWebSocket, T0, advance, b64url, backoffDelay, fakeDocument, fakeLocks, flush, jwt, nowS, parseControl, renewDelay, renewLead, setup, sleepFor, tokenExp, usableToken };

@@ -3,20 +3,7 @@
 import assert from "node:assert/strict";
 import { mock, test } from "node:test";
 
-import { AuthSocket, FakeWebSocket, T0, advance, b64url, backoffDelay, fakeDocument, flush, jwt, nowS, parseControl, renewDelay, renewLead, setup, sleepFor, tokenExp, usableToken, windowEvents } from "./harness.mjs";
-function fakeLocks() {
-  const queues = new Map();
-  return {
-    async request(name, options, callback) {
-      const previous = queues.get(name) ?? Promise.resolve();
-      let release;
-      const mine = new Promise((resolve) => { release = resolve; });
-      queues.set(name, previous.then(() => mine));
-      await previous;
-      try { return await callback(); } finally { release(); }
-    },
-  };
-}
+import { AuthSocket, FakeWebSocket, T0, advance, b64url, backoffDelay, fakeDocument, fakeLocks, flush, jwt, nowS, parseControl, renewDelay, renewLead, setup, sleepFor, tokenExp, usableToken, windowEvents } from "./harness.mjs";
 
 
 // The client clock starts 3 h behind the server's and is corrected (NTP)

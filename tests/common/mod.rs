@@ -423,3 +423,71 @@ pub async fn full_listener() -> (SocketAddr, tokio::net::TcpListener, Vec<TcpStr
     }
     (addr, listener, fillers)
 }
+
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A TLS connector trusting only `cert`, offering `alpn`.
+pub fn tls_connector(cert: &rcgen::Certificate, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+/// The `wss` example on a free port with a fresh self-signed certificate
+/// for `localhost`; the process is killed and the files removed on drop.
+pub struct WssExample {
+    pub process: ExampleProcess,
+    pub cert: rcgen::Certificate,
+    pub addr: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl WssExample {
+    pub fn start(tag: &str) -> Self {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let dir = std::env::temp_dir().join(format!("axum-ws-auth-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+        std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+        let secret = std::str::from_utf8(SECRET).unwrap();
+        let mut process = ExampleProcess::start(
+            "wss",
+            &[
+                ("WS_AUTH_ADDR", "127.0.0.1:0"),
+                ("WS_AUTH_TLS_CERT", cert_path.to_str().unwrap()),
+                ("WS_AUTH_TLS_KEY", key_path.to_str().unwrap()),
+                ("WS_AUTH_HS256_SECRET", secret),
+                ("WS_AUTH_AUDIENCE", AUDIENCE),
+            ],
+        );
+        let url = process.line_after("listening on ");
+        let addr = url
+            .strip_prefix("wss://")
+            .and_then(|rest| rest.strip_suffix("/ws"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        Self {
+            process,
+            cert: certified.cert,
+            addr,
+            dir,
+        }
+    }
+}
+
+impl Drop for WssExample {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

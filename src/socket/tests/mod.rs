@@ -4,7 +4,9 @@
 
 mod identity;
 mod lifecycle;
+mod policy;
 mod property;
+mod reauth;
 mod regressions;
 mod support;
 mod writers;

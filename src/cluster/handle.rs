@@ -135,20 +135,25 @@ impl Shared {
         lock(&self.outbox).retain(|envelope| envelope.command.keep_until_ms() > now);
     }
 
-    /// Marks the mirror fresh; true if it was stale.
+    /// Marks the mirror fresh; true if it was stale. The layer first, then
+    /// the watchers: whoever sees `fresh` finds the layer taking handshakes.
+    /// (Only the task calls this and [`mark_stale`](Self::mark_stale).)
     pub(super) fn mark_fresh(&self) -> bool {
-        let was_fresh = self.fresh.send_replace(true);
+        let was_fresh = *self.fresh.borrow();
         if !was_fresh {
             self.mirror.set_stale(None);
+            self.fresh.send_replace(true);
         }
         !was_fresh
     }
 
-    /// Marks the mirror stale; true if it was fresh.
+    /// Marks the mirror stale; true if it was fresh. The layer first, as in
+    /// [`mark_fresh`](Self::mark_fresh).
     pub(super) fn mark_stale(&self) -> bool {
-        let was_fresh = self.fresh.send_replace(false);
+        let was_fresh = *self.fresh.borrow();
         if was_fresh {
             self.mirror.set_stale(Some(self.settings.stale_policy));
+            self.fresh.send_replace(false);
         }
         was_fresh
     }
@@ -310,8 +315,8 @@ impl Cluster {
             let _ = task.await;
         }
         let shared = &self.inner.shared;
-        shared.fresh.send_replace(false);
         shared.mirror.set_stale(Some(shared.settings.stale_policy));
+        shared.fresh.send_replace(false);
     }
 }
 

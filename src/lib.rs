@@ -115,7 +115,12 @@
 //! - `jwks`: `JwksSource`, signing keys from a pinned HTTPS JWKS URL with
 //!   rotation, for `JwtValidator::jwks`.
 //!
-//! Both use aws-lc-rs, the crypto backend jsonwebtoken uses here.
+//! - `redis`: [`cluster::Cluster`], revocations and re-authentication
+//!   requests shared by every node of a cluster through Redis (no TLS to
+//!   Redis: `rediss://` is refused).
+//!
+//! `client` and `jwks` use aws-lc-rs, the crypto backend jsonwebtoken uses
+//! here; `redis` brings no crypto.
 //!
 //! # What the application sees of a connection
 //!
@@ -172,6 +177,9 @@
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod cluster;
 mod config;
 mod connection;
 mod error;

@@ -9,7 +9,7 @@ use http::StatusCode;
 use crate::connection::{Identity, Report, Revocation, StalePolicy};
 use crate::protocol::{CloseReason, RenewRejection};
 
-const TARGET: &str = "axum_ws_auth";
+pub(crate) const TARGET: &str = "axum_ws_auth";
 
 pub(crate) const METRIC_UPGRADES_REFUSED: &str = "ws_auth_upgrades_refused_total";
 pub(crate) const METRIC_CONNECTIONS_OPENED: &str = "ws_auth_connections_opened_total";

@@ -1,0 +1,336 @@
+//! The handle an application holds: issue a command (applied here at once,
+//! then published), watch freshness, stop the task.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::builder::Settings;
+use super::local::{Applied, Mirror};
+use super::message::{Command, Envelope, millis};
+use super::store::Store;
+use super::telemetry;
+use crate::{ConnectionSelector, Revocation};
+
+/// Revocations and re-authentication requests shared by every node of a
+/// cluster through Redis.
+///
+/// Each node runs one `Cluster` next to its [`WsAuthLayer`](crate::WsAuthLayer):
+/// a command issued on any node ([`revoke`](Self::revoke),
+/// [`reauthenticate`](Self::reauthenticate)) is applied on that node at once,
+/// then stored in Redis and published to the others, whose background task
+/// applies it to their own [`Connections`](crate::Connections). Handshakes
+/// and renewals only ever read the local copy: none waits on Redis.
+///
+/// Cloning is cheap; the background task stops when the last clone is
+/// dropped, or at [`shutdown`](Self::shutdown).
+///
+/// ```no_run
+/// use axum_ws_auth::cluster::Cluster;
+/// use axum_ws_auth::{Revocation, StalePolicy};
+/// # async fn run(layer: axum_ws_auth::WsAuthLayer<serde_json::Value>) -> Result<(), axum_ws_auth::cluster::ClusterError> {
+/// let cluster = Cluster::builder("redis://127.0.0.1:6379/", layer.connections())
+///     .prefix("chat-prod")
+///     .stale_policy(StalePolicy::FailClosed)
+///     .start()?;
+/// // On any node: closes alice's sockets here and on every other node.
+/// let issued = cluster
+///     .revoke(Revocation::user(Some("https://issuer.example"), "alice"))
+///     .await;
+/// println!("{} closed here, published: {}", issued.local, issued.published);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+/// What issuing a command did on this node.
+///
+/// ```no_run
+/// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
+/// use axum_ws_auth::Revocation;
+/// let issued = cluster.revoke(Revocation::token("t-1")).await;
+/// if !issued.published {
+///     // Applied here; the other nodes hear of it once Redis is back.
+///     tracing::warn!(queued = cluster.queued(), "revocation not yet published");
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Issued {
+    /// How many of this node's sockets it reached (closed, or asked to
+    /// re-authenticate).
+    pub local: usize,
+    /// Whether Redis took it. When it did not (Redis unreachable), it is
+    /// queued, and the background task stores and publishes it once Redis
+    /// answers again; this node applied it either way.
+    pub published: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the handle and the background task share.
+pub(super) struct Shared {
+    /// This process's node id: its own messages are already applied.
+    pub(super) node: String,
+    pub(super) store: Store,
+    pub(super) mirror: Arc<dyn Mirror>,
+    pub(super) settings: Settings,
+    applied: Mutex<Applied>,
+    outbox: Mutex<Vec<Envelope>>,
+    pub(super) outbox_ready: Notify,
+    fresh: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("node", &self.node)
+            .field("keys", &self.store.keys)
+            .field("fresh", &*self.fresh.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every holder does one insert, scan or swap: the data stays whole.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(super) fn new(
+        node: String,
+        store: Store,
+        mirror: Arc<dyn Mirror>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            node,
+            store,
+            mirror,
+            settings,
+            applied: Mutex::default(),
+            outbox: Mutex::default(),
+            outbox_ready: Notify::new(),
+            fresh: watch::Sender::new(false),
+        }
+    }
+
+    pub(super) fn applied(&self) -> MutexGuard<'_, Applied> {
+        lock(&self.applied)
+    }
+
+    pub(super) fn prune(&self, now: SystemTime) {
+        self.applied().prune(now);
+        let now = millis(now);
+        lock(&self.outbox).retain(|envelope| envelope.command.keep_until_ms() > now);
+    }
+
+    /// Marks the mirror fresh; true if it was stale. The layer first, then
+    /// the watchers: whoever sees `fresh` finds the layer taking handshakes.
+    /// (Only the task calls this and [`mark_stale`](Self::mark_stale).)
+    pub(super) fn mark_fresh(&self) -> bool {
+        let was_fresh = *self.fresh.borrow();
+        if !was_fresh {
+            self.mirror.set_stale(None);
+            self.fresh.send_replace(true);
+        }
+        !was_fresh
+    }
+
+    /// Marks the mirror stale; true if it was fresh. The layer first, as in
+    /// [`mark_fresh`](Self::mark_fresh).
+    pub(super) fn mark_stale(&self) -> bool {
+        let was_fresh = *self.fresh.borrow();
+        if was_fresh {
+            self.mirror.set_stale(Some(self.settings.stale_policy));
+            self.fresh.send_replace(false);
+        }
+        was_fresh
+    }
+
+    /// Applies `command` here, then stores and publishes it (or queues it).
+    async fn issue(&self, command: Command, now: SystemTime) -> Issued {
+        let envelope = Envelope::new(&self.node, command, now);
+        self.applied()
+            .insert(&envelope.id, envelope.command.keep_until_ms());
+        let local = self.mirror.apply(&envelope.command, now);
+        let published = self.publish(&envelope, now).await;
+        if !published {
+            lock(&self.outbox).push(envelope);
+            self.outbox_ready.notify_one();
+        }
+        Issued { local, published }
+    }
+
+    async fn publish(&self, envelope: &Envelope, now: SystemTime) -> bool {
+        let kind = envelope.command.kind();
+        match self.store.publish(envelope, now).await {
+            Ok(()) => {
+                telemetry::published(kind, &envelope.id);
+                true
+            }
+            Err(error) => {
+                telemetry::publish_failed(kind, &envelope.id, &error);
+                false
+            }
+        }
+    }
+
+    /// Publishes what could not be published when it was issued; what
+    /// fails again stays queued.
+    pub(super) async fn flush_outbox(&self) {
+        let queued = std::mem::take(&mut *lock(&self.outbox));
+        let now = SystemTime::now();
+        for envelope in queued {
+            if envelope.command.keep_until_ms() > millis(now) && !self.publish(&envelope, now).await
+            {
+                lock(&self.outbox).push(envelope);
+            }
+        }
+    }
+}
+
+impl Cluster {
+    pub(super) fn spawn(shared: Shared) -> Self {
+        let shared = Arc::new(shared);
+        // Stale until the first resync: with `FailClosed`, a node that never
+        // reached Redis refuses new handshakes instead of trusting an empty
+        // list.
+        shared.mirror.set_stale(Some(shared.settings.stale_policy));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(super::task::run(Arc::clone(&shared), stopped));
+        Self {
+            inner: Arc::new(Inner {
+                shared,
+                stop,
+                task: Mutex::new(Some(task)),
+            }),
+        }
+    }
+
+    /// Revokes on every node: closes the matching sockets here at once
+    /// (4403) and keeps the revocation, then stores it in Redis (until the
+    /// [`retention`](super::ClusterBuilder::retention) has passed) and
+    /// publishes it. Waits at most the
+    /// [`command_timeout`](super::ClusterBuilder::command_timeout) for Redis.
+    ///
+    /// ```no_run
+    /// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
+    /// use axum_ws_auth::Revocation;
+    /// cluster.revoke(Revocation::token("5f2b...")).await;
+    /// # }
+    /// ```
+    pub async fn revoke(&self, revocation: Revocation) -> Issued {
+        let now = SystemTime::now();
+        // The layer's rule: tokens issued up to `before` live on after it.
+        let from = match &revocation {
+            Revocation::IssuedBefore { before, .. } => millis(now).max(before.saturating_mul(1000)),
+            _ => millis(now),
+        };
+        let retention = self.inner.shared.settings.retention;
+        let command = Command::Revoke {
+            revocation,
+            revoked_at_ms: millis(now),
+            drop_at_ms: from.saturating_add(duration_ms(retention)),
+        };
+        self.inner.shared.issue(command, now).await
+    }
+
+    /// Asks the matching sockets on every node to renew within `grace`
+    /// (an early `auth.expiring`; 4401 without a renewal by then). The
+    /// deadline is absolute: a node that was cut off and hears of the
+    /// request late gives what is left of it, and none after it passed.
+    ///
+    /// ```no_run
+    /// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
+    /// use axum_ws_auth::ConnectionSelector;
+    /// use std::time::Duration;
+    /// let selector = ConnectionSelector::user(Some("https://issuer.example"), "alice");
+    /// cluster.reauthenticate(selector, Duration::from_secs(30)).await;
+    /// # }
+    /// ```
+    pub async fn reauthenticate(&self, selector: ConnectionSelector, grace: Duration) -> Issued {
+        let now = SystemTime::now();
+        let command = Command::Reauthenticate {
+            selector,
+            deadline_ms: millis(now).saturating_add(duration_ms(grace)),
+        };
+        self.inner.shared.issue(command, now).await
+    }
+
+    /// Whether the local mirror is fresh: subscribed, and resynced since the
+    /// last time the subscription was lost.
+    ///
+    /// ```no_run
+    /// # fn f(cluster: axum_ws_auth::cluster::Cluster) {
+    /// // A readiness probe.
+    /// let body = serde_json::json!({ "node": cluster.node_id(), "fresh": cluster.is_fresh() });
+    /// # }
+    /// ```
+    pub fn is_fresh(&self) -> bool {
+        *self.inner.shared.fresh.borrow()
+    }
+
+    /// Resolves once the local mirror is fresh.
+    ///
+    /// ```no_run
+    /// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
+    /// use std::time::Duration;
+    /// let ready = tokio::time::timeout(Duration::from_secs(5), cluster.fresh()).await;
+    /// assert!(ready.is_ok(), "Redis unreachable");
+    /// # }
+    /// ```
+    pub async fn fresh(&self) {
+        let mut fresh = self.inner.shared.fresh.subscribe();
+        let _ = fresh.wait_for(|fresh| *fresh).await;
+    }
+
+    /// This node's id, as it appears in the messages it publishes.
+    pub fn node_id(&self) -> &str {
+        &self.inner.shared.node
+    }
+
+    /// How many issued commands wait for Redis to publish them.
+    pub fn queued(&self) -> usize {
+        lock(&self.inner.shared.outbox).len()
+    }
+
+    /// Stops the background task and waits for it. The mirror is then
+    /// stale (it no longer hears of other nodes' commands): new handshakes
+    /// follow the stale policy. Commands still queued are not published.
+    pub async fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
+        let task = lock(&self.inner.task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let shared = &self.inner.shared;
+        shared.mirror.set_stale(Some(shared.settings.stale_policy));
+        shared.fresh.send_replace(false);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
+        self.shared
+            .mirror
+            .set_stale(Some(self.shared.settings.stale_policy));
+    }
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,123 @@
+//! Several nodes, one set of revocations: a revocation or re-authentication
+//! request issued on any node reaches every node, through Redis (feature
+//! `redis`).
+//!
+//! # What runs where
+//!
+//! Every node keeps its own copy of the revocations in its layer's
+//! [`Connections`](crate::Connections) (the local mirror): handshakes and
+//! renewals read only that copy and never wait on Redis. A [`Cluster`] per
+//! node keeps the copy current:
+//!
+//! - [`Cluster::revoke`] and [`Cluster::reauthenticate`] apply the command
+//!   on the issuing node at once, then store it in Redis and publish it on
+//!   the cluster's channel, in one transaction (`MULTI` / `EXEC`).
+//! - A background task subscribes to the channel and applies each command
+//!   from another node to the local `Connections` (4403 for the sockets a
+//!   revocation matches, an early `auth.expiring` for a re-authentication
+//!   request). A node recognises its own messages by its node id and does
+//!   not apply them twice.
+//! - Every command is also stored, in a sorted set scored by the time it
+//!   stops mattering (a revocation's retention, a request's deadline). When
+//!   the task (re)connects, it first subscribes, then reads every stored
+//!   command that still matters (`ZRANGEBYSCORE <set> (now +inf`), so
+//!   nothing published while the node was cut off is lost; expired entries
+//!   are dropped on the way (`ZREMRANGEBYSCORE <set> -inf now`). Each
+//!   command has an id, and a node applies each id once: a
+//!   re-authentication request heard on the channel is not asked again by
+//!   the next resync.
+//! - While the subscription is down, the mirror is stale, and new
+//!   handshakes follow the configured [`StalePolicy`](crate::StalePolicy): `FailClosed` (the
+//!   default) refuses them with 503, `FailOpen` lets them in on what the
+//!   node knows. Open sockets keep working either way. The task reconnects
+//!   with capped exponential backoff and jitter, and pings the subscription
+//!   every [`health_check`](ClusterBuilder::health_check) so that a
+//!   connection gone silent is noticed. A node is stale from its start
+//!   until its first resync.
+//! - A command issued while Redis is unreachable is applied locally at
+//!   once, reported as not published ([`Issued::published`]), queued, and
+//!   published by the task once Redis answers again.
+//!
+//! Issue commands through the `Cluster`:
+//! [`Connections::revoke`](crate::Connections::revoke) and
+//! [`Connections::reauthenticate`](crate::Connections::reauthenticate)
+//! called directly stay on the node that calls them.
+//!
+//! A re-authentication request reaches a node when that node applies it:
+//! there its deadline is the original one (what is left of the grace), and
+//! the renewal that answers it must carry a token issued at or after that
+//! node's moment of applying it (normally within a millisecond of the
+//! request; later for a node that hears of it in a resync).
+//!
+//! Redis itself is one server (or a primary behind one address): Redis
+//! Cluster mode and Sentinel are not supported. To keep revocations across
+//! a Redis restart, run Redis with persistence (RDB or AOF); without it, a
+//! restart forgets the stored commands, and only the nodes' own copies
+//! remain.
+//!
+//! # Keys
+//!
+//! Under the [`prefix`](ClusterBuilder::prefix) (`axum-ws-auth` by
+//! default): the channel `<prefix>:commands`, and the sorted sets
+//! `<prefix>:revocations` and `<prefix>:reauth`. Members and messages are
+//! the same JSON envelope:
+//!
+//! ```json
+//! {"v":1,"node":"<node id>","id":"<command id>","sent_at_ms":1764000000000,
+//!  "command":{"kind":"revoke","revocation":{"kind":"user","iss":null,"sub":"alice"},
+//!             "revoked_at_ms":1764000000000,"drop_at_ms":1764086400000}}
+//! ```
+//!
+//! Anything else on the channel is logged (`event = "cluster_malformed"`)
+//! and ignored. Anyone who can publish on the channel can revoke and ask
+//! for re-authentication on every node: give the nodes a Redis (or an ACL
+//! user) of their own.
+//!
+//! # Client crate
+//!
+//! [redis-rs](https://docs.rs/redis) (`redis`, with only `tokio-comp`), not
+//! `fred`: it is the most used Redis client in Rust and is maintained under
+//! the redis-rs organisation; with default features off it adds little to
+//! the build (its parser, `url`); its dedicated RESP2 pub/sub connection
+//! (`Client::get_async_pubsub`) works with every Redis and Valkey version
+//! and ends its message stream when the connection drops, which is all the
+//! task needs to notice a lost subscription. Reconnection, backoff and
+//! resync are this module's (one policy, in one place), so neither
+//! redis-rs's `ConnectionManager` nor fred's reconnecting client is needed.
+//!
+//! **No TLS**: redis-rs is built without its TLS features, so the whole
+//! build keeps one crypto backend (aws-lc-rs, which jsonwebtoken and the
+//! `client` and `jwks` features use); its rustls feature would bring a
+//! second provider configuration. A `rediss://` URL is refused with
+//! [`ClusterError::UnsupportedScheme`]. Reach Redis over loopback, a
+//! private network or a TLS tunnel.
+//!
+//! # Metrics and events
+//!
+//! Counters `ws_auth_cluster_published_total{kind}`,
+//! `ws_auth_cluster_publish_failures_total{kind}`,
+//! `ws_auth_cluster_received_total{kind}`,
+//! `ws_auth_cluster_applied_total{kind,via}` (`via`: `channel`, `resync`),
+//! `ws_auth_cluster_ignored_total{reason}` (`own`, `duplicate`, `expired`,
+//! `malformed`), `ws_auth_cluster_resyncs_total`,
+//! `ws_auth_cluster_stale_transitions_total{to}`; the gauge
+//! `ws_auth_cluster_stale` (1 while stale); the histogram
+//! `ws_auth_cluster_propagation_lag_seconds{kind}` (from the issuing
+//! node's clock at publication to this node's at application, for commands
+//! from the channel). `tracing` events `cluster_published`,
+//! `cluster_publish_failed`, `cluster_applied`, `cluster_resynced`,
+//! `cluster_fresh`, `cluster_stale`, `cluster_malformed`.
+
+mod backoff;
+mod builder;
+mod error;
+mod handle;
+mod local;
+mod message;
+mod store;
+mod task;
+mod telemetry;
+
+pub use builder::{ClusterBuilder, DEFAULT_PREFIX};
+pub use error::ClusterError;
+pub use handle::{Cluster, Issued};

@@ -1,0 +1,144 @@
+//! The Redis side: the keys, the command connection (re-opened after a
+//! failure), storing and publishing a command, reading what is stored.
+
+use std::time::{Duration, SystemTime};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisResult};
+use tokio::sync::Mutex;
+
+use super::message::{Command, Envelope, millis};
+
+/// The names a cluster uses under its prefix.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    /// The pub/sub channel every node subscribes to.
+    pub(super) channel: String,
+    /// Revocations (sorted set, scored by the time they may be dropped).
+    revocations: String,
+    /// Re-authentication requests (sorted set, scored by their deadline).
+    reauth: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Self {
+        Self {
+            channel: format!("{prefix}:commands"),
+            revocations: format!("{prefix}:revocations"),
+            reauth: format!("{prefix}:reauth"),
+        }
+    }
+
+    fn set_for(&self, command: &Command) -> &str {
+        match command {
+            Command::Revoke { .. } => &self.revocations,
+            Command::Reauthenticate { .. } => &self.reauth,
+        }
+    }
+
+    fn sets(&self) -> [&str; 2] {
+        [&self.revocations, &self.reauth]
+    }
+}
+
+/// Commands to Redis over one multiplexed connection, opened on first use
+/// and opened again after any failure.
+#[derive(Debug)]
+pub(super) struct Store {
+    client: Client,
+    pub(super) keys: Keys,
+    timeout: Duration,
+    connection: Mutex<Option<MultiplexedConnection>>,
+}
+
+impl Store {
+    pub(super) fn new(client: Client, keys: Keys, timeout: Duration) -> Self {
+        Self {
+            client,
+            keys,
+            timeout,
+            connection: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn connection(&self) -> RedisResult<MultiplexedConnection> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = &*slot {
+            return Ok(connection.clone());
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Runs `pipe`; on failure the connection is dropped, so the next call
+    /// opens a new one.
+    async fn run<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> RedisResult<T> {
+        let mut connection = self.connection().await?;
+        let result = pipe.query_async(&mut connection).await;
+        if result.is_err() {
+            *self.connection.lock().await = None;
+        }
+        result
+    }
+
+    /// Stores the command (until it stops mattering) and publishes it, in
+    /// one transaction: a node that sees the message can also find it
+    /// stored, and nothing is stored unpublished. Expired entries of the
+    /// same set are dropped on the way.
+    pub(super) async fn publish(&self, envelope: &Envelope, now: SystemTime) -> RedisResult<()> {
+        let payload = envelope.to_json();
+        let set = self.keys.set_for(&envelope.command);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("ZADD")
+            .arg(set)
+            .arg(envelope.command.keep_until_ms())
+            .arg(&payload)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(set)
+            .arg("-inf")
+            .arg(millis(now))
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(&self.keys.channel)
+            .arg(&payload)
+            .ignore();
+        self.run::<()>(&pipe).await
+    }
+
+    /// Every stored command that still matters, revocations first; drops
+    /// the expired ones.
+    pub(super) async fn stored(&self, now: SystemTime) -> RedisResult<Vec<Vec<u8>>> {
+        let now = millis(now);
+        let mut pipe = redis::pipe();
+        for set in self.keys.sets() {
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(set)
+                .arg("-inf")
+                .arg(now)
+                .ignore()
+                .cmd("ZRANGEBYSCORE")
+                .arg(set)
+                .arg(format!("({now}"))
+                .arg("+inf");
+        }
+        let (revocations, reauth): (Vec<Vec<u8>>, Vec<Vec<u8>>) = self.run(&pipe).await?;
+        Ok(revocations.into_iter().chain(reauth).collect())
+    }
+}

@@ -3,33 +3,16 @@
 //! Included with `#[path = "common/browser.rs"] mod browser_tools;`.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const INSTALL: &str = "install with: apt-get install chromium nodejs npm";
 
-/// Whether this run is CI (`CI=true`), where a missing tool is a failure.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| !matches!(value.trim(), "" | "0" | "false"))
-}
+use crate::common::on_path;
 
-/// `program` on PATH, if there.
-pub fn on_path(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Skips a test that cannot run here (one loud line on stderr, written past
-/// the test harness's capture so that it shows in cargo's output), or fails
-/// it under CI.
+/// Skips a browser test (one loud line), or fails it under CI.
 pub fn skip(test: &str, why: &str) {
-    assert!(
-        !in_ci(),
-        "{test}: {why}; {INSTALL} (CI=true: a missing tool fails instead of skipping)"
-    );
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}; {INSTALL}");
+    crate::common::skip_without(test, why, INSTALL);
 }
 
 /// node, and the Chromium to drive when `chromium` is true; None (after

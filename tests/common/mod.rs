@@ -491,3 +491,28 @@ impl Drop for WssExample {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Whether this run is CI (`CI=true`), where a missing system program
+/// (Chromium, redis-server) fails a test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !matches!(value.trim(), "" | "0" | "false"))
+}
+
+/// `program` on PATH, if there.
+pub fn on_path(program: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Skips a test that cannot run here: one loud line on stderr, written past
+/// the test harness's capture so that it shows in cargo's output, naming
+/// what to install; under CI the test fails instead.
+pub fn skip_without(test: &str, why: &str, install: &str) {
+    use std::io::Write;
+    assert!(
+        !in_ci(),
+        "{test}: {why}; {install} (CI=true: a missing tool fails instead of skipping)"
+    );
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}; {install}");
+}

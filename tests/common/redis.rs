@@ -11,11 +11,6 @@ use std::time::{Duration, Instant};
 
 pub const INSTALL: &str = "install with: apt-get install redis-server";
 
-/// Whether this run is CI (`CI=true`), where a missing tool is a failure.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| !matches!(value.trim(), "" | "0" | "false"))
-}
-
 /// The server binary: `REDIS_SERVER`, else `/usr/bin/redis-server`, else
 /// `redis-server` on PATH.
 pub fn binary() -> Option<PathBuf> {
@@ -26,19 +21,12 @@ pub fn binary() -> Option<PathBuf> {
     if system.is_file() {
         return Some(system);
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join("redis-server"))
-        .find(|candidate| candidate.is_file())
+    crate::common::on_path("redis-server")
 }
 
-/// Skips a test that cannot run here (one loud line on stderr, past the
-/// harness's capture), or fails it under CI.
+/// Skips a Redis test (one loud line), or fails it under CI.
 pub fn skip(test: &str, why: &str) {
-    assert!(
-        !in_ci(),
-        "{test}: {why}; {INSTALL} (CI=true: a missing tool fails instead of skipping)"
-    );
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}; {INSTALL}");
+    crate::common::skip_without(test, why, INSTALL);
 }
 
 /// One `redis-server` process.

@@ -42,7 +42,7 @@ use axum::serve::{Listener, ListenerExt};
 use axum::{Json, Router};
 use axum_ws_auth::cluster::{Cluster, Issued};
 use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
-use axum_ws_auth::{ConnectionSelector, Revocation, StalePolicy};
+use axum_ws_auth::{revocation::{ConnectionSelector, Revocation, StalePolicy}};
 use serde_json::json;
 
 #[derive(Clone)]

@@ -149,14 +149,14 @@
 //!
 //! [`WsAuthLayer::connections`] returns a [`Connections`] handle:
 //! `shutdown()` closes every socket with 1001;
-//! [`revoke`](Connections::revoke) takes a [`Revocation`] (a user, a token's
+//! [`revoke`](Connections::revoke) takes a [`Revocation`](revocation::Revocation) (a user, a token's
 //! `jti`, a user's tokens issued before an instant), refuses the tokens it
 //! matches at the handshake and on renewal, and closes the live sockets
 //! whose current token it matches with 4403;
 //! [`close_connection`](Connections::close_connection) closes one socket
 //! with a code of the contract;
 //! [`reauthenticate`](Connections::reauthenticate) asks the sockets a
-//! [`ConnectionSelector`] picks for a fresh token within a grace period (an
+//! [`ConnectionSelector`](revocation::ConnectionSelector) picks for a fresh token within a grace period (an
 //! early `auth.expiring`), or closes them with 4401. A cluster shares
 //! revocations between nodes with
 //! [`apply_revocation`](Connections::apply_revocation),
@@ -189,23 +189,15 @@ mod socket;
 mod telemetry;
 #[cfg(test)]
 mod testing;
+pub mod revocation;
 mod timers;
-mod token;
+pub mod token;
 mod upgrade;
 
-pub use connection::{
-    AuthEvent, ConnectionSelector, Connections, EndReason, Identity, Revocation, RevocationEntry,
-    StalePolicy,
-};
+pub use connection::{AuthEvent, Connections, EndReason, Identity};
 pub use error::ConfigError;
 pub use socket::{AuthReceiver, AuthSender, AuthWebSocket, SocketClosed};
-pub use token::{
-    DEFAULT_MAX_TOKEN_BYTES, InvalidRequest, JwtValidator, RegisteredClaims, TokenError,
-    TokenSource, ValidatedToken,
-};
-#[cfg(feature = "jwks")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
-pub use token::{JwksError, JwksSource, JwksSourceBuilder};
+pub use token::{JwtValidator, RegisteredClaims, TokenError};
 pub use upgrade::rejection;
 pub use upgrade::{AuthUpgrade, ResponseFuture, WsAuth, WsAuthLayer, WsAuthLayerBuilder};
 

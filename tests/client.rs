@@ -736,7 +736,7 @@ fn fresh_token(ttl: i64) -> String {
 async fn an_early_notice_asking_for_reauthentication_is_answered_without_reconnecting() {
     use axum::Router;
     use axum::routing::any;
-    use axum_ws_auth::ConnectionSelector;
+    use axum_ws_auth::revocation::ConnectionSelector;
 
     let layer = builder().leeway(Duration::ZERO).build().unwrap();
     let connections = layer.connections();

@@ -802,15 +802,15 @@ async fn a_handler_refuses_with_the_layers_realm_and_nothing_is_upgraded() {
 /// two of them are an invalid request.
 fn x_access_token(
     parts: &http::request::Parts,
-) -> Result<Option<String>, axum_ws_auth::InvalidRequest> {
+) -> Result<Option<String>, axum_ws_auth::token::InvalidRequest> {
     let mut values = parts.headers.get_all("x-access-token").iter();
     match (values.next(), values.next()) {
         (None, _) => Ok(None),
         (Some(value), None) => value
             .to_str()
             .map(|token| Some(token.to_owned()))
-            .map_err(|_| axum_ws_auth::InvalidRequest::Custom),
-        _ => Err(axum_ws_auth::InvalidRequest::Custom),
+            .map_err(|_| axum_ws_auth::token::InvalidRequest::Custom),
+        _ => Err(axum_ws_auth::token::InvalidRequest::Custom),
     }
 }
 

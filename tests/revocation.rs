@@ -16,9 +16,7 @@ use axum::extract::ws::Message;
 use axum::response::Response;
 use axum::routing::any;
 use axum_ws_auth::protocol::CloseReason;
-use axum_ws_auth::{
-    AuthUpgrade, ConnectionSelector, Connections, Revocation, StalePolicy, WsAuthLayerBuilder,
-};
+use axum_ws_auth::{AuthUpgrade, Connections, WsAuthLayerBuilder, revocation::{ConnectionSelector, Revocation, StalePolicy}};
 use common::*;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;

@@ -9,7 +9,7 @@ use super::handle::{Cluster, Shared};
 use super::local::Mirror;
 use super::message::random_id;
 use super::store::{Keys, Store};
-use crate::{Connections, StalePolicy};
+use crate::{Connections, revocation::StalePolicy};
 
 /// The key prefix when none is set.
 pub const DEFAULT_PREFIX: &str = "axum-ws-auth";
@@ -28,7 +28,7 @@ pub(super) struct Settings {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use axum_ws_auth::StalePolicy;
+/// use axum_ws_auth::revocation::StalePolicy;
 /// use axum_ws_auth::cluster::Cluster;
 /// # fn f(connections: axum_ws_auth::Connections) -> Result<(), axum_ws_auth::cluster::ClusterError> {
 /// let cluster = Cluster::builder("redis://10.0.0.5:6379/2", connections)

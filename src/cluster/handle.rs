@@ -12,7 +12,7 @@ use super::local::{Applied, Mirror};
 use super::message::{Command, Envelope, millis};
 use super::store::Store;
 use super::telemetry;
-use crate::{ConnectionSelector, Revocation};
+use crate::{revocation::{ConnectionSelector, Revocation}};
 
 /// Revocations and re-authentication requests shared by every node of a
 /// cluster through Redis.
@@ -29,7 +29,7 @@ use crate::{ConnectionSelector, Revocation};
 ///
 /// ```no_run
 /// use axum_ws_auth::cluster::Cluster;
-/// use axum_ws_auth::{Revocation, StalePolicy};
+/// use axum_ws_auth::{revocation::{Revocation, StalePolicy}};
 /// # async fn run(layer: axum_ws_auth::WsAuthLayer<serde_json::Value>) -> Result<(), axum_ws_auth::cluster::ClusterError> {
 /// let cluster = Cluster::builder("redis://127.0.0.1:6379/", layer.connections())
 ///     .prefix("chat-prod")
@@ -51,7 +51,7 @@ pub struct Cluster {
 ///
 /// ```no_run
 /// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
-/// use axum_ws_auth::Revocation;
+/// use axum_ws_auth::revocation::Revocation;
 /// let issued = cluster.revoke(Revocation::token("t-1")).await;
 /// if !issued.published {
 ///     // Applied here; the other nodes hear of it once Redis is back.
@@ -226,7 +226,7 @@ impl Cluster {
     ///
     /// ```no_run
     /// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
-    /// use axum_ws_auth::Revocation;
+    /// use axum_ws_auth::revocation::Revocation;
     /// cluster.revoke(Revocation::token("5f2b...")).await;
     /// # }
     /// ```
@@ -253,7 +253,7 @@ impl Cluster {
     ///
     /// ```no_run
     /// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
-    /// use axum_ws_auth::ConnectionSelector;
+    /// use axum_ws_auth::revocation::ConnectionSelector;
     /// use std::time::Duration;
     /// let selector = ConnectionSelector::user(Some("https://issuer.example"), "alice");
     /// cluster.reauthenticate(selector, Duration::from_secs(30)).await;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use super::message::{Command, instant, millis};
-use crate::{Connections, StalePolicy};
+use crate::{Connections, revocation::StalePolicy};
 
 /// Where commands are applied: the layer's [`Connections`], or a recorder
 /// in the unit tests.

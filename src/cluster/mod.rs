@@ -27,7 +27,7 @@
 //!   re-authentication request heard on the channel is not asked again by
 //!   the next resync.
 //! - While the subscription is down, the mirror is stale, and new
-//!   handshakes follow the configured [`StalePolicy`](crate::StalePolicy): `FailClosed` (the
+//!   handshakes follow the configured [`StalePolicy`](crate::revocation::StalePolicy): `FailClosed` (the
 //!   default) refuses them with 503, `FailOpen` lets them in on what the
 //!   node knows. Open sockets keep working either way. The task reconnects
 //!   with capped exponential backoff and jitter, and pings the subscription

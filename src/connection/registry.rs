@@ -176,7 +176,7 @@ impl Connections {
     /// its own list; clones share it.
     ///
     /// ```
-    /// use axum_ws_auth::{JwtValidator, Revocation, WsAuthLayer};
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer, revocation::Revocation};
     ///
     /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
     /// let connections = layer.connections();
@@ -207,7 +207,7 @@ impl Connections {
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
-    /// use axum_ws_auth::{JwtValidator, Revocation, WsAuthLayer};
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer, revocation::Revocation};
     ///
     /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
     /// let connections = layer.connections();
@@ -284,7 +284,7 @@ impl Connections {
     /// are stale).
     ///
     /// ```
-    /// # use axum_ws_auth::{JwtValidator, StalePolicy, WsAuthLayer};
+    /// # use axum_ws_auth::{JwtValidator, WsAuthLayer, revocation::StalePolicy};
     /// # let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
     /// let connections = layer.connections();
     /// connections.set_revocations_stale(Some(StalePolicy::FailOpen));
@@ -346,7 +346,7 @@ impl Connections {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use axum_ws_auth::{ConnectionSelector, JwtValidator, WsAuthLayer};
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer, revocation::ConnectionSelector};
     ///
     /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
     /// let asked = layer

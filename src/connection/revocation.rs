@@ -33,7 +33,7 @@ pub(crate) const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// `{"kind":"issued_before","iss":null,"sub":"alice","before":1764000000}`).
 ///
 /// ```
-/// use axum_ws_auth::Revocation;
+/// use axum_ws_auth::revocation::Revocation;
 ///
 /// let alice = Revocation::user(Some("https://issuer.example"), "alice");
 /// let json = serde_json::to_string(&alice)?;
@@ -87,7 +87,7 @@ impl Revocation {
     /// Every token of (`iss`, `sub`) issued up to now: see [`Revocation::User`].
     ///
     /// ```
-    /// # use axum_ws_auth::Revocation;
+    /// # use axum_ws_auth::revocation::Revocation;
     /// let revocation = Revocation::user(Some("https://issuer.example"), "alice");
     /// assert!(matches!(revocation, Revocation::User { .. }));
     /// ```
@@ -101,7 +101,7 @@ impl Revocation {
     /// The token with this `jti`: see [`Revocation::Token`].
     ///
     /// ```
-    /// # use axum_ws_auth::Revocation;
+    /// # use axum_ws_auth::revocation::Revocation;
     /// assert_eq!(Revocation::token("t-1"), Revocation::Token { jti: "t-1".into() });
     /// ```
     pub fn token(jti: impl Into<String>) -> Self {
@@ -112,7 +112,7 @@ impl Revocation {
     /// [`Revocation::IssuedBefore`].
     ///
     /// ```
-    /// # use axum_ws_auth::Revocation;
+    /// # use axum_ws_auth::revocation::Revocation;
     /// let revocation = Revocation::issued_before(None, "kiosk-7", 1_764_000_000);
     /// assert!(matches!(revocation, Revocation::IssuedBefore { before: 1_764_000_000, .. }));
     /// ```
@@ -200,7 +200,7 @@ pub(crate) fn seconds(time: SystemTime) -> u64 {
 /// [`Connections::apply_revocation`](crate::Connections::apply_revocation).
 ///
 /// ```
-/// # use axum_ws_auth::{JwtValidator, Revocation, WsAuthLayer};
+/// # use axum_ws_auth::{JwtValidator, WsAuthLayer, revocation::Revocation};
 /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
 /// let connections = layer.connections();
 /// connections.revoke(Revocation::token("t-1"));
@@ -224,7 +224,7 @@ impl RevocationEntry {
     /// An entry, as another node made it.
     ///
     /// ```
-    /// # use axum_ws_auth::{Revocation, RevocationEntry};
+    /// # use axum_ws_auth::revocation::{Revocation, RevocationEntry};
     /// let entry = RevocationEntry::new(Revocation::token("t-1"), std::time::SystemTime::now());
     /// let json = serde_json::to_string(&entry)?;
     /// assert_eq!(serde_json::from_str::<RevocationEntry>(&json)?, entry);
@@ -247,7 +247,7 @@ impl RevocationEntry {
 /// the entries this node has.
 ///
 /// ```
-/// # use axum_ws_auth::{JwtValidator, StalePolicy, WsAuthLayer};
+/// # use axum_ws_auth::{JwtValidator, WsAuthLayer, revocation::StalePolicy};
 /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
 /// let connections = layer.connections();
 /// // The pub/sub connection dropped: refuse new sockets until resynced.

@@ -9,12 +9,12 @@ use crate::token::RegisteredClaims;
 /// asks to re-authenticate, judged by each connection's *current* token
 /// (renewals change `jti` and `iat`).
 ///
-/// Serializable like [`Revocation`](crate::Revocation), so that a cluster
+/// Serializable like [`Revocation`](crate::revocation::Revocation), so that a cluster
 /// can forward the request to every node
 /// (`{"kind":"user","iss":null,"sub":"alice"}`, `{"kind":"all"}`).
 ///
 /// ```
-/// use axum_ws_auth::ConnectionSelector;
+/// use axum_ws_auth::revocation::ConnectionSelector;
 ///
 /// // Alice's roles changed: her sockets should carry a fresh token.
 /// let alice = ConnectionSelector::user(Some("https://issuer.example"), "alice");
@@ -63,7 +63,7 @@ impl ConnectionSelector {
     /// The connections of (`iss`, `sub`): see [`ConnectionSelector::User`].
     ///
     /// ```
-    /// # use axum_ws_auth::ConnectionSelector;
+    /// # use axum_ws_auth::revocation::ConnectionSelector;
     /// let selector = ConnectionSelector::user(None, "kiosk-7");
     /// assert!(matches!(selector, ConnectionSelector::User { iss: None, .. }));
     /// ```
@@ -78,7 +78,7 @@ impl ConnectionSelector {
     /// [`ConnectionSelector::Token`].
     ///
     /// ```
-    /// # use axum_ws_auth::ConnectionSelector;
+    /// # use axum_ws_auth::revocation::ConnectionSelector;
     /// assert_eq!(ConnectionSelector::token("t-1"), ConnectionSelector::Token { jti: "t-1".into() });
     /// ```
     pub fn token(jti: impl Into<String>) -> Self {
@@ -89,7 +89,7 @@ impl ConnectionSelector {
     /// [`ConnectionSelector::IssuedBefore`].
     ///
     /// ```
-    /// # use axum_ws_auth::ConnectionSelector;
+    /// # use axum_ws_auth::revocation::ConnectionSelector;
     /// let selector = ConnectionSelector::issued_before(1_764_000_000);
     /// assert_eq!(selector, ConnectionSelector::IssuedBefore { before: 1_764_000_000 });
     /// ```
@@ -100,7 +100,7 @@ impl ConnectionSelector {
     /// The connection with this id: see [`ConnectionSelector::Connection`].
     ///
     /// ```
-    /// # use axum_ws_auth::ConnectionSelector;
+    /// # use axum_ws_auth::revocation::ConnectionSelector;
     /// assert_eq!(ConnectionSelector::connection(7), ConnectionSelector::Connection { id: 7 });
     /// ```
     pub fn connection(id: u64) -> Self {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Deserializer};
 /// at the handshake and on renewal alike.
 ///
 /// Read it with [`AuthUpgrade::registered`](crate::AuthUpgrade::registered)
-/// or [`ValidatedToken::registered`](crate::ValidatedToken::registered):
+/// or [`ValidatedToken::registered`](crate::token::ValidatedToken::registered):
 ///
 /// ```
 /// use axum_ws_auth::JwtValidator;

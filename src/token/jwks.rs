@@ -58,7 +58,7 @@ pub(crate) struct CachedKey {
 ///
 /// ```no_run
 /// # async fn f(tls: std::sync::Arc<tokio_rustls::rustls::ClientConfig>) -> Result<(), Box<dyn std::error::Error>> {
-/// use axum_ws_auth::{JwksSource, JwtValidator};
+/// use axum_ws_auth::{JwtValidator, token::JwksSource};
 /// use jsonwebtoken::{Algorithm, Validation};
 ///
 /// let keys = JwksSource::builder("https://auth.example.com/.well-known/jwks.json", "https://auth.example.com")

@@ -1,6 +1,6 @@
 //! Where a token comes from and whether it is good.
 //!
-//! [`source`] finds the token in an upgrade request (header, `bearer.`
+//! The token sources find the token in an upgrade request (header, `bearer.`
 //! subprotocol entry, cookie, query) and [`JwtValidator`] checks it. Both
 //! run on the handshake; the validator runs again for every in-band renewal.
 

@@ -201,11 +201,11 @@ impl<C> WsAuthLayerBuilder<C> {
     /// The token source of the connection is [`TokenSource::Custom`]
     /// (`custom` in logs and metrics).
     ///
-    /// [`InvalidRequest::Custom`]: crate::InvalidRequest::Custom
-    /// [`TokenSource::Custom`]: crate::TokenSource::Custom
+    /// [`InvalidRequest::Custom`]: crate::token::InvalidRequest::Custom
+    /// [`TokenSource::Custom`]: crate::token::TokenSource::Custom
     ///
     /// ```
-    /// use axum_ws_auth::{InvalidRequest, JwtValidator, WsAuthLayer};
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer, token::InvalidRequest};
     ///
     /// // A gateway forwards the token in `X-Access-Token`.
     /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?)
@@ -356,7 +356,7 @@ impl<C> WsAuthLayerBuilder<C> {
     /// leeway). A token an entry matches is refused while the entry is
     /// kept; after that, every token issued up to the revocation has
     /// expired anyway, so the list stays bounded. Tokens without `iat`
-    /// (which [`Revocation::User`](crate::Revocation::User) matches
+    /// (which [`Revocation::User`](crate::revocation::Revocation::User) matches
     /// whenever they were issued) are accepted again once the entry is
     /// gone. Zero is refused.
     ///

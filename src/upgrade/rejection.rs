@@ -39,7 +39,7 @@ pub enum RejectionKind {
     /// `Retry-After`, no challenge: the token may well be good).
     PolicyUnavailable,
     /// The revocation list may be behind and the cluster fails closed
-    /// ([`StalePolicy::FailClosed`](crate::StalePolicy::FailClosed)): 503
+    /// ([`StalePolicy::FailClosed`](crate::revocation::StalePolicy::FailClosed)): 503
     /// with `Retry-After`, no challenge (the token may well be fine).
     RevocationsStale,
 }

@@ -616,7 +616,7 @@ async fn a_push_only_handler_answers_a_reauthentication_request() {
     } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
     let asked = layer
         .connections()
-        .reauthenticate(crate::ConnectionSelector::All, Duration::from_secs(20));
+        .reauthenticate(crate::revocation::ConnectionSelector::All, Duration::from_secs(20));
     assert_eq!(asked, 1);
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
     let fresh = jsonwebtoken::encode(

@@ -25,7 +25,9 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
-use axum_ws_auth::{AuthUpgrade, Connections, JwtValidator, WsAuthLayer, revocation::ConnectionSelector};
+use axum_ws_auth::{
+    AuthUpgrade, Connections, JwtValidator, WsAuthLayer, revocation::ConnectionSelector,
+};
 use serde::de::IgnoredAny;
 
 const PAGE: &str = include_str!("browser/index.html");

@@ -41,8 +41,8 @@ use axum::routing::{any, get, post};
 use axum::serve::{Listener, ListenerExt};
 use axum::{Json, Router};
 use axum_ws_auth::cluster::{Cluster, Issued};
+use axum_ws_auth::revocation::{ConnectionSelector, Revocation, StalePolicy};
 use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
-use axum_ws_auth::{revocation::{ConnectionSelector, Revocation, StalePolicy}};
 use serde_json::json;
 
 #[derive(Clone)]

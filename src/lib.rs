@@ -185,11 +185,11 @@ mod connection;
 mod error;
 pub mod policy;
 pub mod protocol;
+pub mod revocation;
 mod socket;
 mod telemetry;
 #[cfg(test)]
 mod testing;
-pub mod revocation;
 mod timers;
 pub mod token;
 mod upgrade;

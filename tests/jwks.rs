@@ -15,7 +15,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum_server::tls_rustls::RustlsConfig;
-use axum_ws_auth::{JwtValidator, WsAuthLayer, token::{JwksError, JwksSource}};
+use axum_ws_auth::{
+    JwtValidator, WsAuthLayer,
+    token::{JwksError, JwksSource},
+};
 use common::*;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};

@@ -15,7 +15,7 @@ use axum::Router;
 use axum::routing::any;
 use axum_ws_auth::Connections;
 use axum_ws_auth::cluster::Cluster;
-use axum_ws_auth::{revocation::{ConnectionSelector, Revocation, StalePolicy}};
+use axum_ws_auth::revocation::{ConnectionSelector, Revocation, StalePolicy};
 use common::{AUDIENCE, Client, ExampleProcess, ISSUER, SECRET};
 use futures_util::StreamExt;
 use redis_server::RedisServer;

@@ -16,7 +16,10 @@ use axum::extract::ws::Message;
 use axum::response::Response;
 use axum::routing::any;
 use axum_ws_auth::protocol::CloseReason;
-use axum_ws_auth::{AuthUpgrade, Connections, WsAuthLayerBuilder, revocation::{ConnectionSelector, Revocation, StalePolicy}};
+use axum_ws_auth::{
+    AuthUpgrade, Connections, WsAuthLayerBuilder,
+    revocation::{ConnectionSelector, Revocation, StalePolicy},
+};
 use common::*;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;

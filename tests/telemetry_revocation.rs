@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::routing::any;
-use axum_ws_auth::{revocation::{ConnectionSelector, Revocation, StalePolicy}};
+use axum_ws_auth::revocation::{ConnectionSelector, Revocation, StalePolicy};
 use common::*;
 use serde_json::json;
 

@@ -12,7 +12,7 @@ use super::local::{Applied, Mirror};
 use super::message::{Command, Envelope, millis};
 use super::store::Store;
 use super::telemetry;
-use crate::{revocation::{ConnectionSelector, Revocation}};
+use crate::revocation::{ConnectionSelector, Revocation};
 
 /// Revocations and re-authentication requests shared by every node of a
 /// cluster through Redis.

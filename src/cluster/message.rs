@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{revocation::{ConnectionSelector, Revocation}};
+use crate::revocation::{ConnectionSelector, Revocation};
 
 /// The envelope's format version; a node ignores (with a warning) the
 /// versions it does not know.

@@ -154,7 +154,7 @@ mod tests {
     use crate::cluster::local::Mirror;
     use crate::cluster::message::{Command, instant};
     use crate::cluster::store::{Keys, Store};
-    use crate::{revocation::{Revocation, StalePolicy}};
+    use crate::revocation::{Revocation, StalePolicy};
 
     #[derive(Default)]
     struct Recorder(Mutex<Vec<Command>>);

@@ -286,9 +286,10 @@ async fn a_reauthentication_request_during_the_check_refuses_the_older_token() {
     let app = App::run(socket);
     peer.renew(&sign(SECRET, "alice", exp + 60, 0), "r");
     sleep(Duration::from_secs(1)).await;
-    let asked = layer
-        .connections()
-        .reauthenticate(crate::revocation::ConnectionSelector::All, Duration::from_secs(30));
+    let asked = layer.connections().reauthenticate(
+        crate::revocation::ConnectionSelector::All,
+        Duration::from_secs(30),
+    );
     assert_eq!(asked, 1);
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
     assert_eq!(
@@ -437,9 +438,10 @@ async fn a_check_passing_after_a_reauthentication_deadline_ends_as_not_reauthent
     peer.renew(&sign(SECRET, "alice", exp + 60, 0), "r");
     sleep(Duration::from_millis(100)).await;
     assert_eq!(
-        layer
-            .connections()
-            .reauthenticate(crate::revocation::ConnectionSelector::All, Duration::from_secs(2)),
+        layer.connections().reauthenticate(
+            crate::revocation::ConnectionSelector::All,
+            Duration::from_secs(2)
+        ),
         1
     );
     sleep(Duration::from_secs(11)).await;

@@ -614,9 +614,10 @@ async fn a_push_only_handler_answers_a_reauthentication_request() {
         mut socket,
         mut peer,
     } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
-    let asked = layer
-        .connections()
-        .reauthenticate(crate::revocation::ConnectionSelector::All, Duration::from_secs(20));
+    let asked = layer.connections().reauthenticate(
+        crate::revocation::ConnectionSelector::All,
+        Duration::from_secs(20),
+    );
     assert_eq!(asked, 1);
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
     let fresh = jsonwebtoken::encode(

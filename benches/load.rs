@@ -8,6 +8,7 @@
 //! cargo bench --bench load -- idle-memory  # server RSS per idle connection, 10k connections
 //! cargo bench --bench load -- renewal-storm
 //! cargo bench --bench load -- leak         # 100k connect/close cycles
+//! cargo bench --bench load -- herd         # 5k same-exp tokens: notice jitter off/on
 //! ```
 //!
 //! `LOAD_SECS` sets the length of the timed runs (default 5). Scenarios
@@ -120,8 +121,22 @@ fn bare_router(read_buffer: Option<usize>) -> Router {
 }
 
 fn wrapped_router(validator: JwtValidator, read_buffer: Option<usize>) -> (Router, Connections) {
+    // The herd scenario sets the notice timing of its server child.
+    let millis = |name: &str, default: u64| {
+        Duration::from_millis(
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default),
+        )
+    };
     let layer = WsAuthLayer::<Claims>::builder(validator.with_audience(&[AUDIENCE]))
         .renew_limit(1000)
+        .notify_before(millis("LOAD_NOTIFY_BEFORE_MS", 30_000))
+        .notice_jitter(millis("LOAD_NOTICE_JITTER_MS", 0))
+        .leeway(Duration::from_secs(
+            millis("LOAD_LEEWAY_MS", 5_000).as_secs(),
+        ))
         .build()
         .unwrap();
     let connections = layer.connections();
@@ -215,6 +230,14 @@ impl ChildServer {
     }
 
     fn start_with(mode: Mode, read_buffer: Option<usize>, alg: &str) -> Self {
+        Self::spawn(mode, read_buffer, alg, &[])
+    }
+
+    fn start_env(mode: Mode, read_buffer: Option<usize>, env: &[(&str, String)]) -> Self {
+        Self::spawn(mode, read_buffer, "HS256", env)
+    }
+
+    fn spawn(mode: Mode, read_buffer: Option<usize>, alg: &str, env: &[(&str, String)]) -> Self {
         // Pinned to core 0 (run the harness itself under `taskset -c 1`), so
         // the server does not compete with the clients for a core.
         let mut command = Command::new("taskset");
@@ -224,6 +247,7 @@ impl ChildServer {
         command.args(["serve", mode.name()]);
         command.arg(read_buffer.map_or("-".to_owned(), |size| size.to_string()));
         command.arg(alg);
+        command.envs(env.iter().map(|(name, value)| (name, value)));
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -565,6 +589,114 @@ async fn renewal_storm() {
     drop(keep);
 }
 
+/// Tokens minted in the same second, through one notice-renewal round and
+/// one expiry, with the server's notice jitter off and on.
+async fn herd() {
+    const CONNECTIONS: usize = 5_000;
+    const NOTIFY_BEFORE_MS: u64 = 5_000;
+    println!(
+        "\n## Herd: {CONNECTIONS} connections whose tokens share one exp; notify_before 5 s, leeway 0\n"
+    );
+    println!(
+        "| notice jitter | renewal requests: peak 100 ms / mean | spread of requests | renewed | expiry close lateness p50 / p99 | all closed (last close after exp) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for jitter_ms in [0u64, 10_000] {
+        let server = ChildServer::start_env(
+            Mode::Wrapped,
+            Some(SMALL_READ_BUFFER),
+            &[
+                ("LOAD_NOTIFY_BEFORE_MS", NOTIFY_BEFORE_MS.to_string()),
+                ("LOAD_NOTICE_JITTER_MS", jitter_ms.to_string()),
+                ("LOAD_LEEWAY_MS", "0".into()),
+            ],
+        );
+        let first_exp = now() + 20 + jitter_ms / 1000;
+        let second_exp = first_exp + 20 + jitter_ms / 1000;
+        let token = jsonwebtoken::encode(
+            &Header::default(),
+            &json!({"sub": "herd", "exp": first_exp, "aud": AUDIENCE}),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        let renewal = json!({"type": "auth.renew", "id": "h", "token": jsonwebtoken::encode(
+            &Header::default(),
+            &json!({"sub": "herd", "exp": second_exp, "aud": AUDIENCE}),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()})
+        .to_string();
+        let clients = connect_many(server.addr, &token, CONNECTIONS).await;
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .map(|mut client| {
+                let renewal = renewal.clone();
+                tokio::spawn(async move {
+                    // The moment this client asks its token endpoint: the notice.
+                    let mut asked = None;
+                    let mut renewed = false;
+                    while let Some(Ok(message)) = client.next().await {
+                        match message {
+                            WsMessage::Text(text) if text.as_str().contains("auth.expiring") => {
+                                if asked.is_none() {
+                                    asked = Some(SystemTime::now());
+                                    client
+                                        .send(WsMessage::Text(renewal.clone().into()))
+                                        .await
+                                        .unwrap();
+                                }
+                            }
+                            WsMessage::Text(text) if text.as_str().contains("auth.renewed") => {
+                                renewed = true;
+                            }
+                            WsMessage::Close(frame) => {
+                                let code = frame.map_or(0, |f| u16::from(f.code));
+                                return (asked, renewed, code, SystemTime::now());
+                            }
+                            _ => {}
+                        }
+                    }
+                    (asked, renewed, 0, SystemTime::now())
+                })
+            })
+            .collect();
+        let mut asked = Vec::new();
+        let mut lateness = Vec::new();
+        let mut renewed = 0;
+        for task in tasks {
+            let (at, ok, code, closed) = task.await.unwrap();
+            asked.extend(at);
+            renewed += usize::from(ok);
+            assert_eq!(code, 4401, "every connection ends at its deadline");
+            let deadline = UNIX_EPOCH + Duration::from_secs(second_exp);
+            lateness.push(closed.duration_since(deadline).unwrap_or_default());
+        }
+        asked.sort();
+        lateness.sort();
+        let (first, last) = (asked[0], *asked.last().unwrap());
+        let span = last.duration_since(first).unwrap_or_default();
+        let buckets = (span.as_millis() / 100 + 1) as usize;
+        let mut counts = vec![0usize; buckets];
+        for at in &asked {
+            counts[(at.duration_since(first).unwrap_or_default().as_millis() / 100) as usize] += 1;
+        }
+        let mean = asked.len() as f64 / buckets as f64;
+        let peak = *counts.iter().max().unwrap() as f64;
+        println!(
+            "| {} s | {:.0} / {:.0} per 100 ms ({:.1}x) | {:.1} s | {renewed} / {CONNECTIONS} | {:.0} / {:.0} ms | {:.0} ms |",
+            jitter_ms / 1000,
+            peak,
+            mean,
+            peak / mean,
+            span.as_secs_f64(),
+            percentile(&lateness, 0.5).as_secs_f64() * 1000.0,
+            percentile(&lateness, 0.99).as_secs_f64() * 1000.0,
+            lateness.last().unwrap().as_secs_f64() * 1000.0,
+        );
+        drop(server);
+    }
+}
+
 async fn leak() {
     const CYCLES: usize = 100_000;
     const CONCURRENCY: usize = 32;
@@ -650,6 +782,9 @@ fn main() {
         }
         if all || scenario == "renewal-storm" {
             renewal_storm().await;
+        }
+        if all || scenario == "herd" {
+            herd().await;
         }
         if all || scenario == "leak" {
             leak().await;

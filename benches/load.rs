@@ -637,14 +637,14 @@ async fn herd() {
                     let mut renewed = false;
                     while let Some(Ok(message)) = client.next().await {
                         match message {
-                            WsMessage::Text(text) if text.as_str().contains("auth.expiring") => {
-                                if asked.is_none() {
-                                    asked = Some(SystemTime::now());
-                                    client
-                                        .send(WsMessage::Text(renewal.clone().into()))
-                                        .await
-                                        .unwrap();
-                                }
+                            WsMessage::Text(text)
+                                if asked.is_none() && text.as_str().contains("auth.expiring") =>
+                            {
+                                asked = Some(SystemTime::now());
+                                client
+                                    .send(WsMessage::Text(renewal.clone().into()))
+                                    .await
+                                    .unwrap();
                             }
                             WsMessage::Text(text) if text.as_str().contains("auth.renewed") => {
                                 renewed = true;

@@ -339,7 +339,12 @@ impl Connections {
     /// ([`EndReason::NotReauthenticated`]). A renewal answering the request
     /// must carry a token issued at or after it (`iat` at or after the
     /// request's second); the current token, or one minted before the
-    /// request, is refused (`auth.renew_rejected`, `invalid_token`).
+    /// request, is refused (`auth.renew_rejected`, `invalid_token`), and so
+    /// is a token without `iat`: an issuer that omits `iat` cannot answer a
+    /// re-authentication request, and its connections close at the
+    /// deadline. The check has no leeway: a token minted earlier in the
+    /// request's own second answers it; an issuer whose clock is a second
+    /// behind is refused (the clients fetch again and retry).
     /// The application sees [`AuthEvent::ReauthRequested`](crate::AuthEvent::ReauthRequested).
     ///
     /// A second request never moves a connection's deadline later.

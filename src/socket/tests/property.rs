@@ -121,7 +121,7 @@ async fn run_case(seed: u64) -> Outcome {
     // The application: a reader (or a dropped receiver) and some writers.
     let delivered = Arc::new(Mutex::new(Vec::<String>::new()));
     let late_inbound = Arc::new(Mutex::new(0usize));
-    let reader = if rng.chance(75) {
+    let mut reader = if rng.chance(75) {
         let (delivered, late_inbound) = (Arc::clone(&delivered), Arc::clone(&late_inbound));
         let half = Arc::clone(&half);
         Some(tokio::spawn(async move {
@@ -332,6 +332,18 @@ async fn run_case(seed: u64) -> Outcome {
     layer.settings().timers.stall(false);
     let final_deadline = half.deadline().deadline();
     let final_exp = half.deadline().exp();
+    if application_gone {
+        // `abort` takes effect when the runtime next gets to the tasks: the
+        // application is gone (its halves dropped) before the peer hangs
+        // up, as the model's 1000 assumes. A peer that hangs up first is a
+        // lost connection, with no close frame to see.
+        for writer in writers.drain(..) {
+            let _ = writer.await;
+        }
+        if let Some(reader) = reader.take() {
+            let _ = reader.await;
+        }
+    }
     drop(to_socket);
 
     // Everything winds down by itself.

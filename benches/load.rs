@@ -9,6 +9,7 @@
 //! cargo bench --bench load -- renewal-storm
 //! cargo bench --bench load -- leak         # 100k connect/close cycles
 //! cargo bench --bench load -- herd         # 5k same-exp tokens: notice jitter off/on
+//! cargo bench --bench load -- max-connections  # what one server process holds (fd limit)
 //! ```
 //!
 //! `LOAD_SECS` sets the length of the timed runs (default 5). Scenarios
@@ -589,6 +590,56 @@ async fn renewal_storm() {
     drop(keep);
 }
 
+/// As many idle connections as one server process holds under this
+/// machine's descriptor limit (20 000 per process, not raisable), bare and
+/// wrapped: the count, and memory per connection at that count.
+async fn max_connections() {
+    const TARGET: usize = 19_990;
+    println!("\n## One server process: up to {TARGET} idle connections, 4 KiB read buffer\n");
+    println!(
+        "| variant | connections held | server RSS | per connection |\n| --- | --- | --- | --- |"
+    );
+    let token = hs256_token(3600);
+    for mode in [Mode::Bare, Mode::Wrapped] {
+        let mut server = ChildServer::start(mode, Some(SMALL_READ_BUFFER));
+        let (before, _, _) = server.stats();
+        let mut clients = Vec::with_capacity(TARGET);
+        while clients.len() < TARGET {
+            let batch = (TARGET - clients.len()).min(500);
+            let connecting: Vec<_> = (0..batch)
+                .map(|_| try_connect(server.addr, &token))
+                .collect();
+            let results = futures_util::future::join_all(connecting).await;
+            let failed = results.iter().any(Option::is_none);
+            clients.extend(results.into_iter().flatten());
+            if failed {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (after, live, _) = server.stats();
+        println!(
+            "| {} | {} (registry: {live}) | {} MiB | {:.2} KiB |",
+            mode.name(),
+            clients.len(),
+            after / 1024,
+            (after - before) as f64 / clients.len() as f64
+        );
+        drop(clients);
+    }
+}
+
+async fn try_connect(addr: SocketAddr, token: &str) -> Option<Client> {
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(request)
+        .await
+        .ok()
+        .map(|(client, _)| client)
+}
+
 /// Tokens minted in the same second, through one notice-renewal round and
 /// one expiry, with the server's notice jitter off and on.
 async fn herd() {
@@ -782,6 +833,9 @@ fn main() {
         }
         if all || scenario == "renewal-storm" {
             renewal_storm().await;
+        }
+        if all || scenario == "max-connections" {
+            max_connections().await;
         }
         if all || scenario == "herd" {
             herd().await;

@@ -138,7 +138,7 @@ where
             return None;
         }
         if self.deadline.has_passed() {
-            self.end(core, EndReason::Expired);
+            self.end(core, self.deadline.ending());
         }
         let deliverable =
             !self.deadline.has_passed() && core.ending.as_ref().is_none_or(EndReason::is_peer);

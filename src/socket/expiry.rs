@@ -36,7 +36,12 @@ where
         // Every token gets its notice, even one whose notice and deadline
         // fall together (no notice window, no leeway).
         let exp_at = self.deadline.exp_at();
-        if !core.notice_sent && Instant::now() >= self.notice_at(&core.settings.session) {
+        // The notice instant first: a lead the clock cannot reach back to
+        // makes it "now" as it is computed, which a clock read before it
+        // would never reach (the timer would re-arm every millisecond and
+        // the notice never go out).
+        let notice_at = self.notice_at(&core.settings.session);
+        if !core.notice_sent && Instant::now() >= notice_at {
             let expires_in = exp_at.saturating_duration_since(Instant::now()).as_secs();
             let notice = ServerMessage::Expiring {
                 exp: self.deadline.exp(),

@@ -68,3 +68,34 @@ async fn without_jitter_every_notice_comes_notify_before_ahead() {
         );
     }
 }
+
+/// A notice lead the monotonic clock cannot reach back to (`notify_before`
+/// of `Duration::MAX`, meaning "at once"; on platforms whose `Instant`
+/// cannot go before boot, any lead longer than the uptime, jitter
+/// included) means a notice at once. Real time: a paused clock reads the
+/// same instant twice and hides a notice instant that moves with the clock.
+#[test]
+fn a_notice_lead_beyond_the_clock_sends_the_notice_at_once() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for jitter in [Duration::ZERO, Duration::MAX] {
+            let layer = layer(|b| {
+                b.notify_before(Duration::MAX)
+                    .notice_jitter(jitter)
+                    .leeway(Duration::ZERO)
+            });
+            let exp = wall_now() + 3600;
+            let Setup { socket, mut peer } =
+                open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
+            let notice = tokio::time::timeout(Duration::from_secs(2), peer.next_json())
+                .await
+                .unwrap_or_else(|_| panic!("jitter {jitter:?}: no notice"));
+            assert_eq!(notice["type"], "auth.expiring");
+            assert_eq!(notice["exp"], exp);
+            drop(socket);
+        }
+    });
+}

@@ -633,3 +633,41 @@ async fn a_push_only_handler_answers_a_reauthentication_request() {
     socket.send(Message::Text("still".into())).await.unwrap();
     assert_eq!(peer.next().await, Message::Text("still".into()));
 }
+
+/// Frames kept past an unanswered re-authentication request's deadline are
+/// refused like any late frame, and the connection ends for the reason
+/// the timer would have given (`NotReauthenticated`), not as expired,
+/// whether the timer or the application's read gets there first.
+#[tokio::test(start_paused = true)]
+async fn kept_frames_refused_after_a_reauthentication_deadline_end_it_as_not_reauthenticated() {
+    for stalled in [false, true] {
+        let layer = layer(defaults);
+        let exp = wall_now() + 600;
+        let Setup {
+            mut socket,
+            mut peer,
+        } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
+        let half = Arc::clone(&socket.receiver.half);
+        let asked = layer.connections().reauthenticate(
+            crate::revocation::ConnectionSelector::All,
+            Duration::from_secs(20),
+        );
+        assert_eq!(asked, 1);
+        assert_eq!(peer.next_json().await["type"], "auth.expiring");
+        for n in 0..3 {
+            peer.send_text(format!("unread {n}"));
+        }
+        settle().await;
+        assert_eq!(half.kept_frames(), 3);
+        layer.settings().timers.stall(stalled);
+        tokio::time::sleep_until(deadline(&socket)).await;
+        assert!(socket.recv().await.is_none(), "stalled timer: {stalled}");
+        assert_eq!(
+            socket.end_reason(),
+            Some(EndReason::NotReauthenticated),
+            "stalled timer: {stalled}"
+        );
+        assert_eq!(peer.expect_close().await.0, 4401);
+        layer.settings().timers.stall(false);
+    }
+}

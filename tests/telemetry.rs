@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,41 +14,13 @@ use axum_ws_auth::rejection::RejectionKind;
 use common::*;
 use serde_json::json;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
 fn renew(token: &str) -> String {
     json!({"type": "auth.renew", "token": token, "id": "r"}).to_string()
 }
 
 #[tokio::test]
 async fn security_events_are_logged_and_counted_without_tokens() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .init();
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let metrics = recorder.handle();
-    metrics::set_global_recorder(recorder).unwrap();
+    let (logs, metrics) = capture_telemetry();
 
     let addr = serve(
         builder()

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -14,31 +12,9 @@ use axum_ws_auth::revocation::{ConnectionSelector, Revocation, StalePolicy};
 use common::*;
 use serde_json::json;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn revocations_staleness_and_reauthentication_are_logged_and_counted() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .init();
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let metrics = recorder.handle();
-    metrics::set_global_recorder(recorder).unwrap();
+    let (logs, metrics) = capture_telemetry();
 
     let layer = builder().build().unwrap();
     let connections = layer.connections();
@@ -108,7 +84,7 @@ async fn revocations_staleness_and_reauthentication_are_logged_and_counted() {
         );
     }
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     for needle in [
         "event=\"revoked\" kind=\"token\" sub=\"-\" new=true closed=0",
         "event=\"revoked\" kind=\"user\" sub=\"bob\" new=true closed=1",

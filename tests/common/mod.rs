@@ -516,3 +516,40 @@ pub fn skip_without(test: &str, why: &str, install: &str) {
     );
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}; {install}");
 }
+
+/// Everything the global `tracing` subscriber writes, for asserting on log
+/// lines (and on what they must never contain).
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// Installs the process's global subscriber (debug level, captured) and
+/// Prometheus recorder: once per test binary.
+pub fn capture_telemetry() -> (CapturedLogs, metrics_exporter_prometheus::PrometheusHandle) {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .init();
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    metrics::set_global_recorder(recorder).unwrap();
+    (logs, metrics)
+}

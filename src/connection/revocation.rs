@@ -284,10 +284,7 @@ mod tests {
         jti: Option<&str>,
         iat: Option<u64>,
     ) -> RegisteredClaims {
-        let mut claims = RegisteredClaims::for_tests(iss, sub, u64::MAX);
-        claims.jti = jti.map(str::to_owned);
-        claims.iat = iat;
-        claims
+        RegisteredClaims::for_revocation_tests(iss, sub, jti, iat)
     }
 
     #[test]

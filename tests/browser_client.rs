@@ -25,41 +25,21 @@ use common::ExampleProcess;
 #[test]
 fn browser_client_renews_across_expiries_in_chromium() {
     const TEST: &str = "browser_client::browser_client_renews_across_expiries_in_chromium";
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let driver = root.join("tests/browser");
-    let Some((node, chromium)) = tools(TEST, true) else {
-        return;
-    };
-    if !playwright(TEST, &driver) {
-        return;
-    }
-
     // Four-second tokens: the page renews every ~2 s, on the server's notice
     // and on its own timer, through the single-flight fetch.
-    let mut server = ExampleProcess::start(
-        "browser",
+    let Some(result) = run_e2e(
+        TEST,
         &[
-            ("WS_AUTH_ADDR", "127.0.0.1:0"),
             ("WS_AUTH_TOKEN_TTL_SECS", "4"),
             ("WS_AUTH_NOTIFY_BEFORE_SECS", "2"),
             ("WS_AUTH_LEEWAY_SECS", "0"),
         ],
-    );
-    let url = server.line_after("listening on ");
-    let screenshot = root.join("target/browser-client.png");
-    let output = Command::new(node)
-        .arg(driver.join("e2e.mjs"))
-        .args([url.as_str(), screenshot.to_str().unwrap(), "3"])
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "browser run failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+        "browser-client.png",
+        "3",
+        None,
+    ) else {
+        return;
+    };
     assert_eq!(result["state"], "open", "{result}");
     assert_eq!(result["protocol"], "wsauth.v1", "{result}");
     assert_eq!(
@@ -69,7 +49,11 @@ fn browser_client_renews_across_expiries_in_chromium() {
     assert!(result["renewals"].as_u64().unwrap() >= 3, "{result}");
     assert!(result["echoes"].as_u64().unwrap() > 10, "{result}");
     assert_eq!(result["errors"], serde_json::json!([]), "{result}");
-    assert!(screenshot.exists());
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/browser-client.png")
+            .exists()
+    );
 
     // The other scenarios assert in e2e.mjs; their outcome, in short:
     let tabs = &result["tabs"];
@@ -106,41 +90,21 @@ fn browser_client_renews_across_expiries_in_chromium() {
 fn browser_client_renews_in_place_when_the_server_asks_for_reauthentication() {
     const TEST: &str =
         "browser_client::browser_client_renews_in_place_when_the_server_asks_for_reauthentication";
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let driver = root.join("tests/browser");
-    let Some((node, chromium)) = tools(TEST, true) else {
-        return;
-    };
-    if !playwright(TEST, &driver) {
-        return;
-    }
     // Two-minute tokens: no renewal of the page's own during the scenario.
-    let mut server = ExampleProcess::start(
-        "browser",
+    let Some(result) = run_e2e(
+        TEST,
         &[
-            ("WS_AUTH_ADDR", "127.0.0.1:0"),
             ("WS_AUTH_TOKEN_TTL_SECS", "120"),
             ("WS_AUTH_NOTIFY_BEFORE_SECS", "10"),
             ("WS_AUTH_LEEWAY_SECS", "0"),
             ("WS_AUTH_DEMO_ADMIN", "1"),
         ],
-    );
-    let url = server.line_after("listening on ");
-    let screenshot = root.join("target/browser-client-reauth.png");
-    let output = Command::new(node)
-        .arg(driver.join("e2e.mjs"))
-        .args([url.as_str(), screenshot.to_str().unwrap(), "0"])
-        .env("CHROMIUM", &chromium)
-        .env("E2E_ONLY", "reauth")
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "browser run failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+        "browser-client-reauth.png",
+        "0",
+        Some("reauth"),
+    ) else {
+        return;
+    };
     let reauth = &result["reauth"];
     assert_eq!(reauth["asked"], 1, "{result}");
     assert_eq!(reauth["connects"], 1, "no reconnect: {result}");
@@ -151,6 +115,45 @@ fn browser_client_renews_in_place_when_the_server_asks_for_reauthentication() {
         !result.to_string().contains("eyJ"),
         "a token reached the page"
     );
+}
+
+/// Runs `tests/browser/e2e.mjs` in Chromium against the browser example
+/// started with `env`; its one JSON line, or None when the tools are
+/// missing (after the loud skip).
+fn run_e2e(
+    test: &str,
+    env: &[(&str, &str)],
+    screenshot: &str,
+    renewals: &str,
+    only: Option<&str>,
+) -> Option<serde_json::Value> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let driver = root.join("tests/browser");
+    let (node, chromium) = tools(test, true)?;
+    if !playwright(test, &driver) {
+        return None;
+    }
+    let mut server_env = vec![("WS_AUTH_ADDR", "127.0.0.1:0")];
+    server_env.extend_from_slice(env);
+    let mut server = ExampleProcess::start("browser", &server_env);
+    let url = server.line_after("listening on ");
+    let screenshot = root.join("target").join(screenshot);
+    let mut command = Command::new(node);
+    command
+        .arg(driver.join("e2e.mjs"))
+        .args([url.as_str(), screenshot.to_str().unwrap(), renewals])
+        .env("CHROMIUM", &chromium);
+    if let Some(only) = only {
+        command.env("E2E_ONLY", only);
+    }
+    let output = command.output().expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "browser run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(serde_json::from_str(stdout.trim()).expect("one JSON line"))
 }
 
 /// The module's state machine (tokens, timeouts, backoff, timers, clock skew,

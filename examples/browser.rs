@@ -22,8 +22,7 @@ mod support;
 use axum::Router;
 use axum::extract::ws::Message;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{any, post};
 use axum_ws_auth::{
     AuthUpgrade, Connections, JwtValidator, WsAuthLayer, revocation::ConnectionSelector,
@@ -35,10 +34,7 @@ const PAGE: &str = include_str!("browser/index.html");
 /// Mints a short-lived token for the demo user (`iat` also lets the
 /// browser client learn how far its clock is off).
 async fn token(State(minter): State<support::Minter>) -> Response {
-    match minter.mint("browser-demo", serde_json::json!({})) {
-        Ok(jwt) => ([(header::CACHE_CONTROL, "no-store")], jwt).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    minter.token_response("browser-demo", serde_json::json!({}))
 }
 
 async fn echo(upgrade: AuthUpgrade<IgnoredAny>) -> Response {

@@ -209,10 +209,7 @@ async fn token(State(state): State<AppState>, uri: Uri) -> Response {
         )
             .into_response();
     }
-    match state.minter.mint(user, json!({ "roles": roles })) {
-        Ok(jwt) => ([(header::CACHE_CONTROL, "no-store")], jwt).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    state.minter.token_response(user, json!({ "roles": roles }))
 }
 
 #[tokio::main]

@@ -148,10 +148,7 @@ async fn health(State(state): State<AppState>) -> Response {
 async fn token(State(state): State<AppState>, uri: Uri) -> Response {
     let user = query_field(&uri, "user").unwrap_or_else(|| "guest".to_owned());
     let jti = query_field(&uri, "jti").unwrap_or_else(|| format!("{user}-{}", std::process::id()));
-    match state.minter.mint(&user, json!({ "jti": jti })) {
-        Ok(jwt) => ([(header::CACHE_CONTROL, "no-store")], jwt).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    state.minter.token_response(&user, json!({ "jti": jti }))
 }
 
 #[tokio::main]

@@ -142,6 +142,17 @@ impl Minter {
         self.mint_for(sub, self.ttl, extra)
     }
 
+    /// A token endpoint's answer: the token as `text/plain`, never cached,
+    /// or 500 if it cannot be signed.
+    pub(crate) fn token_response(&self, sub: &str, extra: Value) -> axum::response::Response {
+        use axum::http::{StatusCode, header};
+        use axum::response::IntoResponse;
+        match self.mint(sub, extra) {
+            Ok(jwt) => ([(header::CACHE_CONTROL, "no-store")], jwt).into_response(),
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        }
+    }
+
     /// Like [`mint`](Self::mint), valid for `ttl`.
     pub(crate) fn mint_for(
         &self,

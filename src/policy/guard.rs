@@ -24,22 +24,6 @@ impl<C, P: AuthPolicy<C>> Erased<C> for P {
     }
 }
 
-/// Where a check runs, for logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Checkpoint {
-    Upgrade,
-    Renewal,
-}
-
-impl Checkpoint {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Upgrade => "upgrade",
-            Self::Renewal => "renewal",
-        }
-    }
-}
-
 /// A configured policy and its timeout.
 pub(crate) struct Policy<C> {
     check: Arc<dyn Erased<C>>,
@@ -74,9 +58,13 @@ impl<C: 'static> Policy<C> {
     pub(crate) fn run(
         &self,
         request: PolicyRequest<C>,
-        at: Checkpoint,
     ) -> impl Future<Output = Result<(), PolicyDenial>> + Send + 'static {
         let sub = request.registered().sub.clone();
+        let at = if request.is_renewal() {
+            "renewal"
+        } else {
+            "upgrade"
+        };
         let started = catch_unwind(AssertUnwindSafe(|| self.check.check_boxed(request)));
         let timeout = self.timeout;
         async move {
@@ -85,7 +73,7 @@ impl<C: 'static> Policy<C> {
                 Ok(check) => guarded(check, timeout).await,
             };
             if let Err(PolicyDenial::Failed(reason)) = &outcome {
-                telemetry::policy_failed(at.as_str(), sub.as_deref(), reason);
+                telemetry::policy_failed(at, sub.as_deref(), reason);
             }
             outcome
         }
@@ -170,7 +158,7 @@ mod tests {
                 move |_: PolicyRequest<()>| PanicsWhenDropped(answers),
                 Duration::from_secs(1),
             );
-            let outcome = tokio::spawn(policy.run(request(), Checkpoint::Upgrade)).await;
+            let outcome = tokio::spawn(policy.run(request())).await;
             let outcome = outcome.expect("the check's panic escaped");
             assert!(
                 matches!(outcome, Err(PolicyDenial::Failed(_))),

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::core::{Core, Shared};
 use crate::config::Refusal;
 use crate::connection::{AuthEvent, EndReason};
-use crate::policy::{Checkpoint, Policy, PolicyDenial, PolicyRequest};
+use crate::policy::{Policy, PolicyDenial, PolicyRequest};
 use crate::protocol::{InvalidControl, RenewRejection, ServerMessage};
 use crate::telemetry;
 use crate::token::{RegisteredClaims, TokenError};
@@ -91,7 +91,7 @@ where
         );
         let me = self.me.clone();
         let task = self.runtime.spawn(async move {
-            let outcome = policy.run(request, Checkpoint::Renewal).await;
+            let outcome = policy.run(request).await;
             if let Some(shared) = me.upgrade() {
                 shared.policy_checked(outcome, renewal);
             }

@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::rejection::{AuthRejection, RejectionKind};
 use super::{Authenticated, ResponseFuture};
 use crate::config::{Refusal, Settings};
-use crate::policy::{Checkpoint, PolicyDenial, PolicyRequest};
+use crate::policy::{PolicyDenial, PolicyRequest};
 use crate::token::TokenError;
 use crate::token::source::{OfferedProtocols, conceal_tokens, find_token};
 
@@ -77,7 +77,7 @@ where
                         Arc::clone(&authenticated.registered),
                         parts.clone(),
                     );
-                    let check = policy.run(request, Checkpoint::Upgrade);
+                    let check = policy.run(request);
                     let check = Box::pin(async move { check.await.map_err(rejection_of) });
                     parts.extensions.insert(authenticated);
                     // The service `poll_ready` prepared goes with the

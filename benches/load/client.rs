@@ -1,0 +1,137 @@
+//! The load's clients: tokio-tungstenite connections, from a chosen
+//! loopback source address when one process holds many.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub(crate) type Client = WebSocketStream<TcpStream>;
+
+/// One upgrade from `source` (an address of the loopback range; each has
+/// its own 28k ephemeral ports) to `addr`, the token in `Authorization`.
+pub(crate) async fn try_connect_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    token: &str,
+) -> Result<Client, String> {
+    let mut request = format!("ws://{addr}/ws")
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "token is not a header value")?,
+    );
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .map_err(|e| format!("bind {source}: {e}"))?;
+    let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
+    // Clients read small frames: a 4 KiB read buffer, so 100k of them fit
+    // beside the servers.
+    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+    let (client, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(client)
+}
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+pub(crate) async fn try_connect(addr: SocketAddr, token: &str) -> Option<Client> {
+    try_connect_from(LOCALHOST, addr, token).await.ok()
+}
+
+/// Connects, retrying briefly while a server child starts listening.
+pub(crate) async fn connect(addr: SocketAddr, token: &str) -> Client {
+    for attempt in 0.. {
+        match try_connect_from(LOCALHOST, addr, token).await {
+            Ok(client) => return client,
+            Err(_) if attempt < 20 => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(error) => panic!("connect failed: {error}"),
+        }
+    }
+    unreachable!()
+}
+
+pub(crate) async fn connect_many(addr: SocketAddr, token: &str, count: usize) -> Vec<Client> {
+    let mut clients = Vec::with_capacity(count);
+    for batch in (0..count).collect::<Vec<_>>().chunks(250) {
+        let connecting: Vec<_> = batch.iter().map(|_| connect(addr, token)).collect();
+        clients.extend(futures_util::future::join_all(connecting).await);
+    }
+    clients
+}
+
+/// Echo round trips per second over `connections` ping-pong connections.
+pub(crate) async fn echo_rate(
+    addr: SocketAddr,
+    connections: usize,
+    size: usize,
+    token: &str,
+    run: Duration,
+) -> f64 {
+    let clients = connect_many(addr, token, connections).await;
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + run;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let payload = WsMessage::Binary(vec![0x5a; size].into());
+                while Instant::now() < deadline {
+                    client.send(payload.clone()).await.unwrap();
+                    match client.next().await {
+                        Some(Ok(WsMessage::Binary(_))) => count.fetch_add(1, Ordering::Relaxed),
+                        other => panic!("unexpected {other:?}"),
+                    };
+                }
+                let _ = client.close(None).await;
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Upgrades per second with `concurrency` loops of connect + close.
+pub(crate) async fn handshake_rate(
+    addr: SocketAddr,
+    token: &str,
+    concurrency: usize,
+    run: Duration,
+) -> f64 {
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + run;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (count, token) = (count.clone(), token.to_owned());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let mut client = connect(addr, &token).await;
+                    count.fetch_add(1, Ordering::Relaxed);
+                    let _ = client.close(None).await;
+                    while let Some(Ok(_)) = client.next().await {}
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}

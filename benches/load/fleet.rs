@@ -1,0 +1,239 @@
+//! Scale beyond one process: several server processes, each on its own
+//! port as several nodes would be, and client worker processes, each from
+//! its own loopback source address. A process here may hold at most 20 000
+//! descriptors, so 100k connections need at least six of each.
+//!
+//! The parent drives workers over their stdin and stdout (`connected`,
+//! then `stop`, then `done`); a worker writes what it measured to a file,
+//! one record a line, that the parent reads when it is done.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::server::{ChildServer, ServerSpec};
+
+/// Connections one process takes on, under its 20 000 descriptors.
+pub(crate) const PER_PROCESS: usize = 17_000;
+
+/// Several server processes of one kind, on ports of their own.
+pub(crate) struct ServerFleet<'a> {
+    spec: ServerSpec<'a>,
+    servers: Vec<ChildServer>,
+}
+
+impl<'a> ServerFleet<'a> {
+    /// Enough servers for `connections`, none pinned (they share both
+    /// cores with the workers).
+    pub(crate) fn start(spec: ServerSpec<'a>, connections: usize) -> Self {
+        let spec = spec.unpinned();
+        let servers = (0..connections.div_ceil(PER_PROCESS))
+            .map(|_| spec.start())
+            .collect();
+        Self { spec, servers }
+    }
+
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|server| server.addr).collect()
+    }
+
+    /// Summed RSS (KiB) and live registry entries of every server.
+    pub(crate) fn stats(&mut self) -> (u64, u64) {
+        self.servers.iter_mut().fold((0, 0), |(rss, live), server| {
+            let (r, l, _) = server.stats();
+            (rss + r, live + l)
+        })
+    }
+
+    /// Kills every server at once (a deploy, a crash).
+    pub(crate) fn kill(&mut self) -> Vec<SocketAddr> {
+        let addrs = self.addrs();
+        self.servers.clear();
+        addrs
+    }
+
+    /// Starts the servers again on `addrs`' ports.
+    pub(crate) fn restart(&mut self, addrs: &[SocketAddr]) {
+        self.servers = addrs
+            .iter()
+            .map(|addr| {
+                let mut spec = self.spec.clone();
+                spec.env.push(("LOAD_PORT", addr.port().to_string()));
+                spec.start()
+            })
+            .collect();
+    }
+}
+
+/// What a worker process does once connected.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Role {
+    /// Hold the connections, idle.
+    Idle,
+    /// Renew on the first `auth.expiring` (recording the moment, as a
+    /// token endpoint would see it), not on the second; record the close.
+    Herd,
+    /// Echo a 64 B frame every 20 ms per connection, recording round trips.
+    Probe,
+    /// Control frames and control messages at the limits.
+    Abuse,
+    /// The crate's Rust client, reconnecting with backoff.
+    Storm,
+}
+
+impl Role {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::Idle => "idle",
+            Role::Herd => "herd",
+            Role::Probe => "probe",
+            Role::Abuse => "abuse",
+            Role::Storm => "storm",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        [
+            Role::Idle,
+            Role::Herd,
+            Role::Probe,
+            Role::Abuse,
+            Role::Storm,
+        ]
+        .into_iter()
+        .find(|role| role.name() == name)
+    }
+}
+
+/// The loopback source address of worker `index`: 127.0.0.2, .3, ...
+pub(crate) fn source_address(index: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + index as u8))
+}
+
+/// A client worker process.
+pub(crate) struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    out: PathBuf,
+}
+
+impl Worker {
+    /// Starts worker `index` for `count` connections spread over `addrs`
+    /// (connection n goes to server `(offset + n) % addrs.len()`).
+    pub(crate) fn start(
+        role: Role,
+        index: usize,
+        count: usize,
+        addrs: &[SocketAddr],
+        env: &[(&str, String)],
+    ) -> Self {
+        let out = std::env::temp_dir().join(format!(
+            "ws-auth-load-{}-{}-{index}.txt",
+            std::process::id(),
+            role.name()
+        ));
+        let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["worker", role.name()])
+            .env("LOAD_ADDRS", addrs.join(","))
+            .env("LOAD_SOURCE", source_address(index).to_string())
+            .env("LOAD_COUNT", count.to_string())
+            .env("LOAD_OFFSET", index.to_string())
+            .env("LOAD_OUT", &out)
+            .envs(env.iter().map(|(name, value)| (name, value)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Self {
+            child,
+            stdin,
+            stdout,
+            out,
+        }
+    }
+
+    /// Starts enough workers for `connections`, numbered from `first`
+    /// (each number its own source address).
+    pub(crate) fn start_many(
+        role: Role,
+        connections: usize,
+        first: usize,
+        addrs: &[SocketAddr],
+        env: &[(&str, String)],
+    ) -> Vec<Self> {
+        let workers = connections.div_ceil(PER_PROCESS);
+        (0..workers)
+            .map(|n| {
+                let count = connections / workers + usize::from(n < connections % workers);
+                Self::start(role, first + n, count, addrs, env)
+            })
+            .collect()
+    }
+
+    /// Starts what the worker's role waits for (the abusers' abuse).
+    pub(crate) fn go(&mut self) {
+        writeln!(self.stdin, "go").unwrap();
+    }
+
+    /// The worker's next line (its word and what follows).
+    pub(crate) fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "a worker exited early");
+        line.trim().to_owned()
+    }
+
+    /// Waits for `connected <ok> <failed>`; returns the connections made.
+    pub(crate) fn connected(&mut self) -> usize {
+        let line = self.line();
+        let mut words = line.split_whitespace();
+        assert_eq!(words.next(), Some("connected"), "worker said {line:?}");
+        let ok: usize = words.next().unwrap().parse().unwrap();
+        let failed: usize = words.next().unwrap().parse().unwrap();
+        if failed > 0 {
+            eprintln!("worker: {line}");
+        }
+        ok
+    }
+
+    /// Tells the worker to stop, and reads what it recorded.
+    pub(crate) fn finish(mut self) -> Vec<String> {
+        let _ = writeln!(self.stdin, "stop");
+        loop {
+            let line = self.line();
+            if line == "done" {
+                break;
+            }
+            println!("worker: {line}");
+        }
+        let _ = self.child.wait();
+        let records = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.out);
+        records.lines().map(str::to_owned).collect()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until every worker has connected; the total and how long it took.
+pub(crate) fn all_connected(workers: &mut [Worker]) -> (usize, Duration) {
+    let start = Instant::now();
+    let total = workers.iter_mut().map(Worker::connected).sum();
+    (total, start.elapsed())
+}
+
+/// Stops every worker and gathers their records.
+pub(crate) fn finish_all(workers: Vec<Worker>) -> Vec<String> {
+    workers.into_iter().flat_map(Worker::finish).collect()
+}

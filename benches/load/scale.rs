@@ -1,0 +1,358 @@
+//! Fleet scenarios: 100k idle connections over several server processes,
+//! the 100k herd of tokens minted in the same second, and abusive clients
+//! at the control-frame limits.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::json;
+
+use crate::fleet::{Role, ServerFleet, Worker, all_connected, finish_all};
+use crate::plot::{self, Series};
+use crate::server::ServerSpec;
+use crate::stats::{median, millis, percentile, round_order, summary};
+use crate::worker::epoch_ms;
+use crate::{AUDIENCE, Mode, SECRET, SMALL_READ_BUFFER, hs256_token, now};
+
+/// `LOAD_CONNECTIONS`, or the scenario's own count.
+pub(crate) fn connections(default: usize) -> usize {
+    std::env::var("LOAD_CONNECTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Idle connections added in four steps, bare and wrapped in alternating
+/// order: server memory per connection at each count, summed over the
+/// server processes, so a per-layer structure that grows faster than the
+/// count shows as a rising overhead.
+pub(crate) fn idle_fleet() {
+    const ROUNDS: usize = 2;
+    const STEPS: usize = 4;
+    let total = connections(100_000);
+    let token = hs256_token(3600);
+    println!(
+        "\n## {total} idle connections over several server processes (4 KiB read buffers; {ROUNDS} interleaved rounds)\n"
+    );
+    // overhead[step][round], per_connection[mode][step][round]
+    let mut overhead = vec![Vec::new(); STEPS];
+    let mut per_connection = vec![vec![Vec::new(); STEPS]; 2];
+    let mut servers = 0;
+    for round in 0..ROUNDS {
+        let mut this_round = [[0.0; STEPS]; 2];
+        for mode in round_order(round) {
+            let mut fleet =
+                ServerFleet::start(ServerSpec::pinned(mode, Some(SMALL_READ_BUFFER)), total);
+            servers = fleet.addrs().len();
+            let (baseline, _) = fleet.stats();
+            let mut workers = Vec::new();
+            let mut held = 0;
+            for slot in &mut this_round[usize::from(mode == Mode::Wrapped)] {
+                let share = total / STEPS;
+                // Each step's workers take the next source addresses.
+                let mut added = Worker::start_many(
+                    Role::Idle,
+                    share,
+                    workers.len(),
+                    &fleet.addrs(),
+                    &[("LOAD_TOKEN", token.clone())],
+                );
+                let (connected, took) = all_connected(&mut added);
+                held += connected;
+                workers.extend(added);
+                std::thread::sleep(Duration::from_secs(1));
+                let (rss, live) = fleet.stats();
+                let kib = (rss - baseline) as f64 / held as f64;
+                *slot = kib;
+                println!(
+                    "  round {round} {}: {held} held (registry {live}), +{connected} in {:.1} s, {kib:.2} KiB each",
+                    mode.name(),
+                    took.as_secs_f64()
+                );
+            }
+            finish_all(workers);
+        }
+        for step in 0..STEPS {
+            overhead[step].push(this_round[1][step] - this_round[0][step]);
+            per_connection[0][step].push(this_round[0][step]);
+            per_connection[1][step].push(this_round[1][step]);
+        }
+    }
+    println!(
+        "\n{servers} server processes, one worker process per 17k connections, each from its own loopback address\n"
+    );
+    println!(
+        "| connections | bare KiB/conn (median) | wrapped KiB/conn (median) | overhead KiB/conn: median (min–max) |\n| --- | --- | --- | --- |"
+    );
+    for step in 0..STEPS {
+        println!(
+            "| {} | {:.2} | {:.2} | {} |",
+            total / STEPS * (step + 1),
+            median(&per_connection[0][step]),
+            median(&per_connection[1][step]),
+            summary(&overhead[step], 2)
+        );
+    }
+}
+
+fn token(sub: &str, exp: u64) -> String {
+    jsonwebtoken::encode(
+        &Header::default(),
+        &json!({"sub": sub, "exp": exp, "aud": AUDIENCE}),
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
+}
+
+/// One herd run's records, as milliseconds since the epoch.
+#[derive(Default)]
+struct HerdRecords {
+    asked: Vec<f64>,
+    renewed: usize,
+    closes: Vec<(f64, u16)>,
+    probes: Vec<(f64, Duration)>,
+}
+
+impl HerdRecords {
+    fn parse(lines: &[String]) -> Self {
+        let mut records = Self::default();
+        for line in lines {
+            let mut words = line.split_whitespace();
+            let number = |word: Option<&str>| word.and_then(|w| w.parse::<f64>().ok());
+            match words.next() {
+                Some("a") => records.asked.extend(number(words.next())),
+                Some("r") => records.renewed += 1,
+                Some("c") => {
+                    let at = number(words.next()).unwrap();
+                    records
+                        .closes
+                        .push((at, number(words.next()).unwrap() as u16));
+                }
+                Some("p") => {
+                    let at = number(words.next()).unwrap();
+                    let micros = number(words.next()).unwrap();
+                    records
+                        .probes
+                        .push((at, Duration::from_micros(micros as u64)));
+                }
+                _ => {}
+            }
+        }
+        records.asked.sort_by(f64::total_cmp);
+        records
+    }
+
+    /// The probes' p99 over `[from, to)` (epoch ms).
+    fn probe_p99(&self, from: f64, to: f64) -> (Duration, usize) {
+        let mut window: Vec<Duration> = self
+            .probes
+            .iter()
+            .filter(|(at, _)| (from..to).contains(at))
+            .map(|(_, rtt)| *rtt)
+            .collect();
+        window.sort();
+        (percentile(&window, 0.99), window.len())
+    }
+}
+
+/// Tokens minted in the same second (a deploy: every client reconnects at
+/// once), through one notice and renewal round and one expiry, with the
+/// server's notice jitter off and on; probes on long-lived tokens measure
+/// application frames meanwhile.
+pub(crate) fn herd_fleet() {
+    const NOTIFY_BEFORE_S: u64 = 10;
+    const PROBES: usize = 200;
+    const BUCKET_MS: u64 = 100;
+    let total = connections(100_000);
+    let jitters: Vec<u64> = std::env::var("LOAD_JITTERS")
+        .ok()
+        .map(|list| list.split(',').filter_map(|s| s.parse().ok()).collect())
+        .unwrap_or_else(|| vec![0, 30]);
+    println!(
+        "\n## Herd: {total} connections whose tokens share one exp; notify_before {NOTIFY_BEFORE_S} s, leeway 0; {PROBES} probes echo 64 B every 20 ms\n"
+    );
+    println!(
+        "| notice jitter | token requests: peak per 100 ms, per 1 s / mean per s over the notice window | renewed | probe p99: quiet / notices / expiry | expiry close lateness p50 / p99 | time to close all (last close after exp) |\n| --- | --- | --- | --- | --- | --- |"
+    );
+    let mut series = Vec::new();
+    for jitter in jitters {
+        let spec = ServerSpec::pinned(Mode::Wrapped, Some(SMALL_READ_BUFFER))
+            .env("LOAD_NOTIFY_BEFORE_MS", NOTIFY_BEFORE_S * 1000)
+            .env("LOAD_NOTICE_JITTER_MS", jitter * 1000)
+            .env("LOAD_LEEWAY_MS", 0);
+        let mut fleet = ServerFleet::start(spec, total + PROBES);
+        let addrs = fleet.addrs();
+        // Room for connecting them all before the first notice is due
+        // (100k take about 30 s here).
+        let connecting_s = 10 + total as u64 / 2500;
+        let first_exp = now() + connecting_s + NOTIFY_BEFORE_S + jitter;
+        let second_exp = first_exp + 20 + NOTIFY_BEFORE_S + jitter;
+        let renewal = json!({"type": "auth.renew", "id": "h", "token": token("herd", second_exp)})
+            .to_string();
+        let mut probes = vec![Worker::start(
+            Role::Probe,
+            10,
+            PROBES,
+            &addrs,
+            &[("LOAD_TOKEN", hs256_token(3600))],
+        )];
+        let mut herd = Worker::start_many(
+            Role::Herd,
+            total,
+            0,
+            &addrs,
+            &[
+                ("LOAD_TOKEN", token("herd", first_exp)),
+                ("LOAD_RENEWAL", renewal),
+            ],
+        );
+        all_connected(&mut probes);
+        let (connected, took) = all_connected(&mut herd);
+        let notices_from = (first_exp - NOTIFY_BEFORE_S - jitter) as f64 * 1000.0;
+        assert!(
+            epoch_ms() < notices_from,
+            "connecting took {took:?}: past the first notice"
+        );
+        // Until every herd connection is gone, or 30 s after its deadline.
+        let deadline = second_exp as f64 * 1000.0;
+        while fleet.stats().1 > PROBES as u64 && epoch_ms() < deadline + 30_000.0 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let herd_records = HerdRecords::parse(&finish_all(herd));
+        let probe_records = HerdRecords::parse(&finish_all(probes));
+        drop(fleet);
+
+        let asked = &herd_records.asked;
+        let (first, last) = (asked[0], *asked.last().unwrap());
+        let bucket = |ms: u64| {
+            let mut counts = vec![0usize; ((last - notices_from) / ms as f64) as usize + 1];
+            for at in asked {
+                counts[((at - notices_from).max(0.0) / ms as f64) as usize] += 1;
+            }
+            counts
+        };
+        let (per_bucket, per_second) = (bucket(BUCKET_MS), bucket(1000));
+        let window_s = (jitter as f64).max((last - first) / 1000.0).max(1.0);
+        let mean = asked.len() as f64 / window_s;
+        let mut lateness: Vec<Duration> = herd_records
+            .closes
+            .iter()
+            .filter(|(_, code)| *code == 4401)
+            .map(|(at, _)| Duration::from_secs_f64((at - deadline).max(0.0) / 1000.0))
+            .collect();
+        lateness.sort();
+        let closes_4401 = lateness.len();
+        let last_close = herd_records
+            .closes
+            .iter()
+            .map(|(at, _)| *at)
+            .fold(f64::MIN, f64::max);
+        let quiet = probe_records.probe_p99(notices_from - 20_000.0, notices_from);
+        let notices = probe_records.probe_p99(first, last + 1000.0);
+        let expiry = probe_records.probe_p99(deadline - 1000.0, last_close + 1000.0);
+        println!(
+            "| {jitter} s | {}, {} / {mean:.0} ({:.1}x per s) | {} / {connected} | {:.1} / {:.1} / {:.1} ms | {:.0} / {:.0} ms | {:.2} s ({closes_4401} closed 4401) |",
+            per_bucket.iter().max().unwrap(),
+            per_second.iter().max().unwrap(),
+            *per_second.iter().max().unwrap() as f64 / mean,
+            herd_records.renewed,
+            millis(quiet.0),
+            millis(notices.0),
+            millis(expiry.0),
+            millis(percentile(&lateness, 0.5)),
+            millis(percentile(&lateness, 0.99)),
+            (last_close - deadline) / 1000.0,
+        );
+        // The plot's axis: seconds against the moment notify_before ahead
+        // of exp, a second of quiet on either side.
+        let notify_at = (first_exp - NOTIFY_BEFORE_S) as f64 * 1000.0;
+        let start = notices_from - 1000.0;
+        let mut counts =
+            vec![0; ((last.max(notify_at) + 1000.0 - start) / BUCKET_MS as f64) as usize + 1];
+        for at in asked {
+            counts[((at - start).max(0.0) / BUCKET_MS as f64) as usize] += 1;
+        }
+        series.push(Series {
+            label: if jitter == 0 {
+                "notice jitter off".to_owned()
+            } else {
+                format!("notice jitter {jitter} s")
+            },
+            start_s: (start - notify_at) / 1000.0,
+            counts,
+        });
+    }
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let path = std::env::var("LOAD_PLOT")
+        .unwrap_or_else(|_| format!("target/herd-renewal-rate-{stamp}.png"));
+    plot::renewal_rate(
+        std::path::Path::new(&path),
+        &format!("Herd of {total}: token requests per second (100 ms buckets)"),
+        BUCKET_MS,
+        &series,
+    );
+}
+
+/// 10k connections at the control-frame limits against one server, with
+/// probes on ordinary connections: server RSS over time, and the probes'
+/// p99 before and during.
+pub(crate) fn abuse() {
+    let abusers = connections(10_000);
+    const PROBES: usize = 100;
+    const QUIET_S: u64 = 10;
+    const ABUSE_S: u64 = 20;
+    println!(
+        "\n## Abuse: {abusers} connections at the control-frame limits, one server process (default limits: 16 KiB control messages, 3 invalid, 10 renewals a minute)\n"
+    );
+    let token = hs256_token(3600);
+    let spec =
+        ServerSpec::pinned(Mode::Wrapped, Some(SMALL_READ_BUFFER)).env("LOAD_RENEW_LIMIT", 10);
+    let mut fleet = ServerFleet::start(spec, abusers + PROBES);
+    let addrs = fleet.addrs();
+    let env = [("LOAD_TOKEN", token)];
+    let mut probes = vec![Worker::start(Role::Probe, 10, PROBES, &addrs, &env)];
+    let mut abusers = Worker::start_many(Role::Abuse, abusers, 0, &addrs, &env);
+    all_connected(&mut probes);
+    all_connected(&mut abusers);
+    let (idle_rss, _) = fleet.stats();
+    std::thread::sleep(Duration::from_secs(QUIET_S));
+    let abuse_from = epoch_ms();
+    for worker in &mut abusers {
+        worker.go();
+    }
+    let mut peak_rss = idle_rss;
+    for _ in 0..ABUSE_S {
+        std::thread::sleep(Duration::from_secs(1));
+        peak_rss = peak_rss.max(fleet.stats().0);
+    }
+    let abuse_to = epoch_ms();
+    let (live, _) = (fleet.stats().1, ());
+    let abuser_records = HerdRecords::parse(&finish_all(abusers));
+    let probe_records = HerdRecords::parse(&finish_all(probes));
+    std::thread::sleep(Duration::from_secs(1));
+    let (after_rss, _) = fleet.stats();
+    let quiet = probe_records.probe_p99(abuse_from - QUIET_S as f64 * 1000.0 + 2000.0, abuse_from);
+    let during = probe_records.probe_p99(abuse_from + 1000.0, abuse_to);
+    println!("| measure | value |\n| --- | --- |");
+    println!(
+        "| server RSS: connected and idle / peak during abuse / after | {} / {} / {} MiB |",
+        idle_rss / 1024,
+        peak_rss / 1024,
+        after_rss / 1024
+    );
+    println!(
+        "| probe p99: quiet / during abuse | {:.2} / {:.2} ms ({:.2}x; {} and {} samples) |",
+        millis(quiet.0),
+        millis(during.0),
+        millis(during.0) / millis(quiet.0),
+        quiet.1,
+        during.1
+    );
+    println!(
+        "| abusers closed by the server during the run | {} (connections live at the end: {live}) |",
+        abuser_records.closes.len()
+    );
+}

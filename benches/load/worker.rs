@@ -1,0 +1,264 @@
+//! The client worker process (this binary with `worker <role>`): connects
+//! its share of the fleet's connections from its own source address, plays
+//! its role until told to stop, and writes what it measured.
+//!
+//! Records, one a line: `a <ms>` a renewal asked for (the moment a token
+//! endpoint would be called), `r` renewed, `c <ms> <code>` a close frame
+//! received, `p <ms> <µs>` a probe round trip sent at `<ms>`; `<ms>` are
+//! milliseconds since the Unix epoch, so records of several processes line
+//! up.
+
+use std::io::{BufRead, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::client::{Client, try_connect_from};
+use crate::fleet::Role;
+
+pub(crate) fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Milliseconds since the Unix epoch, with a fraction.
+pub(crate) fn epoch_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// What a worker's tasks record, written out when it stops.
+#[derive(Clone, Default)]
+pub(crate) struct Records(Arc<Mutex<Vec<String>>>);
+
+impl Records {
+    pub(crate) fn push(&self, record: String) {
+        self.0.lock().unwrap().push(record);
+    }
+
+    pub(crate) fn write(&self) {
+        let records = self.0.lock().unwrap();
+        let mut text = records.join("\n");
+        text.push('\n');
+        std::fs::write(env("LOAD_OUT"), text).unwrap();
+    }
+}
+
+/// Waits for the parent's next line (`go`, `stop`) or its end on stdin.
+pub(crate) async fn stopped() {
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+    })
+    .await
+    .unwrap();
+}
+
+fn say(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}").unwrap();
+    stdout.flush().unwrap();
+}
+
+/// Connects `LOAD_COUNT` connections with `LOAD_TOKEN`, 500 at a time,
+/// round robin over `LOAD_ADDRS`.
+async fn connect_share(token: &str) -> Vec<Client> {
+    let addrs: Vec<SocketAddr> = env("LOAD_ADDRS")
+        .split(',')
+        .map(|addr| addr.parse().unwrap())
+        .collect();
+    let source: IpAddr = env("LOAD_SOURCE").parse().unwrap();
+    let count: usize = env_or("LOAD_COUNT", 0);
+    let offset: usize = env_or("LOAD_OFFSET", 0);
+    let mut clients = Vec::with_capacity(count);
+    let (mut failed, mut first_error) = (0, String::new());
+    for batch in (0..count).collect::<Vec<_>>().chunks(500) {
+        let connecting = batch
+            .iter()
+            .map(|n| try_connect_from(source, addrs[(offset + n) % addrs.len()], token));
+        for result in futures_util::future::join_all(connecting).await {
+            match result {
+                Ok(client) => clients.push(client),
+                Err(error) => {
+                    failed += 1;
+                    if first_error.is_empty() {
+                        first_error = error;
+                    }
+                }
+            }
+        }
+    }
+    say(&format!(
+        "connected {} {failed} {first_error}",
+        clients.len()
+    ));
+    clients
+}
+
+pub(crate) fn worker_main(role: &str) {
+    let role = Role::from_name(role).unwrap_or_else(|| panic!("unknown role {role}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let records = Records::default();
+    runtime.block_on(async {
+        match role {
+            Role::Storm => crate::storm::storm_worker(&records).await,
+            role => {
+                let clients = connect_share(&env("LOAD_TOKEN")).await;
+                play(role, clients, &records).await;
+            }
+        }
+    });
+    records.write();
+    say("done");
+    // The connections go with the process; no orderly close of 17k.
+    std::process::exit(0);
+}
+
+async fn play(role: Role, clients: Vec<Client>, records: &Records) {
+    let (go, started) = tokio::sync::watch::channel(false);
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|client| {
+            let records = records.clone();
+            match role {
+                Role::Idle => tokio::spawn(idle(client)),
+                Role::Herd => tokio::spawn(herd_member(client, env("LOAD_RENEWAL"), records)),
+                Role::Probe => tokio::spawn(probe(client, records)),
+                Role::Abuse => tokio::spawn(abuser(client, started.clone(), records)),
+                Role::Storm => unreachable!("the storm worker has its own clients"),
+            }
+        })
+        .collect();
+    if role == Role::Abuse {
+        // `go`, then `stop`.
+        stopped().await;
+        go.send_replace(true);
+    }
+    stopped().await;
+    for task in tasks {
+        task.abort();
+    }
+}
+
+async fn idle(mut client: Client) {
+    while let Some(Ok(_)) = client.next().await {}
+}
+
+async fn herd_member(mut client: Client, renewal: String, records: Records) {
+    let mut asked = false;
+    while let Some(Ok(message)) = client.next().await {
+        match message {
+            WsMessage::Text(text) if !asked && text.as_str().contains("auth.expiring") => {
+                asked = true;
+                records.push(format!("a {:.1}", epoch_ms()));
+                if client
+                    .send(WsMessage::Text(renewal.clone().into()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            WsMessage::Text(text) if text.as_str().contains("auth.renewed") => {
+                records.push("r".into());
+            }
+            WsMessage::Close(frame) => {
+                let code = frame.map_or(0, |f| u16::from(f.code));
+                records.push(format!("c {:.1} {code}", epoch_ms()));
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn probe(mut client: Client, records: Records) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (at, sent) = (epoch_ms(), Instant::now());
+        if client
+            .send(WsMessage::Binary(vec![7; 64].into()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            match client.next().await {
+                Some(Ok(WsMessage::Binary(_))) => break,
+                Some(Ok(_)) => continue,
+                _ => return,
+            }
+        }
+        records.push(format!("p {at:.1} {}", sent.elapsed().as_micros()));
+    }
+}
+
+/// Control frames at the limits, for as long as the run lasts: a ping with
+/// the largest payload RFC 6455 allows (125 B) every `LOAD_PING_MS`; the
+/// invalid control messages tolerated (`LOAD_INVALID`, each exactly
+/// `LOAD_CONTROL_BYTES` long); renewals with an unusable token at the rate
+/// limit (`LOAD_RENEW_EVERY_MS`). Reads everything the server answers.
+async fn abuser(
+    mut client: Client,
+    mut started: tokio::sync::watch::Receiver<bool>,
+    records: Records,
+) {
+    if started.wait_for(|go| *go).await.is_err() {
+        return;
+    }
+    let control_bytes: usize = env_or("LOAD_CONTROL_BYTES", 16 * 1024);
+    let invalid = env_or("LOAD_INVALID", 3);
+    let prefix = r#"{"type":"auth.bogus","pad":""#;
+    let pad = control_bytes - prefix.len() - 2;
+    let bogus = format!("{prefix}{}\"}}", "x".repeat(pad));
+    for _ in 0..invalid {
+        if client
+            .send(WsMessage::Text(bogus.clone().into()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let renewal = r#"{"type":"auth.renew","token":"not.a.token"}"#;
+    let mut ping = tokio::time::interval(Duration::from_millis(env_or("LOAD_PING_MS", 100)));
+    let mut renew =
+        tokio::time::interval(Duration::from_millis(env_or("LOAD_RENEW_EVERY_MS", 6_000)));
+    loop {
+        let sent = tokio::select! {
+            _ = ping.tick() => client.send(WsMessage::Ping(vec![b'p'; 125].into())).await,
+            _ = renew.tick() => client.send(WsMessage::Text(renewal.into())).await,
+            message = client.next() => match message {
+                Some(Ok(WsMessage::Close(frame))) => {
+                    let code = frame.map_or(0, |f| u16::from(f.code));
+                    records.push(format!("c {:.1} {code}", epoch_ms()));
+                    return;
+                }
+                Some(Ok(_)) => Ok(()),
+                _ => return,
+            },
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}

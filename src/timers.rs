@@ -13,13 +13,20 @@
 //! whose timer work panics is retried shortly after, and the others fire on
 //! time. If the task itself dies, a supervisor starts a new one, which finds
 //! every pending entry where the old one left it.
+//!
+//! A layer served from several runtimes (a thread-per-core server, tests
+//! sharing one layer) has one task on each runtime that arms: all of them
+//! serve the one schedule, so no runtime's connections depend on another
+//! runtime staying alive and driven.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+#[cfg(test)]
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use tokio::runtime::{Handle, Id};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -56,10 +63,11 @@ type Entries = BTreeMap<(Instant, u64), Weak<dyn Timed>>;
 #[derive(Default)]
 struct Schedule {
     entries: Mutex<Entries>,
-    /// Wakes the task when an entry earlier than its current sleep arrives.
+    /// Wakes the tasks when an entry earlier than their current sleep
+    /// arrives.
     earlier: Notify,
-    /// Whether a supervisor is running on a live runtime.
-    running: AtomicBool,
+    /// The runtimes a supervisor is running on.
+    running: Mutex<Vec<Id>>,
     /// Tests hold the task back, as a starved runtime would.
     #[cfg(test)]
     stalled: AtomicBool,
@@ -69,6 +77,10 @@ impl Schedule {
     fn entries(&self) -> MutexGuard<'_, Entries> {
         // Every operation on the map is a single insert, remove or split.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn running(&self) -> MutexGuard<'_, Vec<Id>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -98,7 +110,7 @@ impl Timers {
                 .is_some_and(|(key, _)| *key == (at, id))
         };
         if earliest {
-            self.schedule.earlier.notify_one();
+            self.schedule.earlier.notify_waiters();
         }
         self.ensure_running();
     }
@@ -113,7 +125,7 @@ impl Timers {
     #[cfg(test)]
     pub(crate) fn stall(&self, stalled: bool) {
         self.schedule.stalled.store(stalled, Ordering::SeqCst);
-        self.schedule.earlier.notify_one();
+        self.schedule.earlier.notify_waiters();
     }
 
     /// How many connections are waiting for a wake-up.
@@ -122,21 +134,28 @@ impl Timers {
         self.schedule.entries().len()
     }
 
-    /// Starts the supervisor on the current runtime unless one is running
-    /// (it stops with the runtime it ran on, as when a layer outlives a
-    /// test's runtime).
+    /// Starts a supervisor on the current runtime unless one runs there.
+    /// It stops with its runtime (a layer may outlive a test's runtime, or
+    /// be served from several), so a task on another runtime never decides
+    /// whether this runtime's connections expire.
     fn ensure_running(&self) {
-        if self.schedule.running.swap(true, Ordering::AcqRel) {
+        let Ok(runtime) = Handle::try_current() else {
             return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                // The guard is made here, not in the task: a task dropped
-                // before its first poll must lower the flag too.
-                runtime.spawn(supervise(Running(Arc::clone(&self.schedule))));
+        };
+        let id = runtime.id();
+        {
+            let mut running = self.schedule.running();
+            if running.contains(&id) {
+                return;
             }
-            Err(_) => self.schedule.running.store(false, Ordering::Release),
+            running.push(id);
         }
+        // The guard is made here, not in the task: a task dropped before
+        // its first poll must leave the list too.
+        runtime.spawn(supervise(Running {
+            schedule: Arc::clone(&self.schedule),
+            runtime: id,
+        }));
     }
 }
 
@@ -148,19 +167,22 @@ impl std::fmt::Debug for Timers {
     }
 }
 
-/// Marks the supervisor gone when its future is dropped, so the next arm
-/// starts a new one.
-struct Running(Arc<Schedule>);
+/// Marks the supervisor of a runtime gone when its future is dropped, so
+/// the next arm there starts a new one.
+struct Running {
+    schedule: Arc<Schedule>,
+    runtime: Id,
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.running.store(false, Ordering::Release);
+        self.schedule.running().retain(|id| *id != self.runtime);
     }
 }
 
 async fn supervise(running: Running) {
     loop {
-        let worker = tokio::spawn(run(Arc::clone(&running.0)));
+        let worker = tokio::spawn(run(Arc::clone(&running.schedule)));
         match worker.await {
             Err(error) if error.is_panic() => {
                 tracing::error!(
@@ -177,9 +199,14 @@ async fn supervise(running: Running) {
 
 async fn run(schedule: Arc<Schedule>) {
     loop {
+        // Listening before the schedule is read: an earlier entry armed
+        // from now on wakes this task (every task of the schedule).
+        let earlier = schedule.earlier.notified();
+        tokio::pin!(earlier);
+        earlier.as_mut().enable();
         #[cfg(test)]
         if schedule.stalled.load(Ordering::SeqCst) {
-            schedule.earlier.notified().await;
+            earlier.await;
             continue;
         }
         let now = Instant::now();
@@ -211,7 +238,7 @@ async fn run(schedule: Arc<Schedule>) {
         let wake = next.map_or(now + MAX_SLEEP, |at| at.min(now + MAX_SLEEP));
         tokio::select! {
             () = tokio::time::sleep_until(wake) => {}
-            () = schedule.earlier.notified() => {}
+            () = earlier => {}
         }
     }
 }
@@ -367,6 +394,43 @@ mod tests {
             assert_eq!(probe.fired().len(), 1);
         }
         assert_eq!(timers.pending(), 0);
+    }
+
+    /// A layer served from two runtimes: the timer task started on the
+    /// first, and the first goes away (a test's runtime ends, one runtime of
+    /// a thread-per-core server shuts down). Entries armed from the second
+    /// while the first was alive must still fire.
+    #[test]
+    fn entries_armed_from_another_runtime_fire_after_the_first_one_dies() {
+        let timers = Timers::default();
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap()
+        };
+        let (first, second) = (runtime(), runtime());
+        let early = Probe::new(0);
+        let late = Probe::new(0);
+        first.block_on(async {
+            timers.arm(
+                1,
+                None,
+                Instant::now() + Duration::from_secs(60),
+                weak(&early),
+            );
+        });
+        second.block_on(async {
+            timers.arm(
+                2,
+                None,
+                Instant::now() + Duration::from_millis(100),
+                weak(&late),
+            );
+        });
+        drop(first);
+        second.block_on(async { tokio::time::sleep(Duration::from_millis(400)).await });
+        assert_eq!(late.fired().len(), 1, "armed from the second runtime");
     }
 
     #[tokio::test(start_paused = true)]

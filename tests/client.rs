@@ -804,3 +804,56 @@ async fn an_early_notice_asking_for_reauthentication_is_answered_without_reconne
     assert_eq!(connections.count(), 1);
     client.close().await;
 }
+
+#[tokio::test]
+async fn a_client_clock_corrected_after_connecting_does_not_renew_in_a_loop() {
+    use std::sync::atomic::AtomicI64;
+
+    // Six-second tokens, a notice one second ahead, four renewals a minute.
+    let addr = serve(
+        builder()
+            .renew_limit(4)
+            .leeway(Duration::ZERO)
+            .notify_before(Duration::from_secs(1)),
+    )
+    .await;
+    let (calls, provider) = counting(|_| token("alice", 6));
+    // The local clock is right at first (the upgrade's `Date` agrees), then
+    // NTP steps it forward; the server's clock does not move.
+    let jump_ms = Arc::new(AtomicI64::new(0));
+    let clock = {
+        let jump_ms = jump_ms.clone();
+        move || {
+            std::time::SystemTime::now()
+                + Duration::from_millis(jump_ms.load(Ordering::SeqCst) as u64)
+        }
+    };
+    let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
+        .wall_clock(clock)
+        .renew_before(Duration::from_secs(2))
+        .renew_jitter(Duration::ZERO)
+        .backoff(fast_backoff())
+        .connect();
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Connected { .. }
+    ));
+    // Connected, the client has learnt the server's clock from the upgrade's
+    // `Date` and armed its timer. Now NTP steps the local clock 2.5 s forward.
+    jump_ms.store(2_500, Ordering::SeqCst);
+    let mut renewed = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(12);
+    while let Ok(event) = tokio::time::timeout_at(until, client.next_event()).await {
+        match event.unwrap() {
+            ClientEvent::Renewed { .. } => renewed += 1,
+            other => panic!("unexpected {other:?} after {renewed} renewals"),
+        }
+    }
+    // One renewal by the client's own timer (about t = 4 s); with the stale
+    // offset every later token looks three seconds from expiry, and a client
+    // that trusted it would renew every 1.5 s and run into 4429. The
+    // server's notice (about t = 9 s) teaches it the server's clock again.
+    assert!((2..=3).contains(&renewed), "{renewed} renewals in 12 s");
+    assert!(calls.load(Ordering::SeqCst) <= 4);
+    client.close().await;
+}

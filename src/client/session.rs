@@ -271,6 +271,13 @@ struct Session<'a> {
     socket: Socket,
     server_clock: &'a mut ServerClock,
     renew_at: Option<Instant>,
+    /// `renew_at` is the client's own timer (from a token's `exp`), not an
+    /// answer to a notice or a retry.
+    own_timer_armed: bool,
+    /// The client's own timer renewed since the server's last notice: it
+    /// does not renew again until the next notice, so an offset that went
+    /// stale (the local clock was stepped) cannot make it renew in a loop.
+    own_renewal_spent: bool,
     /// When the current token (or a re-authentication request) ends, if known.
     deadline: Option<Instant>,
     fetch: Option<Fetch>,
@@ -289,6 +296,8 @@ impl<'a> Session<'a> {
             socket,
             server_clock,
             renew_at: None,
+            own_timer_armed: false,
+            own_renewal_spent: false,
             deadline: None,
             fetch: None,
             awaiting_answer: false,
@@ -306,12 +315,17 @@ impl<'a> Session<'a> {
     }
 
     /// Arms the client's own renewal timer from a token's `exp`, read
-    /// against the best estimate of the server's clock.
+    /// against the best estimate of the server's clock; at most once between
+    /// two notices of the server (then the notice decides).
     fn schedule_from_exp(&mut self, exp: Option<u64>) {
         self.deadline = None;
+        let own_renewal_spent = self.own_renewal_spent;
         self.renew_at = exp.and_then(|exp| {
             let remaining = self.server_clock.remaining(exp, (self.config.wall_clock)());
             self.deadline = (!remaining.is_zero()).then(|| at_or_far(Instant::now(), remaining));
+            if own_renewal_spent {
+                return None;
+            }
             let delay = renewal_delay(
                 remaining,
                 self.config.renew_before,
@@ -320,6 +334,7 @@ impl<'a> Session<'a> {
             )?;
             Instant::now().checked_add(delay)
         });
+        self.own_timer_armed = self.renew_at.is_some();
     }
 
     /// Starts a token fetch unless one is already running (single flight).
@@ -349,6 +364,9 @@ impl<'a> Session<'a> {
                 },
                 () = sleep_until(renew_at.unwrap_or_else(Instant::now)), if renew_at.is_some() => {
                     self.renew_at = None;
+                    if std::mem::take(&mut self.own_timer_armed) {
+                        self.own_renewal_spent = true;
+                    }
                     self.start_fetch();
                 }
                 fetched = async { self.fetch.as_mut().expect("guarded").await }, if self.fetch.is_some() => {
@@ -423,6 +441,7 @@ impl<'a> Session<'a> {
                     Instant::now(),
                     Duration::from_secs(expires_in).min(FAR_FUTURE),
                 ));
+                self.own_renewal_spent = false;
                 // A renewal already under way answers this notice too.
                 if !self.awaiting_answer && self.fetch.is_none() {
                     // Every notice is answered, even after renewals failed
@@ -433,6 +452,7 @@ impl<'a> Session<'a> {
                         .checked_add(delay)
                         .unwrap_or_else(Instant::now);
                     self.renew_at = Some(self.renew_at.map_or(at, |armed| armed.min(at)));
+                    self.own_timer_armed = false;
                 }
                 None
             }
@@ -475,6 +495,7 @@ impl<'a> Session<'a> {
     /// `counted`: the failure was a rejection by the server, which counts
     /// against its rate limit.
     fn retry_renewal_later(&mut self, counted: bool) {
+        self.own_timer_armed = false;
         self.renew_at = retry_at(
             Instant::now(),
             self.deadline,

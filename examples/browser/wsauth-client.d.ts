@@ -52,7 +52,8 @@ export interface ReconnectingDetail {
 }
 export interface ErrorDetail {
   /** "token": getToken failed, timed out or returned an unusable token while connecting;
-   *  "renew": the same while renewing; "connect": the WebSocket could not be created. */
+   *  "renew": the same while renewing, or the server left a renewal unanswered for 10 s;
+   *  "connect": the WebSocket could not be created. */
   stage: "token" | "renew" | "connect";
   /** A short description; never contains the token. */
   message: string;

@@ -27,6 +27,11 @@ const MAX_RENEW_RETRIES: u32 = 3;
 /// ends with 4401 and the client reconnects with a fresh token.
 const RENEW_MARGIN: Duration = Duration::from_secs(1);
 
+/// A renewal the server has not answered within this long is given up (a
+/// server of the contract always answers): an error event, and notices are
+/// answered again (one that came meanwhile at once).
+const RENEW_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(super) struct Config {
     pub(super) url: String,
     pub(super) protocols: Vec<String>,
@@ -281,8 +286,11 @@ struct Session<'a> {
     /// When the current token (or a re-authentication request) ends, if known.
     deadline: Option<Instant>,
     fetch: Option<Fetch>,
-    /// A renewal was sent and its answer has not come yet.
-    awaiting_answer: bool,
+    /// A renewal was sent and its answer has not come yet: until when the
+    /// client waits for it.
+    answer_by: Option<Instant>,
+    /// A notice came while waiting for that answer.
+    asked_meanwhile: bool,
     failures: u32,
     next_id: u64,
     opened_at: Instant,
@@ -300,7 +308,8 @@ impl<'a> Session<'a> {
             own_renewal_spent: false,
             deadline: None,
             fetch: None,
-            awaiting_answer: false,
+            answer_by: None,
+            asked_meanwhile: false,
             failures: 0,
             next_id: 0,
             opened_at: Instant::now(),
@@ -352,6 +361,7 @@ impl<'a> Session<'a> {
     ) -> Outcome {
         loop {
             let renew_at = self.renew_at;
+            let answer_by = self.answer_by;
             tokio::select! {
                 () = stopped(stop) => return self.close_normally().await,
                 message = outbound.recv() => match message {
@@ -369,6 +379,17 @@ impl<'a> Session<'a> {
                     }
                     self.start_fetch();
                 }
+                () = sleep_until(answer_by.unwrap_or_else(Instant::now)), if answer_by.is_some() => {
+                    self.answer_by = None;
+                    if std::mem::take(&mut self.asked_meanwhile) {
+                        self.renew_at = Some(Instant::now());
+                        self.own_timer_armed = false;
+                    }
+                    let error = ClientError::RenewalUnanswered(RENEW_ANSWER_TIMEOUT);
+                    if !events.send(ClientEvent::Error(error)).await {
+                        return self.close_normally().await;
+                    }
+                }
                 fetched = async { self.fetch.as_mut().expect("guarded").await }, if self.fetch.is_some() => {
                     self.fetch = None;
                     match fetched {
@@ -378,7 +399,8 @@ impl<'a> Session<'a> {
                             if let Err(error) = self.socket.send(Message::Text(renew.to_json().into())).await {
                                 return lost(&error);
                             }
-                            self.awaiting_answer = true;
+                            self.answer_by = Some(at_or_far(Instant::now(), RENEW_ANSWER_TIMEOUT));
+                            self.asked_meanwhile = false;
                         }
                         Err(error) => {
                             // A failed fetch costs the server nothing: retry
@@ -443,7 +465,10 @@ impl<'a> Session<'a> {
                 ));
                 self.own_renewal_spent = false;
                 // A renewal already under way answers this notice too.
-                if !self.awaiting_answer && self.fetch.is_none() {
+                if self.answer_by.is_some() {
+                    // If that answer never comes, this notice is answered then.
+                    self.asked_meanwhile = true;
+                } else if self.fetch.is_none() {
                     // Every notice is answered, even after renewals failed
                     // (a re-authentication request is a new question).
                     self.failures = 0;
@@ -457,7 +482,7 @@ impl<'a> Session<'a> {
                 None
             }
             ServerMessage::Renewed { exp, .. } => {
-                self.awaiting_answer = false;
+                self.answer_by = None;
                 self.failures = 0;
                 self.schedule_from_exp(Some(exp));
                 Some(ClientEvent::Renewed { exp })
@@ -467,7 +492,7 @@ impl<'a> Session<'a> {
                 error_description,
                 ..
             } => {
-                self.awaiting_answer = false;
+                self.answer_by = None;
                 self.failures += 1;
                 self.retry_renewal_later(true);
                 Some(ClientEvent::RenewRejected {
@@ -482,10 +507,9 @@ impl<'a> Session<'a> {
     /// does not know, a missing `exp`): the renewal counts as rejected, so
     /// that later notices are answered again.
     fn on_unreadable_answer(&mut self, kind: &'static str) -> Option<ClientEvent> {
-        if !self.awaiting_answer {
+        if self.answer_by.take().is_none() {
             return Some(ClientEvent::Error(ClientError::UnreadableControl(kind)));
         }
-        self.awaiting_answer = false;
         self.failures += 1;
         self.retry_renewal_later(true);
         Some(ClientEvent::Error(ClientError::UnreadableControl(kind)))

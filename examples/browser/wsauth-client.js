@@ -535,8 +535,18 @@ export class AuthSocket extends EventTarget {
     }
   }
 
-  /** Closes for good (until `restart()`). */
+  /**
+   * Closes for good (until `restart()`). A code or reason that a WebSocket
+   * refuses (a code other than 1000 or 3000-4999, a reason over 123 UTF-8
+   * bytes) throws as `WebSocket.close()` does, and changes nothing.
+   */
   close(code = 1000, reason = "") {
+    if (code !== 1000 && !(Number.isInteger(code) && code >= 3000 && code <= 4999)) {
+      throw new DOMException(`close code ${code} is neither 1000 nor in 3000-4999`, "InvalidAccessError");
+    }
+    if (new TextEncoder().encode(String(reason)).length > 123) {
+      throw new DOMException("the close reason is longer than 123 UTF-8 bytes", "SyntaxError");
+    }
     const ws = this.#ws;
     this.#ws = null;
     this.#stop(code, reason, false);

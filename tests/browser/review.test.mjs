@@ -233,3 +233,28 @@ test("a renewal the server never answers is given up with an error event; a noti
   assert.equal(of("error").length, 1, "no timeout after the answer came");
   assert.equal(FakeWebSocket.instances.length, 1);
 });
+
+test("close() with a code or reason a WebSocket refuses throws like one and changes nothing (no leaked socket)", async () => {
+  const { socket, of, last } = setup({ ttlS: 3600 });
+  await flush();
+  last().accept();
+  const ws = last();
+  for (const [code, reason, name] of [[1001, "", "InvalidAccessError"], [1006, undefined, "InvalidAccessError"], [4000, "x".repeat(124), "SyntaxError"]]) {
+    assert.throws(() => socket.close(code, reason), { name });
+    assert.equal(socket.state, "open", `close(${code}) stopped the AuthSocket but left its WebSocket open`);
+    assert.equal(ws.readyState, 1);
+  }
+  assert.equal(of("close").length, 0);
+  socket.send("still works");
+  assert.deepEqual(ws.sent, ["still works"]);
+  socket.close(4000, "bye");
+  assert.deepEqual(ws.closedWith, { code: 4000, reason: "bye" });
+  assert.equal(socket.state, "stopped");
+  // While reconnecting (no WebSocket at hand) the same arguments are refused the same way.
+  const other = setup({ ttlS: 3600, options: { url: "ws://test/other" } });
+  await flush();
+  assert.throws(() => other.socket.close(1001), { name: "InvalidAccessError" });
+  assert.equal(other.socket.state, "connecting");
+  other.socket.close();
+  assert.equal(other.socket.state, "stopped");
+});

@@ -865,20 +865,22 @@ async fn a_client_clock_corrected_after_connecting_does_not_renew_in_a_loop() {
 #[tokio::test]
 async fn a_renewal_the_server_never_answers_is_reported_and_a_later_notice_answered() {
     use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (renewals_tx, mut renewals) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        let select = |_: &Request, mut response: Response| {
+        // tungstenite's callback signature: its error type is a whole response.
+        #[allow(clippy::result_large_err)]
+        fn select(_: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
             let protocol = "wsauth.v1".parse().unwrap();
             response
                 .headers_mut()
                 .insert("sec-websocket-protocol", protocol);
             Ok(response)
-        };
+        }
         let mut ws = tokio_tungstenite::accept_hdr_async(tcp, select)
             .await
             .unwrap();

@@ -804,3 +804,136 @@ async fn an_early_notice_asking_for_reauthentication_is_answered_without_reconne
     assert_eq!(connections.count(), 1);
     client.close().await;
 }
+
+#[tokio::test]
+async fn a_client_clock_corrected_after_connecting_does_not_renew_in_a_loop() {
+    use std::sync::atomic::AtomicI64;
+
+    // Six-second tokens, a notice one second ahead, four renewals a minute.
+    let addr = serve(
+        builder()
+            .renew_limit(4)
+            .leeway(Duration::ZERO)
+            .notify_before(Duration::from_secs(1)),
+    )
+    .await;
+    let (calls, provider) = counting(|_| token("alice", 6));
+    // The local clock is right at first (the upgrade's `Date` agrees), then
+    // NTP steps it forward; the server's clock does not move.
+    let jump_ms = Arc::new(AtomicI64::new(0));
+    let clock = {
+        let jump_ms = jump_ms.clone();
+        move || {
+            std::time::SystemTime::now()
+                + Duration::from_millis(jump_ms.load(Ordering::SeqCst) as u64)
+        }
+    };
+    let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
+        .wall_clock(clock)
+        .renew_before(Duration::from_secs(2))
+        .renew_jitter(Duration::ZERO)
+        .backoff(fast_backoff())
+        .connect();
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Connected { .. }
+    ));
+    // Connected, the client has learnt the server's clock from the upgrade's
+    // `Date` and armed its timer. Now NTP steps the local clock 2.5 s forward.
+    jump_ms.store(2_500, Ordering::SeqCst);
+    let mut renewed = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(12);
+    while let Ok(event) = tokio::time::timeout_at(until, client.next_event()).await {
+        match event.unwrap() {
+            ClientEvent::Renewed { .. } => renewed += 1,
+            other => panic!("unexpected {other:?} after {renewed} renewals"),
+        }
+    }
+    // One renewal by the client's own timer (about t = 4 s); with the stale
+    // offset every later token looks three seconds from expiry, and a client
+    // that trusted it would renew every 1.5 s and run into 4429. The
+    // server's notice (about t = 9 s) teaches it the server's clock again.
+    assert!((2..=3).contains(&renewed), "{renewed} renewals in 12 s");
+    assert!(calls.load(Ordering::SeqCst) <= 4);
+    client.close().await;
+}
+
+/// A server that never answers a renewal (a broken or overloaded one): the
+/// client gives the answer up after 10 s with an error event, and answers
+/// the notice that came meanwhile (before, every later notice was ignored
+/// until the connection ended with 4401).
+#[tokio::test]
+async fn a_renewal_the_server_never_answers_is_reported_and_a_later_notice_answered() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (renewals_tx, mut renewals) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        // tungstenite's callback signature: its error type is a whole response.
+        #[allow(clippy::result_large_err)]
+        fn select(_: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+            let protocol = "wsauth.v1".parse().unwrap();
+            response
+                .headers_mut()
+                .insert("sec-websocket-protocol", protocol);
+            Ok(response)
+        }
+        let mut ws = tokio_tungstenite::accept_hdr_async(tcp, select)
+            .await
+            .unwrap();
+        let notice = |secs: u64| {
+            json!({"type": "auth.expiring", "exp": now() + secs, "expires_in": secs}).to_string()
+        };
+        ws.send(notice(60).into()).await.unwrap();
+        let mut seen = 0;
+        while let Some(Ok(frame)) = ws.next().await {
+            let Ok(text) = frame.to_text() else { continue };
+            let Ok(renew) = serde_json::from_str::<serde_json::Value>(text) else {
+                continue;
+            };
+            if renew["type"] != "auth.renew" {
+                continue;
+            }
+            seen += 1;
+            let _ = renewals_tx.send(std::time::Instant::now());
+            if seen == 1 {
+                // Unanswered; the server asks again, 40 s left.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                ws.send(notice(40).into()).await.unwrap();
+            } else {
+                let renewed =
+                    json!({"type": "auth.renewed", "exp": now() + 600, "id": renew["id"]});
+                ws.send(renewed.to_string().into()).await.unwrap();
+            }
+        }
+    });
+    let mut client = AuthClient::builder(format!("ws://{addr}/ws"), || async {
+        Ok::<_, std::io::Error>(token("alice", 60))
+    })
+    .token_placement(TokenPlacement::Header)
+    .renew_jitter(Duration::ZERO)
+    .connect();
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Connected { .. }
+    ));
+    let first = renewals.recv().await.unwrap();
+    assert_eq!(
+        next_event(&mut client).await,
+        ClientEvent::Error(ClientError::RenewalUnanswered(Duration::from_secs(10)))
+    );
+    let second = renewals.recv().await.unwrap();
+    assert!(
+        second - first >= Duration::from_secs(10),
+        "{:?}",
+        second - first
+    );
+    assert!(matches!(
+        next_event(&mut client).await,
+        ClientEvent::Renewed { .. }
+    ));
+    client.close().await;
+}

@@ -52,7 +52,8 @@ export interface ReconnectingDetail {
 }
 export interface ErrorDetail {
   /** "token": getToken failed, timed out or returned an unusable token while connecting;
-   *  "renew": the same while renewing; "connect": the WebSocket could not be created. */
+   *  "renew": the same while renewing, or the server left a renewal unanswered for 10 s;
+   *  "connect": the WebSocket could not be created. */
   stage: "token" | "renew" | "connect";
   /** A short description; never contains the token. */
   message: string;
@@ -83,7 +84,10 @@ export class AuthSocket extends EventTarget {
   readonly state: AuthSocketState;
   /** Sends application data now, or once (re)connected (up to 1000 queued). Throws when stopped. */
   send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void;
-  /** Closes for good, until `restart()`. */
+  /**
+   * Closes for good, until `restart()`. Throws, as `WebSocket.close()` does and
+   * changing nothing, for a code other than 1000 or 3000–4999 or a reason over 123 UTF-8 bytes.
+   */
   close(code?: number, reason?: string): void;
   /** Starts a stopped socket again with a fresh token and a fresh count of attempts. */
   restart(): void;

@@ -44,7 +44,9 @@
 // is retried: a failed token fetch with capped backoff for as long as the token
 // has life left, a rejection by the server (which counts against its rate
 // limit) three times, spread over the remaining life; one that failed offline
-// is retried as soon as the network is back. An offset that a token the server
+// is retried as soon as the network is back. A renewal the server leaves
+// unanswered for 10 s is an `error` event, and a notice that came meanwhile
+// is answered then. An offset that a token the server
 // just accepted proves stale (the local clock was corrected) is learned again,
 // and the local timer renews at most once between two notices of the server.
 //
@@ -83,6 +85,9 @@ const MAX_RENEW_RETRIES = 3;
 // ends with 4401 and reconnects with a fresh token.
 const RENEW_MARGIN_MS = 1_000;
 const MAX_QUEUED = 1000;
+// A renewal the server has not answered within this long is given up (an
+// error event): notices are answered again, one that came meanwhile at once.
+const ANSWER_TIMEOUT_MS = 10_000;
 // The range `tokenTimeoutMs` is clamped to.
 const MIN_TOKEN_TIMEOUT_MS = 1_000;
 const MAX_TOKEN_TIMEOUT_MS = 120_000;
@@ -464,6 +469,8 @@ export class AuthSocket extends EventTarget {
   // The token of the connection that failed last, never reused by a fresh connect.
   #failedToken = null;
   #renewing = false;
+  // A notice came while a sent renewal waited for its answer.
+  #askedMeanwhile = false;
   // A renewal was started and has not been accepted yet (failed offline, say).
   #renewOwed = false;
   // Failed renewal attempts since the last accepted one.
@@ -528,8 +535,18 @@ export class AuthSocket extends EventTarget {
     }
   }
 
-  /** Closes for good (until `restart()`). */
+  /**
+   * Closes for good (until `restart()`). A code or reason that a WebSocket
+   * refuses (a code other than 1000 or 3000-4999, a reason over 123 UTF-8
+   * bytes) throws as `WebSocket.close()` does, and changes nothing.
+   */
   close(code = 1000, reason = "") {
+    if (code !== 1000 && !(Number.isInteger(code) && code >= 3000 && code <= 4999)) {
+      throw new DOMException(`close code ${code} is neither 1000 nor in 3000-4999`, "InvalidAccessError");
+    }
+    if (new TextEncoder().encode(String(reason)).length > 123) {
+      throw new DOMException("the close reason is longer than 123 UTF-8 bytes", "SyntaxError");
+    }
     const ws = this.#ws;
     this.#ws = null;
     this.#stop(code, reason, false);
@@ -732,6 +749,7 @@ export class AuthSocket extends EventTarget {
       this.#current = null;
       this.#renewing = false;
       this.#clear("renew");
+      this.#clear("answer");
       this.#clear("stable");
       if (STOP_CODES.has(event.code)) {
         this.#stop(event.code, event.reason, false);
@@ -795,6 +813,9 @@ export class AuthSocket extends EventTarget {
         // its `exp` equals an earlier token's. One that crossed our renewal on
         // the wire comes before the answer and is served by that renewal.
         this.#ownRenewals = 0;
+        // While a renewal waits for its answer, the notice is served by it;
+        // if that answer never comes, the notice is answered then.
+        if (this.#renewing) this.#askedMeanwhile = true;
         if (expiresIn !== null && this.#current) {
           // The server's word on time: the deadline is `expires_in` from now.
           // `expires_in` is rounded down: the server's clock read between
@@ -808,6 +829,7 @@ export class AuthSocket extends EventTarget {
         break;
       }
       case "auth.renewed": {
+        this.#clear("answer");
         this.#renewing = false;
         this.#renewOwed = false;
         this.#renewFailures = 0;
@@ -820,6 +842,7 @@ export class AuthSocket extends EventTarget {
         break;
       }
       case "auth.renew_rejected":
+        this.#clear("answer");
         this.#renewing = false;
         this.#rejections += 1;
         this.#emit("renewrejected", { error: message.error, description: message.error_description });
@@ -876,6 +899,18 @@ export class AuthSocket extends EventTarget {
       const id = `r${this.#nextId}`;
       this.#sentTokens.set(id, entry);
       ws.send(JSON.stringify({ type: "auth.renew", token: entry.token, id }));
+      this.#askedMeanwhile = false;
+      this.#after("answer", ANSWER_TIMEOUT_MS, () => {
+        if (ws !== this.#ws || !this.#renewing) return;
+        this.#renewing = false;
+        const asked = this.#askedMeanwhile;
+        this.#askedMeanwhile = false;
+        this.#error(
+          "renew",
+          `the server did not answer the renewal within ${ANSWER_TIMEOUT_MS} ms${asked ? "; answering its later notice" : ""}`,
+        );
+        if (asked && ws === this.#ws && !this.#stopped) this.#renew();
+      });
     } else if (ws === this.#ws) {
       this.#renewing = false;
     }
@@ -940,6 +975,7 @@ export class AuthSocket extends EventTarget {
     this.#current = null;
     this.#renewing = false;
     this.#clear("renew");
+    this.#clear("answer");
     this.#clear("stable");
     ws.close(1000, "token expired");
     this.#setState("reconnecting");

@@ -58,6 +58,12 @@ pub enum ClientError {
     /// counts as rejected.
     #[error("the server's {0} message could not be read")]
     UnreadableControl(&'static str),
+    /// The server did not answer a renewal within this long (10 s); the
+    /// client stops waiting for the answer, answers the server's next notice
+    /// (at once, if one came meanwhile), and otherwise lets the connection
+    /// run until it expires and reconnects.
+    #[error("the server did not answer a renewal within {0:?}")]
+    RenewalUnanswered(Duration),
     /// The client cannot work as configured (a bad URL, `wss://` without TLS
     /// settings).
     #[error("invalid configuration: {0}")]

@@ -27,6 +27,11 @@ const MAX_RENEW_RETRIES: u32 = 3;
 /// ends with 4401 and the client reconnects with a fresh token.
 const RENEW_MARGIN: Duration = Duration::from_secs(1);
 
+/// A renewal the server has not answered within this long is given up (a
+/// server of the contract always answers): an error event, and notices are
+/// answered again (one that came meanwhile at once).
+const RENEW_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(super) struct Config {
     pub(super) url: String,
     pub(super) protocols: Vec<String>,
@@ -271,11 +276,21 @@ struct Session<'a> {
     socket: Socket,
     server_clock: &'a mut ServerClock,
     renew_at: Option<Instant>,
+    /// `renew_at` is the client's own timer (from a token's `exp`), not an
+    /// answer to a notice or a retry.
+    own_timer_armed: bool,
+    /// The client's own timer renewed since the server's last notice: it
+    /// does not renew again until the next notice, so an offset that went
+    /// stale (the local clock was stepped) cannot make it renew in a loop.
+    own_renewal_spent: bool,
     /// When the current token (or a re-authentication request) ends, if known.
     deadline: Option<Instant>,
     fetch: Option<Fetch>,
-    /// A renewal was sent and its answer has not come yet.
-    awaiting_answer: bool,
+    /// A renewal was sent and its answer has not come yet: until when the
+    /// client waits for it.
+    answer_by: Option<Instant>,
+    /// A notice came while waiting for that answer.
+    asked_meanwhile: bool,
     failures: u32,
     next_id: u64,
     opened_at: Instant,
@@ -289,9 +304,12 @@ impl<'a> Session<'a> {
             socket,
             server_clock,
             renew_at: None,
+            own_timer_armed: false,
+            own_renewal_spent: false,
             deadline: None,
             fetch: None,
-            awaiting_answer: false,
+            answer_by: None,
+            asked_meanwhile: false,
             failures: 0,
             next_id: 0,
             opened_at: Instant::now(),
@@ -306,12 +324,17 @@ impl<'a> Session<'a> {
     }
 
     /// Arms the client's own renewal timer from a token's `exp`, read
-    /// against the best estimate of the server's clock.
+    /// against the best estimate of the server's clock; at most once between
+    /// two notices of the server (then the notice decides).
     fn schedule_from_exp(&mut self, exp: Option<u64>) {
         self.deadline = None;
+        let own_renewal_spent = self.own_renewal_spent;
         self.renew_at = exp.and_then(|exp| {
             let remaining = self.server_clock.remaining(exp, (self.config.wall_clock)());
             self.deadline = (!remaining.is_zero()).then(|| at_or_far(Instant::now(), remaining));
+            if own_renewal_spent {
+                return None;
+            }
             let delay = renewal_delay(
                 remaining,
                 self.config.renew_before,
@@ -320,6 +343,7 @@ impl<'a> Session<'a> {
             )?;
             Instant::now().checked_add(delay)
         });
+        self.own_timer_armed = self.renew_at.is_some();
     }
 
     /// Starts a token fetch unless one is already running (single flight).
@@ -337,6 +361,7 @@ impl<'a> Session<'a> {
     ) -> Outcome {
         loop {
             let renew_at = self.renew_at;
+            let answer_by = self.answer_by;
             tokio::select! {
                 () = stopped(stop) => return self.close_normally().await,
                 message = outbound.recv() => match message {
@@ -349,7 +374,21 @@ impl<'a> Session<'a> {
                 },
                 () = sleep_until(renew_at.unwrap_or_else(Instant::now)), if renew_at.is_some() => {
                     self.renew_at = None;
+                    if std::mem::take(&mut self.own_timer_armed) {
+                        self.own_renewal_spent = true;
+                    }
                     self.start_fetch();
+                }
+                () = sleep_until(answer_by.unwrap_or_else(Instant::now)), if answer_by.is_some() => {
+                    self.answer_by = None;
+                    if std::mem::take(&mut self.asked_meanwhile) {
+                        self.renew_at = Some(Instant::now());
+                        self.own_timer_armed = false;
+                    }
+                    let error = ClientError::RenewalUnanswered(RENEW_ANSWER_TIMEOUT);
+                    if !events.send(ClientEvent::Error(error)).await {
+                        return self.close_normally().await;
+                    }
                 }
                 fetched = async { self.fetch.as_mut().expect("guarded").await }, if self.fetch.is_some() => {
                     self.fetch = None;
@@ -360,7 +399,8 @@ impl<'a> Session<'a> {
                             if let Err(error) = self.socket.send(Message::Text(renew.to_json().into())).await {
                                 return lost(&error);
                             }
-                            self.awaiting_answer = true;
+                            self.answer_by = Some(at_or_far(Instant::now(), RENEW_ANSWER_TIMEOUT));
+                            self.asked_meanwhile = false;
                         }
                         Err(error) => {
                             // A failed fetch costs the server nothing: retry
@@ -423,8 +463,12 @@ impl<'a> Session<'a> {
                     Instant::now(),
                     Duration::from_secs(expires_in).min(FAR_FUTURE),
                 ));
+                self.own_renewal_spent = false;
                 // A renewal already under way answers this notice too.
-                if !self.awaiting_answer && self.fetch.is_none() {
+                if self.answer_by.is_some() {
+                    // If that answer never comes, this notice is answered then.
+                    self.asked_meanwhile = true;
+                } else if self.fetch.is_none() {
                     // Every notice is answered, even after renewals failed
                     // (a re-authentication request is a new question).
                     self.failures = 0;
@@ -433,11 +477,12 @@ impl<'a> Session<'a> {
                         .checked_add(delay)
                         .unwrap_or_else(Instant::now);
                     self.renew_at = Some(self.renew_at.map_or(at, |armed| armed.min(at)));
+                    self.own_timer_armed = false;
                 }
                 None
             }
             ServerMessage::Renewed { exp, .. } => {
-                self.awaiting_answer = false;
+                self.answer_by = None;
                 self.failures = 0;
                 self.schedule_from_exp(Some(exp));
                 Some(ClientEvent::Renewed { exp })
@@ -447,7 +492,7 @@ impl<'a> Session<'a> {
                 error_description,
                 ..
             } => {
-                self.awaiting_answer = false;
+                self.answer_by = None;
                 self.failures += 1;
                 self.retry_renewal_later(true);
                 Some(ClientEvent::RenewRejected {
@@ -462,10 +507,9 @@ impl<'a> Session<'a> {
     /// does not know, a missing `exp`): the renewal counts as rejected, so
     /// that later notices are answered again.
     fn on_unreadable_answer(&mut self, kind: &'static str) -> Option<ClientEvent> {
-        if !self.awaiting_answer {
+        if self.answer_by.take().is_none() {
             return Some(ClientEvent::Error(ClientError::UnreadableControl(kind)));
         }
-        self.awaiting_answer = false;
         self.failures += 1;
         self.retry_renewal_later(true);
         Some(ClientEvent::Error(ClientError::UnreadableControl(kind)))
@@ -475,6 +519,7 @@ impl<'a> Session<'a> {
     /// `counted`: the failure was a rejection by the server, which counts
     /// against its rate limit.
     fn retry_renewal_later(&mut self, counted: bool) {
+        self.own_timer_armed = false;
         self.renew_at = retry_at(
             Instant::now(),
             self.deadline,

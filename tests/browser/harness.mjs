@@ -27,6 +27,13 @@ class FakeWebSocket {
     this.sent.push(data);
   }
   close(code, reason) {
+    // As a browser checks them, before anything else.
+    if (code !== undefined && code !== 1000 && !(code >= 3000 && code <= 4999)) {
+      throw new DOMException(`The close code must be either 1000, or between 3000 and 4999. ${code} is neither.`, "InvalidAccessError");
+    }
+    if (reason !== undefined && new TextEncoder().encode(reason).length > 123) {
+      throw new DOMException("The close reason must not be greater than 123 UTF-8 bytes.", "SyntaxError");
+    }
     this.readyState = 3;
     this.closedWith = { code, reason };
   }

@@ -204,3 +204,57 @@ test("a server rejection is retried a few times, spread over the remaining life"
   assert.ok(times[2] >= 10_000, `all attempts within ${times[2]} ms of a 60 s window`);
   assert.ok(times[2] < 60_000);
 });
+
+// Second review (issue 11 closure).
+
+test("a renewal the server never answers is given up with an error event; a notice that came meanwhile is answered", async () => {
+  const { of, last } = setup({ ttlS: 3600 });
+  await flush();
+  last().accept();
+  last().control({ type: "auth.expiring", exp: nowS() + 60, expires_in: 60 });
+  await advance(1_000, 100);
+  assert.equal(last().renewals().length, 1);
+  // No answer. The server asks again (a re-authentication request, 40 s left).
+  await advance(5_000, 100);
+  last().control({ type: "auth.expiring", exp: nowS() + 40, expires_in: 40 });
+  await advance(3_000, 100);
+  assert.equal(of("error").length, 0, "10 s for the answer");
+  assert.equal(last().renewals().length, 1, "the notice is served by the renewal under way");
+  await advance(3_000, 100);
+  const errors = of("error");
+  assert.equal(errors.length, 1, JSON.stringify(errors));
+  assert.equal(errors[0].stage, "renew");
+  assert.match(errors[0].message, /did not answer the renewal within 10000 ms/);
+  const renewals = last().renewals();
+  assert.equal(renewals.length, 2, "the later notice was never answered");
+  last().control({ type: "auth.renewed", exp: tokenExp(renewals[1].token), id: renewals[1].id });
+  assert.equal(of("renewed").length, 1);
+  await advance(20_000, 100);
+  assert.equal(of("error").length, 1, "no timeout after the answer came");
+  assert.equal(FakeWebSocket.instances.length, 1);
+});
+
+test("close() with a code or reason a WebSocket refuses throws like one and changes nothing (no leaked socket)", async () => {
+  const { socket, of, last } = setup({ ttlS: 3600 });
+  await flush();
+  last().accept();
+  const ws = last();
+  for (const [code, reason, name] of [[1001, "", "InvalidAccessError"], [1006, undefined, "InvalidAccessError"], [4000, "x".repeat(124), "SyntaxError"]]) {
+    assert.throws(() => socket.close(code, reason), { name });
+    assert.equal(socket.state, "open", `close(${code}) stopped the AuthSocket but left its WebSocket open`);
+    assert.equal(ws.readyState, 1);
+  }
+  assert.equal(of("close").length, 0);
+  socket.send("still works");
+  assert.deepEqual(ws.sent, ["still works"]);
+  socket.close(4000, "bye");
+  assert.deepEqual(ws.closedWith, { code: 4000, reason: "bye" });
+  assert.equal(socket.state, "stopped");
+  // While reconnecting (no WebSocket at hand) the same arguments are refused the same way.
+  const other = setup({ ttlS: 3600, options: { url: "ws://test/other" } });
+  await flush();
+  assert.throws(() => other.socket.close(1001), { name: "InvalidAccessError" });
+  assert.equal(other.socket.state, "connecting");
+  other.socket.close();
+  assert.equal(other.socket.state, "stopped");
+});

@@ -305,7 +305,7 @@ pub(crate) fn abuse() {
     const QUIET_S: u64 = 10;
     const ABUSE_S: u64 = 20;
     println!(
-        "\n## Abuse: {abusers} connections at the control-frame limits, one server process (default limits: 16 KiB control messages, 3 invalid, 10 renewals a minute)\n"
+        "\n## Abuse: {abusers} connections at the control-frame limits, one server process: each a 125 B ping a second, its 3 invalid 16 KiB control messages, an unusable renewal every 6 s (the default limits)\n"
     );
     let token = hs256_token(3600);
     let spec =

@@ -213,39 +213,46 @@ async fn probe(mut client: Client, records: Records) {
 }
 
 /// Control frames at the limits, for as long as the run lasts: a ping with
-/// the largest payload RFC 6455 allows (125 B) every `LOAD_PING_MS`; the
-/// invalid control messages tolerated (`LOAD_INVALID`, each exactly
-/// `LOAD_CONTROL_BYTES` long); renewals with an unusable token at the rate
-/// limit (`LOAD_RENEW_EVERY_MS`). Reads everything the server answers.
+/// the largest payload RFC 6455 allows (125 B) every `LOAD_PING_MS`
+/// (default 1 s); on the first ticks, the invalid control messages
+/// tolerated (`LOAD_INVALID`, default 3, each exactly `LOAD_CONTROL_BYTES`
+/// long, default 16 KiB); a renewal with an unusable token every
+/// `LOAD_RENEW_EVERY_MS` (default 6 s: the default limit of ten a minute).
+/// Each abuser starts at its own point of the ping period, as independent
+/// clients would. Reads everything the server answers.
 async fn abuser(
     mut client: Client,
     mut started: tokio::sync::watch::Receiver<bool>,
     records: Records,
 ) {
+    let period = Duration::from_millis(env_or("LOAD_PING_MS", 1_000));
+    let control_bytes: usize = env_or("LOAD_CONTROL_BYTES", 16 * 1024);
+    let mut invalid: u32 = env_or("LOAD_INVALID", 3);
+    let prefix = r#"{"type":"auth.bogus","pad":""#;
+    let bogus = format!(
+        "{prefix}{}\"}}",
+        "x".repeat(control_bytes - prefix.len() - 2)
+    );
+    let renewal = r#"{"type":"auth.renew","token":"not.a.token"}"#;
     if started.wait_for(|go| *go).await.is_err() {
         return;
     }
-    let control_bytes: usize = env_or("LOAD_CONTROL_BYTES", 16 * 1024);
-    let invalid = env_or("LOAD_INVALID", 3);
-    let prefix = r#"{"type":"auth.bogus","pad":""#;
-    let pad = control_bytes - prefix.len() - 2;
-    let bogus = format!("{prefix}{}\"}}", "x".repeat(pad));
-    for _ in 0..invalid {
-        if client
-            .send(WsMessage::Text(bogus.clone().into()))
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
-    let renewal = r#"{"type":"auth.renew","token":"not.a.token"}"#;
-    let mut ping = tokio::time::interval(Duration::from_millis(env_or("LOAD_PING_MS", 100)));
-    let mut renew =
-        tokio::time::interval(Duration::from_millis(env_or("LOAD_RENEW_EVERY_MS", 6_000)));
+    let phase = period.mul_f64(fastrand_unit());
+    let start = tokio::time::Instant::now() + phase;
+    let mut ping = tokio::time::interval_at(start, period);
+    let renew_every = Duration::from_millis(env_or("LOAD_RENEW_EVERY_MS", 6_000));
+    let mut renew = tokio::time::interval_at(start + renew_every, renew_every);
     loop {
         let sent = tokio::select! {
-            _ = ping.tick() => client.send(WsMessage::Ping(vec![b'p'; 125].into())).await,
+            _ = ping.tick() => {
+                let ping = client.send(WsMessage::Ping(vec![b'p'; 125].into())).await;
+                if invalid > 0 && ping.is_ok() {
+                    invalid -= 1;
+                    client.send(WsMessage::Text(bogus.clone().into())).await
+                } else {
+                    ping
+                }
+            }
             _ = renew.tick() => client.send(WsMessage::Text(renewal.into())).await,
             message = client.next() => match message {
                 Some(Ok(WsMessage::Close(frame))) => {
@@ -261,4 +268,12 @@ async fn abuser(
             return;
         }
     }
+}
+
+/// A number in [0, 1) that differs per call, without a random crate.
+fn fastrand_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }

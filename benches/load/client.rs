@@ -1,7 +1,7 @@
 //! The load's clients: tokio-tungstenite connections, from a chosen
 //! loopback source address when one process holds many.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,10 +15,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub(crate) type Client = WebSocketStream<TcpStream>;
 
-/// One upgrade from `source` (an address of the loopback range; each has
-/// its own 28k ephemeral ports) to `addr`, the token in `Authorization`.
+/// One upgrade to `addr`, the token in `Authorization`, from `source` if
+/// given (an address of the loopback range: each has its own 28k
+/// ephemeral ports).
 pub(crate) async fn try_connect_from(
-    source: IpAddr,
+    source: Option<IpAddr>,
     addr: SocketAddr,
     token: &str,
 ) -> Result<Client, String> {
@@ -31,11 +32,23 @@ pub(crate) async fn try_connect_from(
             .parse()
             .map_err(|_| "token is not a header value")?,
     );
-    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    socket
-        .bind(SocketAddr::new(source, 0))
-        .map_err(|e| format!("bind {source}: {e}"))?;
-    let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
+    let stream = match source {
+        None => TcpStream::connect(addr).await.map_err(|e| e.to_string())?,
+        Some(source) => {
+            let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+            // A port of an earlier run's connection in TIME_WAIT may be
+            // taken again.
+            socket.set_reuseaddr(true).map_err(|e| e.to_string())?;
+            socket
+                .bind(SocketAddr::new(source, 0))
+                .map_err(|e| format!("bind {source}: {e}"))?;
+            let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
+            // Workers exit with thousands of connections open: a reset
+            // leaves no TIME_WAIT to hold this address's ports.
+            stream.set_zero_linger().map_err(|e| e.to_string())?;
+            stream
+        }
+    };
     // Clients read small frames: a 4 KiB read buffer, so 100k of them fit
     // beside the servers.
     let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
@@ -45,16 +58,14 @@ pub(crate) async fn try_connect_from(
     Ok(client)
 }
 
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
 pub(crate) async fn try_connect(addr: SocketAddr, token: &str) -> Option<Client> {
-    try_connect_from(LOCALHOST, addr, token).await.ok()
+    try_connect_from(None, addr, token).await.ok()
 }
 
 /// Connects, retrying briefly while a server child starts listening.
 pub(crate) async fn connect(addr: SocketAddr, token: &str) -> Client {
     for attempt in 0.. {
-        match try_connect_from(LOCALHOST, addr, token).await {
+        match try_connect_from(None, addr, token).await {
             Ok(client) => return client,
             Err(_) if attempt < 20 => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(error) => panic!("connect failed: {error}"),

@@ -183,8 +183,8 @@ pub(crate) fn herd_fleet() {
         let mut fleet = ServerFleet::start(spec, total + PROBES);
         let addrs = fleet.addrs();
         // Room for connecting them all before the first notice is due
-        // (100k take about 30 s here).
-        let connecting_s = 10 + total as u64 / 2500;
+        // (100k take about 20 s here).
+        let connecting_s = 10 + total as u64 / 2000;
         let first_exp = now() + connecting_s + NOTIFY_BEFORE_S + jitter;
         let second_exp = first_exp + 20 + NOTIFY_BEFORE_S + jitter;
         let renewal = json!({"type": "auth.renew", "id": "h", "token": token("herd", second_exp)})
@@ -323,11 +323,12 @@ pub(crate) fn abuse() {
     for worker in &mut abusers {
         worker.go();
     }
-    let mut peak_rss = idle_rss;
+    let mut rss_over_time = Vec::new();
     for _ in 0..ABUSE_S {
         std::thread::sleep(Duration::from_secs(1));
-        peak_rss = peak_rss.max(fleet.stats().0);
+        rss_over_time.push(fleet.stats().0 / 1024);
     }
+    let peak_rss = rss_over_time.iter().copied().max().unwrap_or(0) * 1024;
     let abuse_to = epoch_ms();
     let (live, _) = (fleet.stats().1, ());
     let abuser_records = HerdRecords::parse(&finish_all(abusers));
@@ -342,6 +343,14 @@ pub(crate) fn abuse() {
         idle_rss / 1024,
         peak_rss / 1024,
         after_rss / 1024
+    );
+    println!(
+        "| server RSS each second of the abuse (MiB) | {} |",
+        rss_over_time
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "| probe p99: quiet / during abuse | {:.2} / {:.2} ms ({:.2}x; {} and {} samples) |",

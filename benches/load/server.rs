@@ -113,9 +113,15 @@ fn router(mode: Mode, read_buffer: Option<usize>, alg: &str) -> (Router, Option<
 }
 
 pub(crate) async fn serve_in_process(router: Router, port: u16) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
+    // A node tuned for 17k connections: an accept queue of 4096 (the
+    // kernel's somaxconn here) instead of tokio's 1024, so a connect storm
+    // is not dropped and retried at the TCP level seconds later.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], port)))
         .unwrap();
+    let listener = socket.listen(4096).unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     addr

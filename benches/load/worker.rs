@@ -72,8 +72,8 @@ fn say(line: &str) {
     stdout.flush().unwrap();
 }
 
-/// Connects `LOAD_COUNT` connections with `LOAD_TOKEN`, 500 at a time,
-/// round robin over `LOAD_ADDRS`.
+/// Connects `LOAD_COUNT` connections with `LOAD_TOKEN`, 250 at a time,
+/// round robin over `LOAD_ADDRS`; a failed attempt is tried again twice.
 async fn connect_share(token: &str) -> Vec<Client> {
     let addrs: Vec<SocketAddr> = env("LOAD_ADDRS")
         .split(',')
@@ -84,10 +84,23 @@ async fn connect_share(token: &str) -> Vec<Client> {
     let offset: usize = env_or("LOAD_OFFSET", 0);
     let mut clients = Vec::with_capacity(count);
     let (mut failed, mut first_error) = (0, String::new());
-    for batch in (0..count).collect::<Vec<_>>().chunks(500) {
-        let connecting = batch
-            .iter()
-            .map(|n| try_connect_from(source, addrs[(offset + n) % addrs.len()], token));
+    let connect = |n: usize| {
+        let addrs = &addrs;
+        async move {
+            let addr = addrs[(offset + n) % addrs.len()];
+            let mut attempt = try_connect_from(Some(source), addr, token).await;
+            for _ in 0..2 {
+                if attempt.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                attempt = try_connect_from(Some(source), addr, token).await;
+            }
+            attempt
+        }
+    };
+    for batch in (0..count).collect::<Vec<_>>().chunks(250) {
+        let connecting = batch.iter().map(|n| connect(*n));
         for result in futures_util::future::join_all(connecting).await {
             match result {
                 Ok(client) => clients.push(client),

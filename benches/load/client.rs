@@ -83,14 +83,32 @@ pub(crate) async fn connect_many(addr: SocketAddr, token: &str, count: usize) ->
     clients
 }
 
-/// Echo round trips per second over `connections` ping-pong connections.
+/// What a timed run did.
+#[derive(Clone, Copy)]
+pub(crate) struct Run {
+    pub(crate) operations: u64,
+    pub(crate) elapsed: Duration,
+}
+
+impl Run {
+    pub(crate) fn rate(self) -> f64 {
+        self.operations as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Microseconds of `cpu` per operation.
+    pub(crate) fn micros_each(self, cpu: Duration) -> f64 {
+        cpu.as_secs_f64() * 1e6 / self.operations.max(1) as f64
+    }
+}
+
+/// Echo round trips over `connections` ping-pong connections.
 pub(crate) async fn echo_rate(
     addr: SocketAddr,
     connections: usize,
     size: usize,
     token: &str,
     run: Duration,
-) -> f64 {
+) -> Run {
     let clients = connect_many(addr, token, connections).await;
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -115,16 +133,19 @@ pub(crate) async fn echo_rate(
     for task in tasks {
         task.await.unwrap();
     }
-    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    Run {
+        operations: count.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    }
 }
 
-/// Upgrades per second with `concurrency` loops of connect + close.
+/// Upgrades by `concurrency` loops of connect + close.
 pub(crate) async fn handshake_rate(
     addr: SocketAddr,
     token: &str,
     concurrency: usize,
     run: Duration,
-) -> f64 {
+) -> Run {
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + run;
@@ -144,5 +165,8 @@ pub(crate) async fn handshake_rate(
     for task in tasks {
         task.await.unwrap();
     }
-    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    Run {
+        operations: count.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    }
 }

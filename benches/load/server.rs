@@ -127,6 +127,18 @@ pub(crate) async fn serve_in_process(router: Router, port: u16) -> SocketAddr {
     addr
 }
 
+/// CPU time this process has used, user and system, in microseconds
+/// (the kernel counts it in ticks of 10 ms).
+fn cpu_micros() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks * 10_000
+}
+
 pub(crate) fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
@@ -137,7 +149,7 @@ pub(crate) fn rss_kib() -> u64 {
 }
 
 /// The child-process server: prints `ready <addr>`, answers `stats` on
-/// stdin with `rss_kib live tasks`, exits when stdin closes. `LOAD_PORT`
+/// stdin with `rss_kib live tasks cpu_micros`, exits when stdin closes. `LOAD_PORT`
 /// picks its port (a restarted server takes its old one back).
 pub(crate) fn serve_child(mode: Mode, read_buffer: Option<usize>, alg: String) {
     let port = std::env::var("LOAD_PORT")
@@ -162,7 +174,7 @@ pub(crate) fn serve_child(mode: Mode, read_buffer: Option<usize>, alg: String) {
                     let tasks = tokio::runtime::Handle::current()
                         .metrics()
                         .num_alive_tasks();
-                    println!("{} {live} {tasks}", rss_kib());
+                    println!("{} {live} {tasks} {}", rss_kib(), cpu_micros());
                 }
                 Some(Ok(_)) => {}
                 _ => break,
@@ -266,14 +278,22 @@ impl ChildServer {
 
     /// (RSS KiB, live connections, alive tasks) of the server process.
     pub(crate) fn stats(&mut self) -> (u64, u64, u64) {
+        let numbers = self.numbers();
+        (numbers[0], numbers[1], numbers[2])
+    }
+
+    /// CPU time the server process has used so far.
+    pub(crate) fn cpu(&mut self) -> Duration {
+        Duration::from_micros(self.numbers()[3])
+    }
+
+    fn numbers(&mut self) -> Vec<u64> {
         writeln!(self.stdin, "stats").unwrap();
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
-        let numbers: Vec<u64> = line
-            .split_whitespace()
+        line.split_whitespace()
             .map(|n| n.parse().unwrap())
-            .collect();
-        (numbers[0], numbers[1], numbers[2])
+            .collect()
     }
 }
 

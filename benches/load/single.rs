@@ -23,27 +23,31 @@ pub(crate) async fn throughput() {
         "\n## Echo throughput, 100 connections (round trips/s; {ROUNDS} interleaved rounds; server process on core 0)\n"
     );
     println!(
-        "| frame | bare (median) | wrapped (median) | ratio: median of per-round ratios (min–max) |\n| --- | --- | --- | --- |"
+        "| frame | bare (median) | wrapped (median) | ratio: median of per-round ratios (min–max) | server CPU per round trip, bare / wrapped (median µs) |\n| --- | --- | --- | --- | --- |"
     );
     let token = hs256_token(3600);
     for size in [64, 4096] {
-        let (mut bare_rates, mut wrapped_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut rates, mut cpu, mut ratios) = ([vec![], vec![]], [vec![], vec![]], vec![]);
         for round in 0..ROUNDS {
-            let mut rates = [0.0; 2];
+            let mut this_round = [0.0; 2];
             for mode in round_order(round) {
-                let server = ChildServer::start(mode, None);
-                let rate = echo_rate(server.addr, 100, size, &token, run_secs()).await;
-                rates[usize::from(mode == Mode::Wrapped)] = rate;
+                let mut server = ChildServer::start(mode, None);
+                let before = server.cpu();
+                let run = echo_rate(server.addr, 100, size, &token, run_secs()).await;
+                let index = usize::from(mode == Mode::Wrapped);
+                cpu[index].push(run.micros_each(server.cpu() - before));
+                rates[index].push(run.rate());
+                this_round[index] = run.rate();
             }
-            bare_rates.push(rates[0]);
-            wrapped_rates.push(rates[1]);
-            ratios.push(rates[1] / rates[0]);
+            ratios.push(this_round[1] / this_round[0]);
         }
         println!(
-            "| {size} B | {:.0} | {:.0} | {} |",
-            median(&bare_rates),
-            median(&wrapped_rates),
+            "| {size} B | {:.0} | {:.0} | {} | {:.1} / {:.1} |",
+            median(&rates[0]),
+            median(&rates[1]),
             summary(&ratios, 3),
+            median(&cpu[0]),
+            median(&cpu[1]),
         );
     }
 }
@@ -56,7 +60,7 @@ pub(crate) async fn handshake() {
         "\n## Handshake rate, 16 concurrent connect+close loops (upgrades/s; {ROUNDS} interleaved rounds; server process on core 0)\n"
     );
     println!(
-        "| variant | upgrades/s (median) | ratio to bare: median of per-round ratios (min–max) |\n| --- | --- | --- |"
+        "| variant | upgrades/s (median) | ratio to bare: median of per-round ratios (min–max) | server CPU per upgrade (median µs) |\n| --- | --- | --- | --- |"
     );
     let mut variants: Vec<(&str, Option<String>)> = vec![("bare axum", None)];
     for (name, alg, _, encoding) in keys::signing_keys(SECRET) {
@@ -64,6 +68,7 @@ pub(crate) async fn handshake() {
         variants.push((name, Some(token)));
     }
     let mut rates = vec![Vec::new(); variants.len()];
+    let mut cpu = vec![Vec::new(); variants.len()];
     for round in 0..ROUNDS {
         let mut order: Vec<usize> = (0..variants.len()).collect();
         if !round.is_multiple_of(2) {
@@ -71,12 +76,15 @@ pub(crate) async fn handshake() {
         }
         for index in order {
             let (name, token) = &variants[index];
-            let server = match token {
+            let mut server = match token {
                 None => ChildServer::start(Mode::Bare, None),
                 Some(_) => ServerSpec::pinned(Mode::Wrapped, None).alg(name).start(),
             };
             let token = token.as_deref().unwrap_or("unused");
-            rates[index].push(handshake_rate(server.addr, token, 16, run_secs()).await);
+            let before = server.cpu();
+            let run = handshake_rate(server.addr, token, 16, run_secs()).await;
+            cpu[index].push(run.micros_each(server.cpu() - before));
+            rates[index].push(run.rate());
         }
     }
     for (index, (name, _)) in variants.iter().enumerate() {
@@ -86,9 +94,10 @@ pub(crate) async fn handshake() {
             .map(|(rate, bare)| rate / bare)
             .collect();
         println!(
-            "| {name} | {:.0} | {} |",
+            "| {name} | {:.0} | {} | {:.1} |",
             median(&rates[index]),
-            summary(&ratios, 3)
+            summary(&ratios, 3),
+            median(&cpu[index])
         );
     }
 }

@@ -72,8 +72,11 @@ fn say(line: &str) {
     stdout.flush().unwrap();
 }
 
-/// Connects `LOAD_COUNT` connections with `LOAD_TOKEN`, 250 at a time,
-/// round robin over `LOAD_ADDRS`; a failed attempt is tried again twice.
+/// Connects `LOAD_COUNT` connections with `LOAD_TOKEN`, round robin over
+/// `LOAD_ADDRS`, 250 under way at a time. An attempt that has not finished
+/// in 3 s (a SYN dropped by a full accept queue waits for the kernel's
+/// retransmission, a second and more) is abandoned and made again, up to
+/// five times, so one straggler holds back nothing else.
 async fn connect_share(token: &str) -> Vec<Client> {
     let addrs: Vec<SocketAddr> = env("LOAD_ADDRS")
         .split(',')
@@ -82,33 +85,35 @@ async fn connect_share(token: &str) -> Vec<Client> {
     let source: IpAddr = env("LOAD_SOURCE").parse().unwrap();
     let count: usize = env_or("LOAD_COUNT", 0);
     let offset: usize = env_or("LOAD_OFFSET", 0);
-    let mut clients = Vec::with_capacity(count);
-    let (mut failed, mut first_error) = (0, String::new());
     let connect = |n: usize| {
-        let addrs = &addrs;
+        let addr = addrs[(offset + n) % addrs.len()];
         async move {
-            let addr = addrs[(offset + n) % addrs.len()];
-            let mut attempt = try_connect_from(Some(source), addr, token).await;
-            for _ in 0..2 {
-                if attempt.is_ok() {
-                    break;
+            let mut last = String::new();
+            for _ in 0..5 {
+                let attempt = try_connect_from(Some(source), addr, token);
+                match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+                    Ok(Ok(client)) => return Ok(client),
+                    Ok(Err(error)) => last = error,
+                    Err(_) => last = "no answer in 3 s".into(),
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                attempt = try_connect_from(Some(source), addr, token).await;
             }
-            attempt
+            Err(last)
         }
     };
-    for batch in (0..count).collect::<Vec<_>>().chunks(250) {
-        let connecting = batch.iter().map(|n| connect(*n));
-        for result in futures_util::future::join_all(connecting).await {
-            match result {
-                Ok(client) => clients.push(client),
-                Err(error) => {
-                    failed += 1;
-                    if first_error.is_empty() {
-                        first_error = error;
-                    }
+    let results: Vec<Result<Client, String>> = futures_util::stream::iter(0..count)
+        .map(connect)
+        .buffer_unordered(250)
+        .collect()
+        .await;
+    let mut clients = Vec::with_capacity(count);
+    let (mut failed, mut first_error) = (0, String::new());
+    for result in results {
+        match result {
+            Ok(client) => clients.push(client),
+            Err(error) => {
+                failed += 1;
+                if first_error.is_empty() {
+                    first_error = error;
                 }
             }
         }

@@ -35,10 +35,9 @@ pub(crate) async fn try_connect_from(
     let stream = match source {
         None => TcpStream::connect(addr).await.map_err(|e| e.to_string())?,
         Some(source) => {
+            // No SO_REUSEADDR: with it, bind hands one port to several
+            // sockets and their connects collide.
             let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
-            // A port of an earlier run's connection in TIME_WAIT may be
-            // taken again.
-            socket.set_reuseaddr(true).map_err(|e| e.to_string())?;
             socket
                 .bind(SocketAddr::new(source, 0))
                 .map_err(|e| format!("bind {source}: {e}"))?;

@@ -1,7 +1,8 @@
 //! Scale beyond one process: several server processes, each on its own
 //! port as several nodes would be, and client worker processes, each from
-//! its own loopback source address. A process here may hold at most 20 000
-//! descriptors, so 100k connections need at least six of each.
+//! loopback source addresses of its own (`source_address`). A process here
+//! may hold at most 20 000 descriptors, so 100k connections need at least
+//! six of each.
 //!
 //! The parent drives workers over their stdin and stdout (`connected`,
 //! then `stop`, then `done`); a worker writes what it measured to a file,
@@ -107,9 +108,19 @@ impl Role {
     }
 }
 
-/// The loopback source address of worker `index`: 127.0.0.2, .3, ...
-pub(crate) fn source_address(index: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + index as u8))
+/// The loopback source address of connection `n` of worker `worker`: each
+/// worker has a /16 of its own (127.1.0.0/16 for the first), each address
+/// of which carries 250 connections at most. A `bind` to port 0 searches
+/// the address's ephemeral ports for a free one, so one address carrying
+/// 17k connections makes every new bind scan thousands of taken ports (the
+/// kernel spent both cores on it, and 100k connections took minutes).
+pub(crate) fn source_address(worker: u8, n: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        worker + 1,
+        (n / 250) as u8,
+        (n % 250 + 1) as u8,
+    ))
 }
 
 /// A client worker process.
@@ -139,7 +150,7 @@ impl Worker {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["worker", role.name()])
             .env("LOAD_ADDRS", addrs.join(","))
-            .env("LOAD_SOURCE", source_address(index).to_string())
+            .env("LOAD_WORKER", index.to_string())
             .env("LOAD_COUNT", count.to_string())
             .env("LOAD_OFFSET", index.to_string())
             .env("LOAD_OUT", &out)

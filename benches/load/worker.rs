@@ -9,7 +9,7 @@
 //! up.
 
 use std::io::{BufRead, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::client::{Client, try_connect_from};
-use crate::fleet::Role;
+use crate::fleet::{Role, source_address};
 
 pub(crate) fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
@@ -82,7 +82,7 @@ async fn connect_share(token: &str) -> Vec<Client> {
         .split(',')
         .map(|addr| addr.parse().unwrap())
         .collect();
-    let source: IpAddr = env("LOAD_SOURCE").parse().unwrap();
+    let worker: u8 = env_or("LOAD_WORKER", 0);
     let count: usize = env_or("LOAD_COUNT", 0);
     let offset: usize = env_or("LOAD_OFFSET", 0);
     let connect = |n: usize| {
@@ -90,7 +90,7 @@ async fn connect_share(token: &str) -> Vec<Client> {
         async move {
             let mut last = String::new();
             for _ in 0..5 {
-                let attempt = try_connect_from(Some(source), addr, token);
+                let attempt = try_connect_from(Some(source_address(worker, n)), addr, token);
                 match tokio::time::timeout(Duration::from_secs(3), attempt).await {
                     Ok(Ok(client)) => return Ok(client),
                     Ok(Err(error)) => last = error,

@@ -66,13 +66,21 @@ fn now() -> u64 {
 }
 
 fn claims(ttl: u64) -> Value {
-    json!({"sub": "load", "exp": now() + ttl, "aud": AUDIENCE})
+    claims_until(now() + ttl)
+}
+
+fn claims_until(exp: u64) -> Value {
+    json!({"sub": "load", "exp": exp, "aud": AUDIENCE})
 }
 
 fn hs256_token(ttl: u64) -> String {
+    hs256_token_until(now() + ttl)
+}
+
+fn hs256_token_until(exp: u64) -> String {
     jsonwebtoken::encode(
         &Header::default(),
-        &claims(ttl),
+        &claims_until(exp),
         &EncodingKey::from_secret(SECRET),
     )
     .unwrap()

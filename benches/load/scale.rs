@@ -4,15 +4,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{EncodingKey, Header};
-use serde_json::json;
-
 use crate::fleet::{Role, ServerFleet, Worker, all_connected, finish_all};
 use crate::plot::{self, Series};
 use crate::server::ServerSpec;
 use crate::stats::{median, millis, percentile, round_order, summary};
 use crate::worker::epoch_ms;
-use crate::{AUDIENCE, Mode, SECRET, SMALL_READ_BUFFER, hs256_token, now};
+use crate::{Mode, SMALL_READ_BUFFER, hs256_token, hs256_token_until, now};
 
 /// `LOAD_CONNECTIONS`, or the scenario's own count.
 pub(crate) fn connections(default: usize) -> usize {
@@ -95,21 +92,13 @@ pub(crate) fn idle_fleet() {
     }
 }
 
-fn token(sub: &str, exp: u64) -> String {
-    jsonwebtoken::encode(
-        &Header::default(),
-        &json!({"sub": sub, "exp": exp, "aud": AUDIENCE}),
-        &EncodingKey::from_secret(SECRET),
-    )
-    .unwrap()
-}
-
 /// One herd run's records, as milliseconds since the epoch.
 #[derive(Default)]
 struct HerdRecords {
     asked: Vec<f64>,
     renewed: usize,
-    closes: Vec<(f64, u16)>,
+    /// (when, code, the deadline of the token closed; 0 if unknown)
+    closes: Vec<(f64, u16, f64)>,
     probes: Vec<(f64, Duration)>,
 }
 
@@ -124,9 +113,9 @@ impl HerdRecords {
                 Some("r") => records.renewed += 1,
                 Some("c") => {
                     let at = number(words.next()).unwrap();
-                    records
-                        .closes
-                        .push((at, number(words.next()).unwrap() as u16));
+                    let code = number(words.next()).unwrap() as u16;
+                    let deadline = number(words.next()).unwrap_or(0.0);
+                    records.closes.push((at, code, deadline));
                 }
                 Some("p") => {
                     let at = number(words.next()).unwrap();
@@ -157,8 +146,11 @@ impl HerdRecords {
 
 /// Tokens minted in the same second (a deploy: every client reconnects at
 /// once), through one notice and renewal round and one expiry, with the
-/// server's notice jitter off and on; probes on long-lived tokens measure
-/// application frames meanwhile.
+/// server's notice jitter off and on. Each client renews on its first
+/// notice with a token minted then (as a token endpoint would: `exp` = now
+/// + `renew_ttl`), and not on the second, so its connection closes at that
+/// token's deadline; probes on long-lived tokens measure application
+/// frames meanwhile.
 pub(crate) fn herd_fleet() {
     const NOTIFY_BEFORE_S: u64 = 10;
     const PROBES: usize = 200;
@@ -169,10 +161,10 @@ pub(crate) fn herd_fleet() {
         .map(|list| list.split(',').filter_map(|s| s.parse().ok()).collect())
         .unwrap_or_else(|| vec![0, 30]);
     println!(
-        "\n## Herd: {total} connections whose tokens share one exp; notify_before {NOTIFY_BEFORE_S} s, leeway 0; {PROBES} probes echo 64 B every 20 ms\n"
+        "\n## Herd: {total} connections whose tokens share one exp; notify_before {NOTIFY_BEFORE_S} s, leeway 0; renewal tokens minted on the notice; {PROBES} probes echo 64 B every 20 ms\n"
     );
     println!(
-        "| notice jitter | token requests: peak per 100 ms, per 1 s / mean per s over the notice window | renewed | probe p99: quiet / notices / expiry | expiry close lateness p50 / p99 | time to close all (last close after exp) |\n| --- | --- | --- | --- | --- | --- |"
+        "| notice jitter | token requests: peak per 100 ms, per 1 s / mean per s over the notice window | renewed | probe p99: quiet / notices / expiry | 4401 lateness against its token's deadline p50 / p99 / max | first deadline to last close |\n| --- | --- | --- | --- | --- | --- |"
     );
     let mut series = Vec::new();
     for jitter in jitters {
@@ -186,9 +178,7 @@ pub(crate) fn herd_fleet() {
         // (100k take about 20 s here).
         let connecting_s = 10 + total as u64 / 2000;
         let first_exp = now() + connecting_s + NOTIFY_BEFORE_S + jitter;
-        let second_exp = first_exp + 20 + NOTIFY_BEFORE_S + jitter;
-        let renewal = json!({"type": "auth.renew", "id": "h", "token": token("herd", second_exp)})
-            .to_string();
+        let renew_ttl = 20 + NOTIFY_BEFORE_S + jitter;
         let mut probes = vec![Worker::start(
             Role::Probe,
             10,
@@ -202,8 +192,8 @@ pub(crate) fn herd_fleet() {
             0,
             &addrs,
             &[
-                ("LOAD_TOKEN", token("herd", first_exp)),
-                ("LOAD_RENEWAL", renewal),
+                ("LOAD_TOKEN", hs256_token_until(first_exp)),
+                ("LOAD_RENEW_TTL_S", renew_ttl.to_string()),
             ],
         );
         all_connected(&mut probes);
@@ -213,9 +203,10 @@ pub(crate) fn herd_fleet() {
             epoch_ms() < notices_from,
             "connecting took {took:?}: past the first notice"
         );
-        // Until every herd connection is gone, or 30 s after its deadline.
-        let deadline = second_exp as f64 * 1000.0;
-        while fleet.stats().1 > PROBES as u64 && epoch_ms() < deadline + 30_000.0 {
+        // Until every herd connection is gone, or a minute after the last
+        // deadline could be.
+        let give_up = (first_exp + renew_ttl + 60) as f64 * 1000.0;
+        while fleet.stats().1 > PROBES as u64 && epoch_ms() < give_up {
             std::thread::sleep(Duration::from_millis(500));
         }
         let herd_records = HerdRecords::parse(&finish_all(herd));
@@ -234,24 +225,28 @@ pub(crate) fn herd_fleet() {
         let (per_bucket, per_second) = (bucket(BUCKET_MS), bucket(1000));
         let window_s = (jitter as f64).max((last - first) / 1000.0).max(1.0);
         let mean = asked.len() as f64 / window_s;
-        let mut lateness: Vec<Duration> = herd_records
+        // Each close against the deadline of the token it closed.
+        let expired: Vec<(f64, f64)> = herd_records
             .closes
             .iter()
-            .filter(|(_, code)| *code == 4401)
-            .map(|(at, _)| Duration::from_secs_f64((at - deadline).max(0.0) / 1000.0))
+            .filter(|(_, code, deadline)| *code == 4401 && *deadline > 0.0)
+            .map(|(at, _, deadline)| (*at, *deadline))
+            .collect();
+        let mut lateness: Vec<Duration> = expired
+            .iter()
+            .map(|(at, deadline)| Duration::from_secs_f64((at - deadline).max(0.0) / 1000.0))
             .collect();
         lateness.sort();
         let closes_4401 = lateness.len();
-        let last_close = herd_records
-            .closes
-            .iter()
-            .map(|(at, _)| *at)
-            .fold(f64::MIN, f64::max);
+        let first_deadline = expired.iter().map(|c| c.1).fold(f64::MAX, f64::min);
+        let last_close = expired.iter().map(|c| c.0).fold(f64::MIN, f64::max);
+        let deadlines: std::collections::BTreeSet<u64> =
+            expired.iter().map(|c| c.1 as u64).collect();
         let quiet = probe_records.probe_p99(notices_from - 20_000.0, notices_from);
         let notices = probe_records.probe_p99(first, last + 1000.0);
-        let expiry = probe_records.probe_p99(deadline - 1000.0, last_close + 1000.0);
+        let expiry = probe_records.probe_p99(first_deadline - 1000.0, last_close + 1000.0);
         println!(
-            "| {jitter} s | {}, {} / {mean:.0} ({:.1}x per s) | {} / {connected} | {:.1} / {:.1} / {:.1} ms | {:.0} / {:.0} ms | {:.2} s ({closes_4401} closed 4401) |",
+            "| {jitter} s | {}, {} / {mean:.0} ({:.1}x per s) | {} / {connected} | {:.1} / {:.1} / {:.1} ms | {:.0} / {:.0} / {:.0} ms | {:.2} s, {} distinct deadlines ({closes_4401} closed 4401) |",
             per_bucket.iter().max().unwrap(),
             per_second.iter().max().unwrap(),
             *per_second.iter().max().unwrap() as f64 / mean,
@@ -261,7 +256,9 @@ pub(crate) fn herd_fleet() {
             millis(expiry.0),
             millis(percentile(&lateness, 0.5)),
             millis(percentile(&lateness, 0.99)),
-            (last_close - deadline) / 1000.0,
+            millis(lateness.last().copied().unwrap_or_default()),
+            (last_close - first_deadline) / 1000.0,
+            deadlines.len(),
         );
         // The plot's axis: seconds against the moment notify_before ahead
         // of exp, a second of quiet on either side.

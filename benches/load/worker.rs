@@ -3,8 +3,8 @@
 //! its role until told to stop, and writes what it measured.
 //!
 //! Records, one a line: `a <ms>` a renewal asked for (the moment a token
-//! endpoint would be called), `r` renewed, `c <ms> <code>` a close frame
-//! received, `p <ms> <µs>` a probe round trip sent at `<ms>`; `<ms>` are
+//! endpoint would be called), `r` renewed, `c <ms> <code> [<deadline ms>]`
+//! a close frame received (and the deadline of the token it closed), `p <ms> <µs>` a probe round trip sent at `<ms>`; `<ms>` are
 //! milliseconds since the Unix epoch, so records of several processes line
 //! up.
 
@@ -156,7 +156,9 @@ async fn play(role: Role, clients: Vec<Client>, records: &Records) {
             let records = records.clone();
             match role {
                 Role::Idle => tokio::spawn(idle(client)),
-                Role::Herd => tokio::spawn(herd_member(client, env("LOAD_RENEWAL"), records)),
+                Role::Herd => {
+                    tokio::spawn(herd_member(client, env_or("LOAD_RENEW_TTL_S", 60), records))
+                }
                 Role::Probe => tokio::spawn(probe(client, records)),
                 Role::Abuse => tokio::spawn(abuser(client, started.clone(), records)),
                 Role::Storm => unreachable!("the storm worker has its own clients"),
@@ -178,15 +180,28 @@ async fn idle(mut client: Client) {
     while let Some(Ok(_)) = client.next().await {}
 }
 
-async fn herd_member(mut client: Client, renewal: String, records: Records) {
+/// Renews once, on the first notice, with a token "the endpoint" mints at
+/// that moment (`exp` = now + `ttl` s, as a real token endpoint would), so
+/// renewals spread by the notice jitter spread the next expiries too.
+async fn herd_member(mut client: Client, ttl: u64, records: Records) {
+    // The deadline of the token the connection lives under now (0: the
+    // first, which the parent knows).
+    let mut deadline_ms = 0;
     let mut asked = false;
     while let Some(Ok(message)) = client.next().await {
         match message {
             WsMessage::Text(text) if !asked && text.as_str().contains("auth.expiring") => {
                 asked = true;
                 records.push(format!("a {:.1}", epoch_ms()));
+                let exp = crate::now() + ttl;
+                let renewal = serde_json::json!({
+                    "type": "auth.renew",
+                    "id": "h",
+                    "token": crate::hs256_token_until(exp),
+                });
+                deadline_ms = exp * 1000;
                 if client
-                    .send(WsMessage::Text(renewal.clone().into()))
+                    .send(WsMessage::Text(renewal.to_string().into()))
                     .await
                     .is_err()
                 {
@@ -198,7 +213,7 @@ async fn herd_member(mut client: Client, renewal: String, records: Records) {
             }
             WsMessage::Close(frame) => {
                 let code = frame.map_or(0, |f| u16::from(f.code));
-                records.push(format!("c {:.1} {code}", epoch_ms()));
+                records.push(format!("c {:.1} {code} {deadline_ms}", epoch_ms()));
                 return;
             }
             _ => {}

@@ -70,7 +70,13 @@ fn draw(
         .label_style(("sans-serif", 15))
         .draw()?;
     for (index, one) in series.iter().enumerate() {
-        let color = Palette99::pick(index).to_rgba();
+        // Red, blue, dark green: apart from each other on white.
+        let color = [
+            RGBColor(214, 39, 40),
+            RGBColor(31, 119, 180),
+            RGBColor(44, 140, 44),
+        ][index % 3]
+            .to_rgba();
         let points = one.counts.iter().enumerate().map(|(bucket, count)| {
             (
                 one.start_s + bucket as f64 * bucket_s,

@@ -62,14 +62,24 @@ pub(crate) async fn handshake() {
     println!(
         "| variant | upgrades/s (median) | ratio to bare: median of per-round ratios (min–max) | server CPU per upgrade (median µs) |\n| --- | --- | --- | --- |"
     );
+    // `LOAD_ALGS=HS256,ES256` runs bare and those only; `LOAD_ROUNDS` sets
+    // the rounds (as when profiling one server).
+    let algs = std::env::var("LOAD_ALGS").unwrap_or_default();
+    let rounds = std::env::var("LOAD_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(ROUNDS);
     let mut variants: Vec<(&str, Option<String>)> = vec![("bare axum", None)];
     for (name, alg, _, encoding) in keys::signing_keys(SECRET) {
+        if !algs.is_empty() && !algs.split(',').any(|wanted| wanted == name) {
+            continue;
+        }
         let token = jsonwebtoken::encode(&Header::new(alg), &claims(3600), &encoding).unwrap();
         variants.push((name, Some(token)));
     }
     let mut rates = vec![Vec::new(); variants.len()];
     let mut cpu = vec![Vec::new(); variants.len()];
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let mut order: Vec<usize> = (0..variants.len()).collect();
         if !round.is_multiple_of(2) {
             order.reverse();

@@ -147,9 +147,9 @@ impl HerdRecords {
 /// Tokens minted in the same second (a deploy: every client reconnects at
 /// once), through one notice and renewal round and one expiry, with the
 /// server's notice jitter off and on. Each client renews on its first
-/// notice with a token minted then (as a token endpoint would: `exp` = now
-/// + `renew_ttl`), and not on the second, so its connection closes at that
-/// token's deadline; probes on long-lived tokens measure application
+/// notice with a token minted then (as a token endpoint would: `exp` is
+/// now plus `renew_ttl`), and not on the second, so its connection closes
+/// at that token's deadline; probes on long-lived tokens measure application
 /// frames meanwhile.
 pub(crate) fn herd_fleet() {
     const NOTIFY_BEFORE_S: u64 = 10;

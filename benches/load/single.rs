@@ -15,12 +15,19 @@ use crate::server::{ChildServer, ServerSpec};
 use crate::stats::{median, percentile, round_order, summary};
 use crate::{Mode, SECRET, SMALL_READ_BUFFER, claims, hs256_token, keys, run_secs};
 
-/// Interleaved rounds per comparison.
-const ROUNDS: usize = 6;
+/// Interleaved rounds per comparison: `LOAD_ROUNDS`, 6 by default (1 to
+/// profile one server).
+fn rounds() -> usize {
+    std::env::var("LOAD_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(6)
+}
 
 pub(crate) async fn throughput() {
+    let rounds = rounds();
     println!(
-        "\n## Echo throughput, 100 connections (round trips/s; {ROUNDS} interleaved rounds; server process on core 0)\n"
+        "\n## Echo throughput, 100 connections (round trips/s; {rounds} interleaved rounds; server process on core 0)\n"
     );
     println!(
         "| frame | bare (median) | wrapped (median) | ratio: median of per-round ratios (min–max) | server CPU per round trip, bare / wrapped (median µs) |\n| --- | --- | --- | --- | --- |"
@@ -28,7 +35,7 @@ pub(crate) async fn throughput() {
     let token = hs256_token(3600);
     for size in [64, 4096] {
         let (mut rates, mut cpu, mut ratios) = ([vec![], vec![]], [vec![], vec![]], vec![]);
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             let mut this_round = [0.0; 2];
             for mode in round_order(round) {
                 let mut server = ChildServer::start(mode, None);
@@ -57,18 +64,15 @@ pub(crate) async fn throughput() {
 /// round.
 pub(crate) async fn handshake() {
     println!(
-        "\n## Handshake rate, 16 concurrent connect+close loops (upgrades/s; {ROUNDS} interleaved rounds; server process on core 0)\n"
+        "\n## Handshake rate, 16 concurrent connect+close loops (upgrades/s; {} interleaved rounds; server process on core 0)\n",
+        rounds()
     );
     println!(
         "| variant | upgrades/s (median) | ratio to bare: median of per-round ratios (min–max) | server CPU per upgrade (median µs) |\n| --- | --- | --- | --- |"
     );
-    // `LOAD_ALGS=HS256,ES256` runs bare and those only; `LOAD_ROUNDS` sets
-    // the rounds (as when profiling one server).
+    // `LOAD_ALGS=HS256,ES256` runs bare and those only.
     let algs = std::env::var("LOAD_ALGS").unwrap_or_default();
-    let rounds = std::env::var("LOAD_ROUNDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(ROUNDS);
+    let rounds = rounds();
     let mut variants: Vec<(&str, Option<String>)> = vec![("bare axum", None)];
     for (name, alg, _, encoding) in keys::signing_keys(SECRET) {
         if !algs.is_empty() && !algs.split(',').any(|wanted| wanted == name) {

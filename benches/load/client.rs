@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -100,6 +101,17 @@ impl Run {
     }
 }
 
+/// Waits for the run's tasks; what they counted since `start`.
+async fn counted(tasks: Vec<JoinHandle<()>>, count: &AtomicU64, start: Instant) -> Run {
+    for task in tasks {
+        task.await.unwrap();
+    }
+    Run {
+        operations: count.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    }
+}
+
 /// Echo round trips over `connections` ping-pong connections.
 pub(crate) async fn echo_rate(
     addr: SocketAddr,
@@ -129,13 +141,7 @@ pub(crate) async fn echo_rate(
             })
         })
         .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    Run {
-        operations: count.load(Ordering::Relaxed),
-        elapsed: start.elapsed(),
-    }
+    counted(tasks, &count, start).await
 }
 
 /// Upgrades by `concurrency` loops of connect + close.
@@ -161,11 +167,5 @@ pub(crate) async fn handshake_rate(
             })
         })
         .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    Run {
-        operations: count.load(Ordering::Relaxed),
-        elapsed: start.elapsed(),
-    }
+    counted(tasks, &count, start).await
 }

@@ -39,7 +39,7 @@ pub(crate) fn idle_fleet() {
         let mut this_round = [[0.0; STEPS]; 2];
         for mode in round_order(round) {
             let mut fleet =
-                ServerFleet::start(ServerSpec::pinned(mode, Some(SMALL_READ_BUFFER)), total);
+                ServerFleet::start(ServerSpec::new(mode, Some(SMALL_READ_BUFFER)), total);
             servers = fleet.addrs().len();
             let (baseline, _) = fleet.stats();
             let mut workers = Vec::new();
@@ -76,7 +76,7 @@ pub(crate) fn idle_fleet() {
         }
     }
     println!(
-        "\n{servers} server processes, one worker process per 17k connections, each from its own loopback address\n"
+        "\n{servers} server processes, one client worker process per 17k connections, each from loopback addresses of its own\n"
     );
     println!(
         "| connections | bare KiB/conn (median) | wrapped KiB/conn (median) | overhead KiB/conn: median (min–max) |\n| --- | --- | --- | --- |"
@@ -168,7 +168,7 @@ pub(crate) fn herd_fleet() {
     );
     let mut series = Vec::new();
     for jitter in jitters {
-        let spec = ServerSpec::pinned(Mode::Wrapped, Some(SMALL_READ_BUFFER))
+        let spec = ServerSpec::new(Mode::Wrapped, Some(SMALL_READ_BUFFER))
             .env("LOAD_NOTIFY_BEFORE_MS", NOTIFY_BEFORE_S * 1000)
             .env("LOAD_NOTICE_JITTER_MS", jitter * 1000)
             .env("LOAD_LEEWAY_MS", 0);
@@ -305,8 +305,7 @@ pub(crate) fn abuse() {
         "\n## Abuse: {abusers} connections at the control-frame limits, one server process: each a 125 B ping a second, its 3 invalid 16 KiB control messages, an unusable renewal every 6 s (the default limits)\n"
     );
     let token = hs256_token(3600);
-    let spec =
-        ServerSpec::pinned(Mode::Wrapped, Some(SMALL_READ_BUFFER)).env("LOAD_RENEW_LIMIT", 10);
+    let spec = ServerSpec::new(Mode::Wrapped, Some(SMALL_READ_BUFFER)).env("LOAD_RENEW_LIMIT", 10);
     let mut fleet = ServerFleet::start(spec, abusers + PROBES);
     let addrs = fleet.addrs();
     let env = [("LOAD_TOKEN", token)];

@@ -203,8 +203,9 @@ pub(crate) struct ServerSpec<'a> {
 }
 
 impl<'a> ServerSpec<'a> {
-    /// A server pinned to core 0, HS256, no extra environment.
-    pub(crate) fn pinned(mode: Mode, read_buffer: Option<usize>) -> Self {
+    /// A server pinned to core 0 (fleets unpin theirs), HS256, no extra
+    /// environment.
+    pub(crate) fn new(mode: Mode, read_buffer: Option<usize>) -> Self {
         Self {
             mode,
             read_buffer,
@@ -279,7 +280,7 @@ pub(crate) struct ChildServer {
 
 impl ChildServer {
     pub(crate) fn start(mode: Mode, read_buffer: Option<usize>) -> Self {
-        ServerSpec::pinned(mode, read_buffer).start()
+        ServerSpec::new(mode, read_buffer).start()
     }
 
     /// (RSS KiB, live connections, alive tasks) of the server process.

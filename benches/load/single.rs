@@ -92,7 +92,7 @@ pub(crate) async fn handshake() {
             let (name, token) = &variants[index];
             let mut server = match token {
                 None => ChildServer::start(Mode::Bare, None),
-                Some(_) => ServerSpec::pinned(Mode::Wrapped, None).alg(name).start(),
+                Some(_) => ServerSpec::new(Mode::Wrapped, None).alg(name).start(),
             };
             let token = token.as_deref().unwrap_or("unused");
             let before = server.cpu();

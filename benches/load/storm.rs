@@ -133,7 +133,7 @@ mod with_client {
                 continue;
             }
             let token = jsonwebtoken::encode(&Header::new(alg), &claims(3600), &encoding).unwrap();
-            let spec = ServerSpec::pinned(Mode::Wrapped, Some(SMALL_READ_BUFFER)).alg(name);
+            let spec = ServerSpec::new(Mode::Wrapped, Some(SMALL_READ_BUFFER)).alg(name);
             let mut fleet = ServerFleet::start(spec, connections);
             let addrs = fleet.addrs();
             let mut workers = Worker::start_many(

@@ -149,11 +149,14 @@ where
         if let Some(protocol) = &authenticated.protocol {
             upgrade.set_selected_protocol(protocol.clone());
         }
+        // A plain closure returning the handler's future, not an async
+        // block around it: the task then holds only that future. An async
+        // block would keep its captures (axum's `WebSocket`, moved out on
+        // the first poll, and the upgrade's claims) in the task for the
+        // connection's whole life, about half a KiB each.
         upgrade
             .on_failed_upgrade(telemetry::upgrade_failed)
-            .on_upgrade(move |websocket| async move {
-                callback(socket::spawn(websocket, authenticated)).await;
-            })
+            .on_upgrade(move |websocket| callback(socket::spawn(websocket, authenticated)))
     }
 }
 

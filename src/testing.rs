@@ -1,5 +1,28 @@
 //! Helpers shared by the crate's unit tests.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::token::RegisteredClaims;
+
+/// `secs` seconds after the Unix epoch.
+pub(crate) fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// A token's identity, `jti` and `iat`: what revocations match.
+pub(crate) fn revocable(
+    iss: Option<&str>,
+    sub: Option<&str>,
+    jti: Option<&str>,
+    iat: Option<u64>,
+) -> RegisteredClaims {
+    RegisteredClaims {
+        jti: jti.map(str::to_owned),
+        iat,
+        ..RegisteredClaims::for_tests(iss, sub, u64::MAX)
+    }
+}
+
 /// splitmix64: a small, seeded, reproducible source of test cases.
 pub(crate) struct Rng(pub(crate) u64);
 

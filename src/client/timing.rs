@@ -150,12 +150,9 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::at;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
-
-    fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + S(secs)
-    }
 
     #[test]
     fn a_notice_corrects_a_clock_that_is_hours_off_either_way() {

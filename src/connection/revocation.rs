@@ -273,19 +273,7 @@ pub enum StalePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs)
-    }
-
-    fn claims(
-        iss: Option<&str>,
-        sub: Option<&str>,
-        jti: Option<&str>,
-        iat: Option<u64>,
-    ) -> RegisteredClaims {
-        RegisteredClaims::for_revocation_tests(iss, sub, jti, iat)
-    }
+    use crate::testing::{at, revocable};
 
     #[test]
     fn each_variant_matches_what_its_docs_say() {
@@ -293,7 +281,7 @@ mod tests {
         let user = Revocation::user(Some("i"), "alice");
         let token = Revocation::token("j-1");
         let before = Revocation::issued_before(None, "alice", t);
-        let alice = |iat| claims(Some("i"), Some("alice"), Some("other"), iat);
+        let alice = |iat| revocable(Some("i"), Some("alice"), Some("other"), iat);
         // User: issued up to the second of the revocation, or undated.
         assert!(user.matches(at(t), &alice(Some(t))));
         assert!(user.matches(at(t) + Duration::from_millis(999), &alice(Some(t))));
@@ -302,17 +290,20 @@ mod tests {
         assert!(!user.matches(at(t), &alice(Some(t + 1))));
         assert!(!user.matches(at(t), &alice(Some(u64::MAX))));
         // Identity is exact: another issuer, no issuer, another subject.
-        assert!(!user.matches(at(t), &claims(Some("j"), Some("alice"), None, None)));
-        assert!(!user.matches(at(t), &claims(None, Some("alice"), None, None)));
-        assert!(!user.matches(at(t), &claims(Some("i"), Some("bob"), None, None)));
-        assert!(!user.matches(at(t), &claims(Some("i"), None, None, None)));
+        assert!(!user.matches(at(t), &revocable(Some("j"), Some("alice"), None, None)));
+        assert!(!user.matches(at(t), &revocable(None, Some("alice"), None, None)));
+        assert!(!user.matches(at(t), &revocable(Some("i"), Some("bob"), None, None)));
+        assert!(!user.matches(at(t), &revocable(Some("i"), None, None, None)));
         // Token: by jti alone, whoever it names.
-        assert!(token.matches(at(0), &claims(None, None, Some("j-1"), None)));
-        assert!(token.matches(at(0), &claims(Some("x"), Some("y"), Some("j-1"), Some(5))));
-        assert!(!token.matches(at(0), &claims(None, None, Some("j-10"), None)));
-        assert!(!token.matches(at(0), &claims(None, None, None, None)));
+        assert!(token.matches(at(0), &revocable(None, None, Some("j-1"), None)));
+        assert!(token.matches(
+            at(0),
+            &revocable(Some("x"), Some("y"), Some("j-1"), Some(5))
+        ));
+        assert!(!token.matches(at(0), &revocable(None, None, Some("j-10"), None)));
+        assert!(!token.matches(at(0), &revocable(None, None, None, None)));
         // IssuedBefore: strictly before, or undated; no issuer is exact.
-        let no_iss = |iat| claims(None, Some("alice"), None, iat);
+        let no_iss = |iat| revocable(None, Some("alice"), None, iat);
         assert!(before.matches(at(0), &no_iss(Some(t - 1))));
         assert!(before.matches(at(0), &no_iss(Some(0))));
         assert!(before.matches(at(0), &no_iss(None)));

@@ -493,24 +493,10 @@ impl Drop for RevocationStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::UNIX_EPOCH;
-
     use super::*;
+    use crate::testing::{at, revocable};
 
     const RETENTION: Duration = Duration::from_secs(3600);
-
-    fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs)
-    }
-
-    fn claims(
-        iss: Option<&str>,
-        sub: Option<&str>,
-        jti: Option<&str>,
-        iat: Option<u64>,
-    ) -> RegisteredClaims {
-        RegisteredClaims::for_revocation_tests(iss, sub, jti, iat)
-    }
 
     fn store() -> RevocationStore {
         RevocationStore::new(RETENTION, Report::NONE)
@@ -553,7 +539,7 @@ mod tests {
             0 => None,
             _ => Some(rng.pick(&TIMES)),
         };
-        claims(
+        revocable(
             rng.pick(&ISSUERS),
             rng.pick(&SUBJECTS),
             rng.pick(&JTIS),
@@ -657,11 +643,11 @@ mod tests {
         assert_eq!(listed(t + 3610), expected);
         assert_eq!(listed(t + 3620), [future]);
         assert!(store.is_revoked_at(
-            &claims(None, Some("bob"), None, Some(t + 7199)),
+            &revocable(None, Some("bob"), None, Some(t + 7199)),
             at(t + 10_799)
         ));
         assert!(!store.is_revoked_at(
-            &claims(None, Some("bob"), None, Some(t + 7199)),
+            &revocable(None, Some("bob"), None, Some(t + 7199)),
             at(t + 10_800)
         ));
         assert_eq!(store.len(), 0);
@@ -708,7 +694,7 @@ mod tests {
         let forever = Revocation::issued_before(None, "x", u64::MAX);
         assert_eq!(store.apply(&forever, now, now), Applied::Changed);
         assert!(store.is_revoked_at(
-            &claims(None, Some("x"), None, Some(u64::MAX - 1)),
+            &revocable(None, Some("x"), None, Some(u64::MAX - 1)),
             at(u64::MAX / 4)
         ));
     }
@@ -730,8 +716,8 @@ mod tests {
         assert!(queued <= 2, "{queued} queue items for 2 entries");
         // Each is still kept until its latest instant plus the retention.
         let last = BASE + 999 + RETENTION.as_secs();
-        let alice_token = claims(None, Some("alice"), None, Some(BASE + 999));
-        let bob_token = claims(None, Some("bob"), None, Some(BASE - 1));
+        let alice_token = revocable(None, Some("alice"), None, Some(BASE + 999));
+        let bob_token = revocable(None, Some("bob"), None, Some(BASE - 1));
         assert!(store.is_revoked_at(&alice_token, at(last - 1)));
         assert!(store.is_revoked_at(&bob_token, at(last - 1)));
         assert!(!store.is_revoked_at(&alice_token, at(last)));

@@ -107,21 +107,6 @@ impl RegisteredClaims {
             jti: None,
         }
     }
-
-    /// A token's identity, `jti` and `iat`, for revocation tests.
-    #[cfg(test)]
-    pub(crate) fn for_revocation_tests(
-        iss: Option<&str>,
-        sub: Option<&str>,
-        jti: Option<&str>,
-        iat: Option<u64>,
-    ) -> Self {
-        Self {
-            jti: jti.map(str::to_owned),
-            iat,
-            ..Self::for_tests(iss, sub, u64::MAX)
-        }
-    }
 }
 
 /// The wire form. jsonwebtoken has already checked `exp`, `nbf`, `iss`,

@@ -18,6 +18,17 @@ use crate::socket::ahead::STASH_FRAMES;
 
 const HANG: Duration = Duration::from_secs(600);
 
+/// Alice's connection on a roomy transport, with a handle on its shared
+/// state to watch what is kept for the application.
+fn open_alice(
+    layer: &WsAuthLayer<Claims>,
+    exp: u64,
+) -> (AuthWebSocket<Claims>, Peer, Arc<dyn Half>) {
+    let Setup { socket, peer } = open(layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
+    let half = Arc::clone(&socket.receiver.half);
+    (socket, peer, half)
+}
+
 async fn settle() {
     for _ in 0..50 {
         tokio::task::yield_now().await;
@@ -172,11 +183,7 @@ async fn a_held_never_polled_receiver_and_cloned_senders_get_renewals_answered()
 async fn frames_sent_while_the_application_was_not_reading_are_all_delivered_later_in_order() {
     let layer = layer(defaults);
     let exp = wall_now() + 60;
-    let Setup {
-        mut socket,
-        mut peer,
-    } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
-    let half = Arc::clone(&socket.receiver.half);
+    let (mut socket, mut peer, half) = open_alice(&layer, exp);
     peer.send_text("before the notice");
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
     for n in 0..10 {
@@ -218,11 +225,7 @@ async fn frames_kept_for_the_application_are_never_handed_over_after_the_deadlin
     for stalled in [false, true] {
         let layer = layer(defaults);
         let exp = wall_now() + 60;
-        let Setup {
-            mut socket,
-            mut peer,
-        } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
-        let half = Arc::clone(&socket.receiver.half);
+        let (mut socket, mut peer, half) = open_alice(&layer, exp);
         let deadline = deadline(&socket);
         assert_eq!(peer.next_json().await["type"], "auth.expiring");
         for n in 0..5 {
@@ -253,11 +256,7 @@ async fn a_flood_fills_the_stash_to_its_bound_and_the_renewal_waits_for_the_appl
     const FLOOD: usize = 100;
     let layer = layer(defaults);
     let exp = wall_now() + 60;
-    let Setup {
-        mut socket,
-        mut peer,
-    } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
-    let half = Arc::clone(&socket.receiver.half);
+    let (mut socket, mut peer, half) = open_alice(&layer, exp);
     let first_deadline = deadline(&socket);
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
     for n in 0..FLOOD {
@@ -303,11 +302,7 @@ async fn a_flood_fills_the_stash_to_its_bound_and_the_renewal_waits_for_the_appl
 async fn the_stash_is_bounded_by_max_message_bytes_too() {
     let layer = layer(|b| defaults(b).max_message_bytes(1000));
     let exp = wall_now() + 60;
-    let Setup {
-        mut socket,
-        mut peer,
-    } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
-    let half = Arc::clone(&socket.receiver.half);
+    let (mut socket, mut peer, half) = open_alice(&layer, exp);
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
     for n in 0..10u8 {
         peer.send(Message::Binary(vec![n; 300].into()));
@@ -330,11 +325,7 @@ async fn the_renewal_reader_ends_when_the_connection_ends_or_the_receiver_is_dro
     // sent before are still handed over, then the close.
     let layer = layer(defaults);
     let exp = wall_now() + 60;
-    let Setup {
-        mut socket,
-        mut peer,
-    } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
-    let half = Arc::clone(&socket.receiver.half);
+    let (mut socket, mut peer, half) = open_alice(&layer, exp);
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
     settle().await;
     assert_eq!(half.renewal_readers(), 1);
@@ -376,11 +367,7 @@ async fn the_renewal_reader_ends_when_the_connection_ends_or_the_receiver_is_dro
 async fn an_application_parked_in_recv_reads_for_itself_and_one_that_gives_up_gets_a_reader() {
     let layer = layer(defaults);
     let exp = wall_now() + 60;
-    let Setup {
-        mut socket,
-        mut peer,
-    } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
-    let half = Arc::clone(&socket.receiver.half);
+    let (mut socket, mut peer, half) = open_alice(&layer, exp);
     // Parked in recv when the notice goes out: no task.
     let parked = tokio::spawn(async move {
         let first = socket.recv().await;
@@ -526,11 +513,7 @@ fn a_reader_that_comes_and_goes_loses_and_reorders_nothing_on_two_threads() {
                 .renew_limit(100_000)
         });
         let exp = wall_now() + 3600;
-        let Setup {
-            mut socket,
-            mut peer,
-        } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
-        let half = Arc::clone(&socket.receiver.half);
+        let (mut socket, mut peer, half) = open_alice(&layer, exp);
         let app = tokio::spawn(async move {
             let mut rng = crate::testing::Rng(7);
             let mut got = 0;
@@ -643,11 +626,7 @@ async fn kept_frames_refused_after_a_reauthentication_deadline_end_it_as_not_rea
     for stalled in [false, true] {
         let layer = layer(defaults);
         let exp = wall_now() + 600;
-        let Setup {
-            mut socket,
-            mut peer,
-        } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
-        let half = Arc::clone(&socket.receiver.half);
+        let (mut socket, mut peer, half) = open_alice(&layer, exp);
         let asked = layer.connections().reauthenticate(
             crate::revocation::ConnectionSelector::All,
             Duration::from_secs(20),

@@ -86,13 +86,17 @@ fn hs256_token_until(exp: u64) -> String {
     .unwrap()
 }
 
+/// `name` from the environment, parsed, or `default` when unset or
+/// unparsable: how every scenario, server child and worker takes its knobs.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
 fn run_secs() -> Duration {
-    Duration::from_secs(
-        std::env::var("LOAD_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(5),
-    )
+    Duration::from_secs(env_or("LOAD_SECS", 5))
 }
 
 fn main() {

@@ -13,10 +13,7 @@ use crate::{Mode, SMALL_READ_BUFFER, hs256_token, hs256_token_until, now};
 
 /// `LOAD_CONNECTIONS`, or the scenario's own count.
 pub(crate) fn connections(default: usize) -> usize {
-    std::env::var("LOAD_CONNECTIONS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default)
+    crate::env_or("LOAD_CONNECTIONS", default)
 }
 
 /// Idle connections added in four steps, bare and wrapped in alternating

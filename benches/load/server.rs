@@ -14,7 +14,7 @@ use axum::routing::any;
 use axum_ws_auth::{AuthUpgrade, AuthWebSocket, Connections, JwtValidator, WsAuthLayer};
 use jsonwebtoken::Validation;
 
-use crate::{AUDIENCE, Mode, SECRET, keys};
+use crate::{AUDIENCE, Mode, SECRET, env_or, keys};
 
 /// Echoes until the connection is over. A close is not echoed: reading on
 /// after it lets tungstenite send its close reply and end cleanly, the
@@ -60,30 +60,18 @@ fn bare_router(read_buffer: Option<usize>) -> Router {
     )
 }
 
-/// A number from the server child's environment: the herd and abuse
-/// scenarios set the layer's timing and limits this way.
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
+/// The herd and abuse scenarios set the layer's timing and limits through
+/// the server child's environment.
 fn wrapped_router(validator: JwtValidator, read_buffer: Option<usize>) -> (Router, Connections) {
     let layer = WsAuthLayer::<Claims>::builder(validator.with_audience(&[AUDIENCE]))
         // The renewal storm renews 10k connections at once, some twice.
-        .renew_limit(env_number("LOAD_RENEW_LIMIT", 1000) as u32)
-        .notify_before(Duration::from_millis(env_number(
+        .renew_limit(env_or("LOAD_RENEW_LIMIT", 1000))
+        .notify_before(Duration::from_millis(env_or(
             "LOAD_NOTIFY_BEFORE_MS",
             30_000,
         )))
-        .notice_jitter(Duration::from_millis(env_number(
-            "LOAD_NOTICE_JITTER_MS",
-            0,
-        )))
-        .leeway(Duration::from_secs(
-            env_number("LOAD_LEEWAY_MS", 5_000) / 1000,
-        ))
+        .notice_jitter(Duration::from_millis(env_or("LOAD_NOTICE_JITTER_MS", 0)))
+        .leeway(Duration::from_secs(env_or("LOAD_LEEWAY_MS", 5_000) / 1000))
         .build()
         .unwrap();
     let connections = layer.connections();
@@ -158,10 +146,7 @@ pub(crate) fn rss_kib() -> u64 {
 /// stdin with `rss_kib live tasks cpu_micros`, exits when stdin closes. `LOAD_PORT`
 /// picks its port (a restarted server takes its old one back).
 pub(crate) fn serve_child(mode: Mode, read_buffer: Option<usize>, alg: String) {
-    let port = std::env::var("LOAD_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+    let port = env_or("LOAD_PORT", 0);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -18,10 +18,7 @@ use crate::{Mode, SECRET, SMALL_READ_BUFFER, claims, hs256_token, keys, run_secs
 /// Interleaved rounds per comparison: `LOAD_ROUNDS`, 6 by default (1 to
 /// profile one server).
 fn rounds() -> usize {
-    std::env::var("LOAD_ROUNDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(6)
+    crate::env_or("LOAD_ROUNDS", 6)
 }
 
 pub(crate) async fn throughput() {

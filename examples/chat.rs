@@ -93,7 +93,12 @@ async fn chat(
 ) -> Response {
     let room = state.room(&room);
     upgrade.on_upgrade(move |socket| async move {
-        let user = socket.registered().sub.clone().unwrap_or_default();
+        let user = socket
+            .registered()
+            .sub
+            .as_deref()
+            .unwrap_or_default()
+            .to_owned();
         let (sender, mut receiver) = socket.split();
         // The room to this socket, on a task with a clone of the sender.
         let forward = tokio::spawn(forward(

@@ -19,7 +19,7 @@ pub(crate) struct Settings<C> {
     pub(crate) sources: SourceConfig,
     pub(crate) allowed_origins: Option<Vec<HeaderValue>>,
     pub(crate) allow_missing_origin: bool,
-    pub(crate) protocols: Vec<HeaderValue>,
+    pub(crate) protocols: Vec<Arc<HeaderValue>>,
     pub(crate) realm: Arc<str>,
     pub(crate) authorize: Option<ClaimsCheck<C>>,
     pub(crate) revoked: Option<ClaimsCheck<C>>,

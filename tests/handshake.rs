@@ -684,8 +684,8 @@ async fn registered_reporter(upgrade: AuthUpgrade<ScopeOnly>) -> Response {
     upgrade.on_upgrade(move |mut socket| async move {
         let report = json!({
             "scope": scope,
-            "iss": registered.iss,
-            "sub": registered.sub,
+            "iss": registered.iss.as_deref(),
+            "sub": registered.sub.as_deref(),
             "aud": registered.aud,
             "exp": registered.exp,
             "nbf": registered.nbf,

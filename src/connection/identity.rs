@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
-use crate::token::TokenSource;
+use crate::token::{RegisteredClaims, TokenSource};
 
 /// Who is on the other end of an authenticated connection: one value,
 /// fixed at the handshake, shared by the socket, its halves, the registry
@@ -29,7 +29,8 @@ pub struct Identity {
     iss: Option<Arc<str>>,
     sub: Option<Arc<str>>,
     source: TokenSource,
-    protocol: Option<HeaderValue>,
+    /// The layer's own value, shared by every connection selecting it.
+    protocol: Option<Arc<HeaderValue>>,
 }
 
 impl Identity {
@@ -38,7 +39,7 @@ impl Identity {
         iss: Option<Arc<str>>,
         sub: Option<Arc<str>>,
         source: TokenSource,
-        protocol: Option<HeaderValue>,
+        protocol: Option<Arc<HeaderValue>>,
     ) -> Self {
         Self {
             id,
@@ -72,17 +73,19 @@ impl Identity {
 
     /// The subprotocol selected at the handshake, if any.
     pub fn protocol(&self) -> Option<&HeaderValue> {
-        self.protocol.as_ref()
+        self.protocol.as_deref()
     }
 
-    /// The issuer as shared with the registry.
-    pub(crate) fn shared_issuer(&self) -> Option<Arc<str>> {
-        self.iss.clone()
-    }
-
-    /// The subject as shared with the registry.
-    pub(crate) fn shared_subject(&self) -> Option<Arc<str>> {
-        self.sub.clone()
+    /// Points a renewal's claims at this identity's `iss` and `sub` (the
+    /// same strings: the renewal passed [`is_same`](Self::is_same)), so a
+    /// connection keeps one copy of each however often it renews.
+    pub(crate) fn share_with(&self, claims: &mut RegisteredClaims) {
+        if claims.iss.as_deref() == self.issuer() {
+            claims.iss.clone_from(&self.iss);
+        }
+        if claims.sub.as_deref() == self.subject() {
+            claims.sub.clone_from(&self.sub);
+        }
     }
 
     /// Whether a token with this `iss` and `sub` names the same principal.

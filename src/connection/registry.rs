@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
 use super::store::{Applied, Report, RevocationStore, RevocationsStale};
-use super::{ConnectionSelector, EndReason, Revocation, RevocationEntry, StalePolicy};
+use super::{ConnectionSelector, EndReason, Identity, Revocation, RevocationEntry, StalePolicy};
 use crate::protocol::CloseReason;
 use crate::token::{RegisteredClaims, TokenError};
 
@@ -45,30 +45,21 @@ pub struct Connections {
 
 #[derive(Debug)]
 struct Registry {
-    live: Mutex<HashMap<u64, Entry>>,
+    /// Each live connection by id. Nothing else per connection: its
+    /// identity and token are read from the connection when a scan needs
+    /// them, which keeps the map at 24 bytes an entry.
+    live: Mutex<HashMap<u64, Weak<dyn Closable>>>,
     shutting_down: AtomicBool,
     all_closed: Notify,
     revocations: RevocationStore,
 }
 
-struct Entry {
-    iss: Option<Arc<str>>,
-    sub: Option<Arc<str>>,
-    connection: Weak<dyn Closable>,
-}
-
-impl std::fmt::Debug for Entry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Entry")
-            .field("iss", &self.iss)
-            .field("sub", &self.sub)
-            .finish_non_exhaustive()
-    }
-}
-
 /// A connection the registry can ask to close or to re-authenticate,
 /// judged by its current token.
 pub(crate) trait Closable: Send + Sync {
+    /// Who is on the other end: fixed for the connection's life.
+    fn identity(&self) -> &Identity;
+
     /// Ends the connection with `reason` if the registered claims of its
     /// current token satisfy `matches`; true if this call ended it (false
     /// when it did not match or had ended already).
@@ -89,7 +80,7 @@ pub(crate) trait Closable: Send + Sync {
 }
 
 impl Registry {
-    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<dyn Closable>>> {
         // The map stays consistent even if a holder panicked: every
         // operation on it is a single insert, remove or scan.
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
@@ -119,19 +110,25 @@ impl Connections {
     /// `1001 server shutting down`.
     pub fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
-        for connection in self.matching(|_, _| true) {
+        for connection in self.matching(|_| true) {
             connection.request_close(EndReason::ServerShutdown);
         }
     }
 
-    /// Live connections selected by `filter`, collected first so that none
-    /// is asked anything while the registry is locked.
-    fn matching(&self, filter: impl Fn(u64, &Entry) -> bool) -> Vec<Arc<dyn Closable>> {
-        self.inner
+    /// Live connections whose identity `filter` selects, collected first so
+    /// that none is asked anything while the registry is locked.
+    fn matching(&self, filter: impl Fn(&Identity) -> bool) -> Vec<Arc<dyn Closable>> {
+        let live: Vec<Arc<dyn Closable>> = self
+            .inner
             .live()
-            .iter()
-            .filter(|(id, entry)| filter(**id, entry))
-            .filter_map(|(_, entry)| entry.connection.upgrade())
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        // Judged (and the others let go) once the lock is released:
+        // letting go of a connection's last handle unregisters it, which
+        // takes the lock.
+        live.into_iter()
+            .filter(|connection| filter(connection.identity()))
             .collect()
     }
 
@@ -154,7 +151,7 @@ impl Connections {
     /// # }
     /// ```
     pub fn close_subject(&self, sub: &str) -> usize {
-        self.matching(|_, entry| entry.sub.as_deref() == Some(sub))
+        self.matching(|identity| identity.subject() == Some(sub))
             .iter()
             .filter(|connection| connection.request_close(EndReason::Revoked))
             .count()
@@ -228,10 +225,8 @@ impl Connections {
             // Stored first, then the live sockets: a socket registering
             // meanwhile checks the store itself (see `register`).
             let identity = revocation.identity();
-            let candidates = self.matching(|_, entry| {
-                identity.is_none_or(|(iss, sub)| {
-                    entry.iss.as_deref() == iss && entry.sub.as_deref() == Some(sub)
-                })
+            let candidates = self.matching(|connection| {
+                identity.is_none_or(|(iss, sub)| connection.is_same(iss, Some(sub)))
             });
             let matches = |claims: &RegisteredClaims| revocation.matches(revoked_at, claims);
             closed = candidates
@@ -322,9 +317,10 @@ impl Connections {
     /// }
     /// ```
     pub fn close_connection(&self, id: u64, reason: CloseReason) -> bool {
-        self.matching(|live, _| live == id)
-            .iter()
-            .any(|connection| connection.request_close(EndReason::CloseRequested { reason }))
+        let connection = self.inner.live().get(&id).and_then(Weak::upgrade);
+        connection.is_some_and(|connection| {
+            connection.request_close(EndReason::CloseRequested { reason })
+        })
     }
 
     /// Asks the selected connections to re-authenticate within `grace`
@@ -361,9 +357,7 @@ impl Connections {
     /// # Ok::<_, axum_ws_auth::ConfigError>(())
     /// ```
     pub fn reauthenticate(&self, selector: ConnectionSelector, grace: Duration) -> usize {
-        let candidates = self.matching(|id, entry| {
-            selector.may_select(id, entry.iss.as_deref(), entry.sub.as_deref())
-        });
+        let candidates = self.matching(|identity| selector.may_select(identity));
         let selects = |claims: &RegisteredClaims| selector.selects(claims);
         candidates
             .iter()
@@ -401,19 +395,10 @@ impl Connections {
     pub(crate) fn register(
         &self,
         id: u64,
-        iss: Option<Arc<str>>,
-        sub: Option<Arc<str>>,
         registered: &RegisteredClaims,
         connection: Weak<dyn Closable>,
     ) -> (LiveGuard, Option<EndReason>) {
-        self.inner.live().insert(
-            id,
-            Entry {
-                iss,
-                sub,
-                connection,
-            },
-        );
+        self.inner.live().insert(id, connection);
         let guard = LiveGuard {
             registry: Arc::clone(&self.inner),
             id,
@@ -453,6 +438,7 @@ mod tests {
 
     /// A connection that records what it was asked, with a current token.
     struct Recorder {
+        identity: Identity,
         claims: Mutex<RegisteredClaims>,
         closes: Mutex<Vec<EndReason>>,
         reauths: Mutex<Vec<Duration>>,
@@ -464,7 +450,28 @@ mod tests {
         }
     }
 
+    impl Recorder {
+        fn new(id: u64, claims: RegisteredClaims) -> Self {
+            Self {
+                identity: Identity::new(
+                    id,
+                    claims.iss.clone(),
+                    claims.sub.clone(),
+                    crate::token::TokenSource::Header,
+                    None,
+                ),
+                claims: Mutex::new(claims),
+                closes: Mutex::default(),
+                reauths: Mutex::default(),
+            }
+        }
+    }
+
     impl Closable for Recorder {
+        fn identity(&self) -> &Identity {
+            &self.identity
+        }
+
         fn close_if(&self, matches: &dyn Fn(&RegisteredClaims) -> bool, reason: EndReason) -> bool {
             let mut closes = self.closes.lock().unwrap();
             if !closes.is_empty() || !matches(&self.claims.lock().unwrap()) {
@@ -504,16 +511,10 @@ mod tests {
         id: u64,
         claims: RegisteredClaims,
     ) -> (Arc<Recorder>, LiveGuard) {
-        let iss = claims.iss.as_deref().map(Arc::from);
-        let sub = claims.sub.as_deref().map(Arc::from);
         let registered = claims.clone();
-        let recorder = Arc::new(Recorder {
-            claims: Mutex::new(claims),
-            closes: Mutex::default(),
-            reauths: Mutex::default(),
-        });
+        let recorder = Arc::new(Recorder::new(id, claims));
         let weak = Arc::downgrade(&(Arc::clone(&recorder) as Arc<dyn Closable>));
-        let (guard, ending) = connections.register(id, iss, sub, &registered, weak);
+        let (guard, ending) = connections.register(id, &registered, weak);
         assert_eq!(ending, None);
         (recorder, guard)
     }
@@ -543,16 +544,11 @@ mod tests {
         assert_eq!(connections.count(), 0);
         // Registered after shutdown: told to close at once.
         let (_late, late_weak) = {
-            let recorder: Arc<dyn Closable> = Arc::new(Recorder {
-                claims: Mutex::new(claims(None, "c", "3", 0)),
-                closes: Mutex::default(),
-                reauths: Mutex::default(),
-            });
+            let recorder: Arc<dyn Closable> = Arc::new(Recorder::new(3, claims(None, "c", "3", 0)));
             let weak = Arc::downgrade(&recorder);
             (recorder, weak)
         };
-        let (_late_guard, ending) =
-            connections.register(3, None, None, &claims(None, "c", "3", 0), late_weak);
+        let (_late_guard, ending) = connections.register(3, &claims(None, "c", "3", 0), late_weak);
         assert_eq!(ending, Some(EndReason::ServerShutdown));
     }
 
@@ -604,15 +600,10 @@ mod tests {
 
         // A connection registering with a token revoked meanwhile is told
         // to end at once.
-        let recorder: Arc<dyn Closable> = Arc::new(Recorder {
-            claims: Mutex::new(claims(Some("i"), "alice", "a3", t - 1)),
-            closes: Mutex::default(),
-            reauths: Mutex::default(),
-        });
+        let recorder: Arc<dyn Closable> =
+            Arc::new(Recorder::new(9, claims(Some("i"), "alice", "a3", t - 1)));
         let (_guard, ending) = connections.register(
             9,
-            Some("i".into()),
-            Some("alice".into()),
             &claims(Some("i"), "alice", "a3", t - 1),
             Arc::downgrade(&recorder),
         );

@@ -185,7 +185,7 @@ impl Revocation {
 }
 
 fn same_identity(iss: &Option<String>, sub: &str, claims: &RegisteredClaims) -> bool {
-    claims.iss == *iss && claims.sub.as_deref() == Some(sub)
+    claims.iss.as_deref() == iss.as_deref() && claims.sub.as_deref() == Some(sub)
 }
 
 /// Whole seconds since the Unix epoch, rounded down (0 before it).

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Identity;
 use crate::token::RegisteredClaims;
 
 /// Which live connections
@@ -107,15 +108,14 @@ impl ConnectionSelector {
         ConnectionSelector::Connection { id }
     }
 
-    /// Whether a connection with this id and identity may be selected,
-    /// before its current token is read.
-    pub(crate) fn may_select(&self, id: u64, iss: Option<&str>, sub: Option<&str>) -> bool {
+    /// Whether a connection with this identity may be selected, before its
+    /// current token is read.
+    pub(crate) fn may_select(&self, identity: &Identity) -> bool {
         match self {
-            ConnectionSelector::Connection { id: wanted } => id == *wanted,
-            ConnectionSelector::User {
-                iss: wanted_iss,
-                sub: wanted_sub,
-            } => iss == wanted_iss.as_deref() && sub == Some(wanted_sub.as_str()),
+            ConnectionSelector::Connection { id } => identity.connection_id() == *id,
+            ConnectionSelector::User { iss, sub } => {
+                identity.is_same(iss.as_deref(), Some(sub.as_str()))
+            }
             ConnectionSelector::All
             | ConnectionSelector::Token { .. }
             | ConnectionSelector::IssuedBefore { .. } => true,

@@ -281,10 +281,13 @@ impl State {
         {
             return true;
         }
+        // A scan over the issuers (a handful) rather than a lookup, which
+        // would copy the token's `iss` into a `String` on every check.
         claims.sub.as_deref().is_some_and(|sub| {
             self.users
-                .get(&claims.iss)
-                .and_then(|subjects| subjects.get(sub))
+                .iter()
+                .find(|(iss, _)| iss.as_deref() == claims.iss.as_deref())
+                .and_then(|(_, subjects)| subjects.get(sub))
                 .is_some_and(|cutoffs| cutoffs.matches(claims.iat))
         })
     }

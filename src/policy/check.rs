@@ -21,7 +21,7 @@ use super::{PolicyDenial, PolicyRequest};
 ///     type Future = std::future::Ready<Result<(), PolicyDenial>>;
 ///
 ///     fn check(&self, request: PolicyRequest<C>) -> Self::Future {
-///         let banned = request.registered().sub.as_ref().is_some_and(|sub| self.0.contains(sub));
+///         let banned = request.registered().sub.as_deref().is_some_and(|sub| self.0.contains(sub));
 ///         std::future::ready(if banned { Err(PolicyDenial::Revoked) } else { Ok(()) })
 ///     }
 /// }

@@ -178,36 +178,30 @@ pub(crate) fn monotonic_instant_of(exp: u64) -> Instant {
     }
 }
 
-/// Sliding-window limiter: at most `limit` attempts in any `window`.
-#[derive(Debug)]
+/// Sliding-window limiter: at most `limit` attempts in any `window` (the
+/// layer's, passed in rather than copied into every connection).
+#[derive(Debug, Default)]
 pub(crate) struct RenewLimiter {
-    limit: usize,
-    window: Duration,
     attempts: VecDeque<Instant>,
 }
 
 impl RenewLimiter {
-    pub(crate) fn new(limit: u32, window: Duration) -> Self {
-        Self {
-            limit: limit as usize,
-            window,
-            attempts: VecDeque::new(),
-        }
-    }
-
     /// Records an attempt at `now`; false when it is one too many.
-    pub(crate) fn attempt(&mut self, now: Instant) -> bool {
+    pub(crate) fn attempt(&mut self, now: Instant, limit: u32, window: Duration) -> bool {
         while self
             .attempts
             .front()
-            .is_some_and(|first| now.duration_since(*first) >= self.window)
+            .is_some_and(|first| now.duration_since(*first) >= window)
         {
             self.attempts.pop_front();
         }
-        if self.attempts.len() >= self.limit {
+        if self.attempts.len() >= limit as usize {
             return false;
         }
         self.attempts.push_back(now);
+        // Held for the window, on every connection that renewed: exactly
+        // the attempts, not a growth reserve (renewals are rare).
+        self.attempts.shrink_to_fit();
         true
     }
 }
@@ -218,15 +212,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn limiter_allows_r_attempts_in_any_window() {
-        let mut limiter = RenewLimiter::new(3, Duration::from_secs(60));
+        let mut limiter = RenewLimiter::default();
         let start = Instant::now();
-        assert!(limiter.attempt(start));
-        assert!(limiter.attempt(start + Duration::from_secs(10)));
-        assert!(limiter.attempt(start + Duration::from_secs(20)));
-        assert!(!limiter.attempt(start + Duration::from_secs(59)));
+        let mut attempt_at = |secs| {
+            limiter.attempt(
+                start + Duration::from_secs(secs),
+                3,
+                Duration::from_secs(60),
+            )
+        };
+        assert!(attempt_at(0));
+        assert!(attempt_at(10));
+        assert!(attempt_at(20));
+        assert!(!attempt_at(59));
         // The first attempt leaves the window at exactly 60 s.
-        assert!(limiter.attempt(start + Duration::from_secs(60)));
-        assert!(!limiter.attempt(start + Duration::from_secs(61)));
+        assert!(attempt_at(60));
+        assert!(!attempt_at(61));
+        assert_eq!(limiter.attempts.len(), 3);
+        assert_eq!(limiter.attempts.capacity(), 3, "no growth reserve is kept");
     }
 
     #[tokio::test(start_paused = true)]

@@ -141,10 +141,8 @@ where
         registered: Arc<RegisteredClaims>,
     ) -> Arc<Self> {
         let session = &settings.session;
-        let renewals = RenewLimiter::new(session.renew_limit, session.renew_window);
         let deadline = SharedDeadline::new(exp, session.leeway);
         let id = identity.connection_id();
-        let (iss, sub) = (identity.shared_issuer(), identity.shared_subject());
         let writers = Arc::new(Writers::default());
         let shared = Arc::new_cyclic(|me| Self {
             core: Mutex::new(Core {
@@ -153,7 +151,7 @@ where
                 registered: Arc::clone(&registered),
                 claims_watch: None,
                 events: None,
-                renewals,
+                renewals: RenewLimiter::default(),
                 invalid_controls: 0,
                 outbox: VecDeque::new(),
                 control_unflushed: false,
@@ -183,9 +181,7 @@ where
         let settings = Arc::clone(&shared.lock().settings);
         let closable: Weak<dyn Closable> =
             Arc::downgrade(&(Arc::clone(&shared) as Arc<dyn Closable>));
-        let (live, ending) = settings
-            .connections
-            .register(id, iss, sub, &registered, closable);
+        let (live, ending) = settings.connections.register(id, &registered, closable);
         let mut core = shared.lock();
         core.live = Some(live);
         if let Some(ending) = ending {
@@ -458,6 +454,10 @@ impl<C> Closable for Shared<C>
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
+    fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     fn close_if(&self, matches: &dyn Fn(&RegisteredClaims) -> bool, reason: EndReason) -> bool {
         let mut core = self.lock();
         if core.ending.is_some() || !matches(&core.registered) {

@@ -22,6 +22,7 @@ mod expiry;
 mod read;
 mod reauth;
 mod renew;
+mod send;
 #[cfg(test)]
 mod tests;
 mod transport;
@@ -35,7 +36,6 @@ use std::task::{Context, Poll};
 use axum::extract::ws::Message;
 use futures_core::Stream;
 use futures_sink::Sink;
-use futures_util::SinkExt;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
@@ -46,6 +46,7 @@ use crate::token::RegisteredClaims;
 use crate::token::TokenSource;
 use core::{Half, Shared};
 use http::HeaderValue;
+pub use send::SendFuture;
 use transport::Slot;
 use transport::Transport;
 
@@ -72,7 +73,7 @@ pub(crate) struct Authenticated<C> {
     pub(crate) sub: Option<Arc<str>>,
     pub(crate) exp: u64,
     pub(crate) source: TokenSource,
-    pub(crate) protocol: Option<HeaderValue>,
+    pub(crate) protocol: Option<Arc<HeaderValue>>,
     pub(crate) settings: Arc<Settings<C>>,
 }
 
@@ -247,9 +248,10 @@ where
         self.receiver.recv().await
     }
 
-    /// Sends an application message.
-    pub async fn send(&mut self, message: Message) -> Result<(), axum::Error> {
-        self.sender.send(message).await
+    /// Sends an application message; fails once the connection is closed or
+    /// its token has expired.
+    pub fn send(&mut self, message: Message) -> SendFuture<'_, C> {
+        self.sender.send(message)
     }
 }
 
@@ -329,8 +331,8 @@ where
 {
     /// Sends an application message; fails once the connection is closed or
     /// its token has expired.
-    pub async fn send(&mut self, message: Message) -> Result<(), axum::Error> {
-        SinkExt::send(self, message).await
+    pub fn send(&mut self, message: Message) -> SendFuture<'_, C> {
+        SendFuture::new(self, message)
     }
 }
 

@@ -20,7 +20,9 @@ where
     C: DeserializeOwned + Send + Sync + 'static,
 {
     pub(super) fn renew(&self, core: &mut Core<C>, token: String, id: Option<String>) {
-        if !core.renewals.attempt(Instant::now()) {
+        let session = &core.settings.session;
+        let (limit, window) = (session.renew_limit, session.renew_window);
+        if !core.renewals.attempt(Instant::now(), limit, window) {
             self.end(core, EndReason::TooManyRenewals);
             return;
         }
@@ -67,10 +69,12 @@ where
                 id,
             );
         }
+        let mut registered = valid.registered;
+        self.identity.share_with(&mut registered);
         let renewal = Renewal {
             exp: valid.exp,
             claims: Arc::new(valid.claims),
-            registered: Arc::new(valid.registered),
+            registered: Arc::new(registered),
             id,
         };
         match core.settings.policy.clone() {

@@ -2,6 +2,7 @@
 //! (notices, renewal answers) that go out ahead of them as soon as the
 //! transport takes writes, on a flush task when it is full.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -65,6 +66,12 @@ where
                     return Poll::Pending;
                 }
             }
+        }
+        // A connection sends a control frame or two per token: keeping the
+        // queue's buffer (four frames, 192 bytes) for the rest of its life
+        // would cost more than allocating it again for the next notice.
+        if core.outbox.capacity() != 0 {
+            core.outbox = VecDeque::new();
         }
         if core.control_unflushed {
             std::task::ready!(Pin::new(&mut core.transport).poll_flush(cx))?;

@@ -1,5 +1,7 @@
 //! The registered claims of RFC 7519 section 4.1, read by the crate itself.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Deserializer};
 
 /// The registered claims of a validated token (RFC 7519 section 4.1),
@@ -56,13 +58,15 @@ use serde::{Deserialize, Deserializer};
 pub struct RegisteredClaims {
     /// `iss`: the issuer. One string; jsonwebtoken would also accept a
     /// list, which this crate refuses, since (`iss`, `sub`) is the
-    /// connection's identity.
-    pub iss: Option<String>,
+    /// connection's identity. Shared (an `Arc`) with the connection's
+    /// [`Identity`](crate::Identity): a connection keeps one copy.
+    pub iss: Option<Arc<str>>,
     /// `sub`: the subject, unique within its issuer. Required by a
     /// [`WsAuthLayer`](crate::WsAuthLayer) unless
     /// [`allow_missing_subject`](crate::WsAuthLayerBuilder::allow_missing_subject)
-    /// is set.
-    pub sub: Option<String>,
+    /// is set. Shared with the connection's [`Identity`](crate::Identity),
+    /// as `iss` is.
+    pub sub: Option<Arc<str>>,
     /// `aud`: the audiences, in the token's order; a single string becomes
     /// a list of one, an absent claim an empty list.
     pub aud: Vec<String>,
@@ -83,8 +87,8 @@ impl RegisteredClaims {
     pub(crate) fn from_payload(payload: &str) -> Option<Self> {
         let raw: Raw = serde_json::from_str(payload).ok()?;
         Some(Self {
-            iss: raw.iss,
-            sub: raw.sub,
+            iss: raw.iss.map(Arc::from),
+            sub: raw.sub.map(Arc::from),
             aud: raw.aud.map(Audience::into_vec).unwrap_or_default(),
             exp: raw.exp.0,
             nbf: raw.nbf.map(|date| date.0),
@@ -98,8 +102,8 @@ impl RegisteredClaims {
     #[cfg(test)]
     pub(crate) fn for_tests(iss: Option<&str>, sub: Option<&str>, exp: u64) -> Self {
         Self {
-            iss: iss.map(str::to_owned),
-            sub: sub.map(str::to_owned),
+            iss: iss.map(Arc::from),
+            sub: sub.map(Arc::from),
             aud: Vec::new(),
             exp,
             nbf: None,

@@ -134,8 +134,8 @@ impl<'a> OfferedProtocols<'a> {
     /// that offered nothing gets no `Sec-WebSocket-Protocol` back.
     pub(crate) fn select(
         &self,
-        supported: &[HeaderValue],
-    ) -> Result<Option<HeaderValue>, InvalidRequest> {
+        supported: &[Arc<HeaderValue>],
+    ) -> Result<Option<Arc<HeaderValue>>, InvalidRequest> {
         if self.bearer.is_none() && self.protocols.is_empty() {
             return Ok(None);
         }
@@ -628,12 +628,13 @@ mod tests {
     #[test]
     fn selection_follows_server_preference_and_never_picks_bearer() {
         let supported = [
-            HeaderValue::from_static("graphql-transport-ws"),
-            HeaderValue::from_static("wsauth.v1"),
+            Arc::new(HeaderValue::from_static("graphql-transport-ws")),
+            Arc::new(HeaderValue::from_static("wsauth.v1")),
         ];
         let select = |list: &str| {
             let map = headers(&[("sec-websocket-protocol", list)]);
-            OfferedProtocols::parse(&map).unwrap().select(&supported)
+            let selected = OfferedProtocols::parse(&map)?.select(&supported)?;
+            Ok::<_, InvalidRequest>(selected.map(|protocol| protocol.to_str().unwrap().to_owned()))
         };
         assert_eq!(
             select("wsauth.v1, bearer.x, graphql-transport-ws")

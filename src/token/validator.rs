@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -299,13 +301,13 @@ pub struct ValidatedToken<C> {
     /// unique only within its issuer. An `iss` that is not a single string
     /// (jsonwebtoken would accept a list) is refused as
     /// [`TokenError::InvalidClaimFormat`].
-    pub iss: Option<String>,
+    pub iss: Option<Arc<str>>,
     /// The `sub` claim, if present; the same as
     /// [`registered.sub`](RegisteredClaims::sub). A
     /// [`WsAuthLayer`](crate::WsAuthLayer) requires it unless
     /// [`allow_missing_subject`](crate::WsAuthLayerBuilder::allow_missing_subject)
     /// is set.
-    pub sub: Option<String>,
+    pub sub: Option<Arc<str>>,
     /// The `exp` claim (seconds since the Unix epoch), exactly as
     /// jsonwebtoken read it for its own check: integers as they are (up to
     /// `u64::MAX`), fractions rounded half away from zero. The same as
@@ -593,7 +595,7 @@ mod tests {
         assert_eq!(valid.sub.as_deref(), Some("x"));
         let anonymous = sign(&json!({"iss": "https://a", "exp": exp}));
         let valid = validator.validate::<Value>(&anonymous).unwrap();
-        assert_eq!((valid.iss, valid.sub), (Some("https://a".to_owned()), None));
+        assert_eq!((valid.iss.as_deref(), valid.sub), (Some("https://a"), None));
         // jsonwebtoken accepts an issuer list; an identity needs one issuer.
         assert_eq!(
             validator

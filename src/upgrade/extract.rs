@@ -78,7 +78,7 @@ impl<C> AuthUpgrade<C> {
 
     /// The subprotocol that will be selected, if the client offered any.
     pub fn selected_protocol(&self) -> Option<&HeaderValue> {
-        self.authenticated.protocol.as_ref()
+        self.authenticated.protocol.as_deref()
     }
 
     /// Refuses the upgrade after the layer let it through, e.g. for a
@@ -147,7 +147,7 @@ where
             authenticated,
         } = self;
         if let Some(protocol) = &authenticated.protocol {
-            upgrade.set_selected_protocol(protocol.clone());
+            upgrade.set_selected_protocol(HeaderValue::clone(protocol));
         }
         // A plain closure returning the handler's future, not an async
         // block around it: the task then holds only that future. An async

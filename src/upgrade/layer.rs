@@ -523,9 +523,13 @@ impl<C> WsAuthLayerBuilder<C> {
                 return Err(ConfigError::ZeroLimit(name));
             }
         }
+        // Shared with every connection that selects one.
         let protocols = to_header_values(protocols, "subprotocol", |p| {
             !p.is_empty() && !p.starts_with(crate::protocol::BEARER_PROTOCOL_PREFIX)
-        })?;
+        })?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
         let allowed_origins = allowed_origins
             .map(|origins| to_header_values(origins, "origin", |o| !o.is_empty()))
             .transpose()?;

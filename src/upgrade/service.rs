@@ -132,8 +132,8 @@ fn authenticate<C: DeserializeOwned>(
     Ok(Authenticated {
         claims: Arc::new(valid.claims),
         registered: Arc::new(valid.registered),
-        iss: valid.iss.map(Arc::from),
-        sub: valid.sub.map(Arc::from),
+        iss: valid.iss,
+        sub: valid.sub,
         exp: valid.exp,
         source: found.source,
         protocol,

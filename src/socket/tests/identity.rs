@@ -137,3 +137,35 @@ async fn the_application_sees_notices_and_renewal_outcomes_as_events() {
         AuthEvent::Renewed { exp: exp + 120 }
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_keeps_one_copy_of_iss_and_sub_however_often_it_renews() {
+    let exp = wall_now() + 300;
+    let issuer = Some("https://a.test");
+    let Setup { socket, mut peer } = open_with(defaults, &token(issuer, Some("alice"), exp));
+    let (sender, mut receiver) = socket.split();
+    let _reader = tokio::spawn(async move { while receiver.recv().await.is_some() {} });
+    let one_copy = |registered: &crate::RegisteredClaims, identity: &crate::Identity| {
+        std::ptr::eq(
+            registered.iss.as_deref().unwrap(),
+            identity.issuer().unwrap(),
+        ) && std::ptr::eq(
+            registered.sub.as_deref().unwrap(),
+            identity.subject().unwrap(),
+        )
+    };
+    assert!(
+        one_copy(&sender.registered(), sender.identity()),
+        "at the handshake"
+    );
+    for renewal in 1..=3 {
+        peer.renew(&token(issuer, Some("alice"), exp + renewal), "r");
+        assert_eq!(peer.next_json().await["type"], "auth.renewed");
+        let registered = sender.registered();
+        assert_eq!(registered.exp, exp + renewal);
+        assert!(
+            one_copy(&registered, sender.identity()),
+            "after renewal {renewal}"
+        );
+    }
+}

@@ -83,8 +83,8 @@ fn open(layer: &WsAuthLayer<Claims>, token: &str, shape: Backpressure) -> Setup 
         Authenticated {
             claims: Arc::new(valid.claims),
             registered: Arc::new(valid.registered),
-            iss: valid.iss.map(Arc::from),
-            sub: valid.sub.map(Arc::from),
+            iss: valid.iss,
+            sub: valid.sub,
             exp: valid.exp,
             source: TokenSource::Header,
             protocol: None,
@@ -196,6 +196,23 @@ async fn notice_comes_notify_before_ahead_of_exp_and_close_at_exp_plus_leeway() 
     assert_fired_at(deadline);
     assert_eq!((code, reason.as_str()), (4401, "token expired"));
     drop(socket);
+}
+
+/// A connection sends a control frame or two per token; the queue they
+/// pass through keeps no buffer once they are out.
+#[tokio::test(start_paused = true)]
+async fn the_control_queue_gives_its_buffer_back_once_sent() {
+    let exp = wall_now() + 120;
+    let Setup { socket, mut peer } = start_with(defaults, &sign(SECRET, "alice", exp, 0));
+    let shared = Arc::clone(&socket.receiver.shared);
+    let outbox = || shared.lock().outbox.capacity();
+    assert_eq!(outbox(), 0);
+    assert_eq!(peer.next_json().await["type"], "auth.expiring");
+    assert_eq!(outbox(), 0, "after the notice");
+    let _app = App::run(socket);
+    peer.renew(&sign(SECRET, "alice", exp + 60, 1), "r");
+    assert_eq!(peer.next_json().await["type"], "auth.renewed");
+    assert_eq!(outbox(), 0, "after the renewal's answer");
 }
 
 #[tokio::test(start_paused = true)]

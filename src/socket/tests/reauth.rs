@@ -310,7 +310,7 @@ async fn a_token_revoked_between_the_handshake_and_the_start_is_closed_at_once()
             claims: Arc::new(valid.claims),
             registered: Arc::new(valid.registered),
             iss: None,
-            sub: valid.sub.map(Arc::from),
+            sub: valid.sub,
             exp: valid.exp,
             source: TokenSource::Header,
             protocol: None,

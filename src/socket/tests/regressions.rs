@@ -181,7 +181,7 @@ fn a_connection_opened_during_shutdown_can_stay_registered() {
                     claims: Arc::new(valid.claims.clone()),
                     registered: Arc::new(valid.registered.clone()),
                     iss: None,
-                    sub: valid.sub.clone().map(Arc::from),
+                    sub: valid.sub.clone(),
                     exp: valid.exp,
                     source: crate::token::TokenSource::Header,
                     protocol: None,

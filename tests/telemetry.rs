@@ -129,6 +129,8 @@ async fn security_events_are_logged_and_counted_without_tokens() {
         "code=4429",
         "code=4403",
         "code=4401",
+        // How late the 4401 at the deadline left.
+        "lateness_ms=",
         "event=\"expiring\"",
         "sub=\"alice\"",
     ] {
@@ -158,6 +160,7 @@ async fn security_events_are_logged_and_counted_without_tokens() {
         r#"ws_auth_server_closes_total{code="4403"} 1"#,
         r#"ws_auth_server_closes_total{code="4401"} 1"#,
         "ws_auth_connections_active 0",
+        "ws_auth_expiry_close_lateness_seconds_count 1",
     ] {
         assert!(
             rendered.contains(needle),

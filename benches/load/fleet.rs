@@ -48,6 +48,19 @@ impl<'a> ServerFleet<'a> {
         })
     }
 
+    /// How late every server's 4401 closes left against their deadlines
+    /// (server-side, no client scheduling in it), sorted; forgotten by the
+    /// servers.
+    pub(crate) fn lateness(&mut self) -> Vec<Duration> {
+        let mut lateness: Vec<Duration> = self
+            .servers
+            .iter_mut()
+            .flat_map(ChildServer::lateness)
+            .collect();
+        lateness.sort();
+        lateness
+    }
+
     /// Kills every server at once (a deploy, a crash).
     pub(crate) fn kill(&mut self) -> Vec<SocketAddr> {
         let addrs = self.addrs();

@@ -30,6 +30,7 @@ mod client;
 mod fleet;
 #[path = "../support/keys.rs"]
 mod keys;
+mod lateness;
 mod plot;
 mod scale;
 mod server;

@@ -161,7 +161,7 @@ pub(crate) fn herd_fleet() {
         "\n## Herd: {total} connections whose tokens share one exp; notify_before {NOTIFY_BEFORE_S} s, leeway 0; renewal tokens minted on the notice; {PROBES} probes echo 64 B every 20 ms\n"
     );
     println!(
-        "| notice jitter | token requests: peak per 100 ms, per 1 s / mean per s over the notice window | renewed | probe p99: quiet / notices / expiry | 4401 lateness against its token's deadline p50 / p99 / max | first deadline to last close |\n| --- | --- | --- | --- | --- | --- |"
+        "| notice jitter | token requests: peak per 100 ms, per 1 s / mean per s over the notice window | renewed | probe p99: quiet / notices / expiry | 4401 lateness against its token's deadline p50 / p99 / max: at the clients / at the servers (close frame flushed, summed over the servers) | first deadline to last close |\n| --- | --- | --- | --- | --- | --- |"
     );
     let mut series = Vec::new();
     for jitter in jitters {
@@ -206,6 +206,7 @@ pub(crate) fn herd_fleet() {
         while fleet.stats().1 > PROBES as u64 && epoch_ms() < give_up {
             std::thread::sleep(Duration::from_millis(500));
         }
+        let server_lateness = fleet.lateness();
         let herd_records = HerdRecords::parse(&finish_all(herd));
         let probe_records = HerdRecords::parse(&finish_all(probes));
         drop(fleet);
@@ -243,7 +244,7 @@ pub(crate) fn herd_fleet() {
         let notices = probe_records.probe_p99(first, last + 1000.0);
         let expiry = probe_records.probe_p99(first_deadline - 1000.0, last_close + 1000.0);
         println!(
-            "| {jitter} s | {}, {} / {mean:.0} ({:.1}x per s) | {} / {connected} | {:.1} / {:.1} / {:.1} ms | {:.0} / {:.0} / {:.0} ms | {:.2} s, {} distinct deadlines ({closes_4401} closed 4401) |",
+            "| {jitter} s | {}, {} / {mean:.0} ({:.1}x per s) | {} / {connected} | {:.1} / {:.1} / {:.1} ms | {:.0} / {:.0} / {:.0} ms / {:.1} / {:.1} / {:.1} ms ({} closes) | {:.2} s, {} distinct deadlines ({closes_4401} closed 4401) |",
             per_bucket.iter().max().unwrap(),
             per_second.iter().max().unwrap(),
             *per_second.iter().max().unwrap() as f64 / mean,
@@ -254,6 +255,10 @@ pub(crate) fn herd_fleet() {
             millis(percentile(&lateness, 0.5)),
             millis(percentile(&lateness, 0.99)),
             millis(lateness.last().copied().unwrap_or_default()),
+            millis(percentile(&server_lateness, 0.5)),
+            millis(percentile(&server_lateness, 0.99)),
+            millis(server_lateness.last().copied().unwrap_or_default()),
+            server_lateness.len(),
             (last_close - first_deadline) / 1000.0,
             deadlines.len(),
         );

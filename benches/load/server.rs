@@ -14,6 +14,7 @@ use axum::routing::any;
 use axum_ws_auth::{AuthUpgrade, AuthWebSocket, Connections, JwtValidator, WsAuthLayer};
 use jsonwebtoken::Validation;
 
+use crate::lateness::Lateness;
 use crate::{AUDIENCE, Mode, SECRET, env_or, keys};
 
 /// Echoes until the connection is over. A close is not echoed: reading on
@@ -142,11 +143,15 @@ pub(crate) fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// The child-process server: prints `ready <addr>`, answers `stats` on
-/// stdin with `rss_kib live tasks cpu_micros`, exits when stdin closes. `LOAD_PORT`
-/// picks its port (a restarted server takes its old one back).
+/// The child-process server: prints `ready <addr>`, answers on stdin
+/// `stats` with `rss_kib live tasks cpu_micros`, `lateness` with
+/// `count p50 p99 max` (ms) of its 4401 closes' lateness against their
+/// deadlines, `lateness-take` with every such sample (µs, one line, then
+/// forgotten); exits when stdin closes. `LOAD_PORT` picks its port (a
+/// restarted server takes its old one back).
 pub(crate) fn serve_child(mode: Mode, read_buffer: Option<usize>, alg: String) {
     let port = env_or("LOAD_PORT", 0);
+    let lateness = Lateness::install();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -166,6 +171,15 @@ pub(crate) fn serve_child(mode: Mode, read_buffer: Option<usize>, alg: String) {
                         .metrics()
                         .num_alive_tasks();
                     println!("{} {live} {tasks} {}", rss_kib(), cpu_micros());
+                }
+                Some(Ok(command)) if command == "lateness" => println!("{}", lateness.summary()),
+                Some(Ok(command)) if command == "lateness-take" => {
+                    let micros: Vec<String> = lateness
+                        .take()
+                        .iter()
+                        .map(|late| late.as_micros().to_string())
+                        .collect();
+                    println!("{}", micros.join(" "));
                 }
                 Some(Ok(_)) => {}
                 _ => break,
@@ -279,8 +293,21 @@ impl ChildServer {
         Duration::from_micros(self.numbers()[3])
     }
 
+    /// How late each of the server's 4401 closes left against its
+    /// deadline, since the last call.
+    pub(crate) fn lateness(&mut self) -> Vec<Duration> {
+        self.ask("lateness-take")
+            .into_iter()
+            .map(Duration::from_micros)
+            .collect()
+    }
+
     fn numbers(&mut self) -> Vec<u64> {
-        writeln!(self.stdin, "stats").unwrap();
+        self.ask("stats")
+    }
+
+    fn ask(&mut self, command: &str) -> Vec<u64> {
+        writeln!(self.stdin, "{command}").unwrap();
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
         line.split_whitespace()

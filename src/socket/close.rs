@@ -7,43 +7,67 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Poll, ready};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, close_code};
 use futures_core::Stream;
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 
 use super::core::Shared;
 use super::transport::Reader;
 use crate::connection::EndReason;
+use crate::protocol::CloseReason;
 use crate::telemetry;
 
 /// Sends the goodbye (after any control frames still queued), reads until
 /// the peer's close or the close timeout, then drops the socket and the
 /// connection's registry entry, whatever the application still holds.
+///
+/// The server's close is reported once its frame is flushed (or could not
+/// be): a close at the connection's deadline with how late it left.
 pub(crate) async fn run<C>(shared: Arc<Shared<C>>)
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    let (ending, timeout) = {
+    let (ending, deadline, timeout) = {
         let core = shared.lock();
         let ending = core.ending.clone().unwrap_or(EndReason::ConnectionLost);
-        if let Some(reason) = ending.close_reason() {
-            telemetry::closed(&shared.identity, reason);
-        } else if ending.is_peer() {
+        if ending.is_peer() {
             telemetry::disconnected(&shared.identity);
         }
-        (ending, core.settings.session.close_timeout)
+        // The deadline this close is late against (no renewal lands once
+        // the connection is ending).
+        let deadline = matches!(ending, EndReason::Expired | EndReason::NotReauthenticated)
+            .then(|| shared.deadline.deadline());
+        (ending, deadline, core.settings.session.close_timeout)
+    };
+    let reason = ending.close_reason();
+    let mut reported = false;
+    let mut report = |lateness: Option<Duration>| {
+        if let Some(reason) = reason
+            && !std::mem::replace(&mut reported, true)
+        {
+            telemetry::closed(&shared.identity, reason, lateness);
+        }
     };
     let mut goodbye = match &ending {
         EndReason::Dropped => Some(Message::Close(Some(CloseFrame {
             code: close_code::NORMAL,
             reason: "".into(),
         }))),
-        other => other.close_reason().map(|reason| reason.to_message()),
+        _ => reason.map(CloseReason::to_message),
     };
     let handshake = async {
         let slot = shared.writer_slot();
-        poll_fn(|cx| shared.poll_goodbye(&mut goodbye, slot, cx)).await?;
+        let written = poll_fn(|cx| shared.poll_goodbye(&mut goodbye, slot, cx)).await;
+        // The one clock read of the close: when its frame was flushed.
+        report(
+            deadline
+                .filter(|_| written.is_ok())
+                .map(|deadline| Instant::now().saturating_duration_since(deadline)),
+        );
+        written?;
         if !ending.is_peer() {
             poll_fn(|cx| {
                 let mut core = shared.lock();
@@ -59,6 +83,8 @@ where
         Ok::<(), axum::Error>(())
     };
     let _ = tokio::time::timeout(timeout, handshake).await;
+    // The close frame never left (the peer did not read it in time).
+    report(None);
     shared.finish();
 }
 

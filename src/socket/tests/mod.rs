@@ -4,6 +4,7 @@
 
 mod identity;
 mod jitter;
+mod lateness;
 mod lifecycle;
 mod policy;
 mod property;

@@ -154,9 +154,10 @@ where
         // block would keep its captures (axum's `WebSocket`, moved out on
         // the first poll, and the upgrade's claims) in the task for the
         // connection's whole life, about half a KiB each.
+        let authenticated = Box::new(authenticated);
         upgrade
             .on_failed_upgrade(telemetry::upgrade_failed)
-            .on_upgrade(move |websocket| callback(socket::spawn(websocket, authenticated)))
+            .on_upgrade(move |websocket| callback(socket::spawn(websocket, *authenticated)))
     }
 }
 

@@ -134,3 +134,41 @@ async fn each_close_code_is_counted_under_its_own_label() {
         assert_eq!(metrics.values(&key), [1.0], "{reason:?}");
     }
 }
+
+/// A close the transport has room for is written under the lock that
+/// decided it: no task has to run first, so a herd expiring in one instant
+/// gets every close frame out in one pass of the timer task. The closing
+/// task then only waits for the peer's close: one close frame, not two.
+#[tokio::test(flavor = "current_thread")]
+async fn a_server_close_is_on_the_wire_before_any_task_runs() {
+    let metrics = MetricsProbe::default();
+    let _recorder = metrics::set_default_local_recorder(&metrics);
+    let layer = layer(defaults);
+    let Setup { socket, mut peer } = open(
+        &layer,
+        &sign(SECRET, "alice", wall_now() + 3600, 0),
+        Backpressure::ROOMY,
+    );
+    let wire = peer.wire();
+    assert_eq!(wire.queued(), 0);
+    let id = socket.identity().connection_id();
+    assert!(
+        layer
+            .connections()
+            .close_connection(id, CloseReason::Forbidden)
+    );
+    // Nothing was awaited since: the frame is there, and reported.
+    assert_eq!(wire.queued(), 1);
+    assert_eq!(
+        metrics.values("ws_auth_server_closes_total{code=\"4403\"}"),
+        [1.0]
+    );
+    assert_eq!(peer.expect_close().await, (4403, "forbidden".to_owned()));
+    assert_eq!(peer.recv().await, None, "one close frame");
+    assert_eq!(
+        metrics.values("ws_auth_server_closes_total{code=\"4403\"}"),
+        [1.0],
+        "reported once"
+    );
+    drop(socket);
+}

@@ -7,6 +7,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Poll, ready};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, close_code};
 use futures_core::Stream;
@@ -19,50 +20,9 @@ use crate::connection::EndReason;
 use crate::protocol::CloseReason;
 use crate::telemetry;
 
-/// How far the server's close frame got before the closing task ran: the
-/// connection writes it at once, under the lock that ended it, when the
-/// transport takes it (`Shared::goodbye_now`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Goodbye {
-    /// Not written: the closing task sends it.
-    Unsent,
-    /// Handed to the transport, not yet flushed: the closing task flushes
-    /// it and reports the close.
-    Handed,
-    /// Flushed and reported.
-    Flushed,
-}
-
-/// The frame a server-side end sends: the contract's close for the
-/// reason, or a normal close when the application let go of the socket;
-/// none when the peer closed first (its close is answered by the socket).
-pub(crate) fn goodbye_of(ending: &EndReason) -> Option<Message> {
-    match ending {
-        EndReason::Dropped => Some(Message::Close(Some(CloseFrame {
-            code: close_code::NORMAL,
-            reason: "".into(),
-        }))),
-        other => other.close_reason().map(CloseReason::to_message),
-    }
-}
-
-/// Reports a server close (`flushed`: its frame left just now; a close at
-/// the connection's deadline then records how late it left).
-pub(crate) fn report_close<C>(shared: &Shared<C>, ending: &EndReason, flushed: bool) {
-    let Some(reason) = ending.close_reason() else {
-        return;
-    };
-    // The deadline no longer moves once the connection is ending.
-    let lateness = (flushed
-        && matches!(ending, EndReason::Expired | EndReason::NotReauthenticated))
-    .then(|| Instant::now().saturating_duration_since(shared.deadline.deadline()));
-    telemetry::closed(&shared.identity, reason, lateness);
-}
-
-/// Sends the goodbye unless it went out already (after any control frames
-/// still queued), reads until the peer's close or the close timeout, then
-/// drops the socket and the connection's registry entry, whatever the
-/// application still holds.
+/// Sends the goodbye (after any control frames still queued), reads until
+/// the peer's close or the close timeout, then drops the socket and the
+/// connection's registry entry, whatever the application still holds.
 ///
 /// The server's close is reported once its frame is flushed (or could not
 /// be): a close at the connection's deadline with how late it left.
@@ -70,28 +30,43 @@ pub(crate) async fn run<C>(shared: Arc<Shared<C>>)
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    let (ending, sent, timeout) = {
+    let (ending, deadline, timeout) = {
         let core = shared.lock();
         let ending = core.ending.clone().unwrap_or(EndReason::ConnectionLost);
         if ending.is_peer() {
             telemetry::disconnected(&shared.identity);
         }
-        (ending, core.goodbye, core.settings.session.close_timeout)
+        // The deadline this close is late against (no renewal lands once
+        // the connection is ending).
+        let deadline = matches!(ending, EndReason::Expired | EndReason::NotReauthenticated)
+            .then(|| shared.deadline.deadline());
+        (ending, deadline, core.settings.session.close_timeout)
     };
-    let mut reported = sent == Goodbye::Flushed;
-    let mut report = |flushed: bool| {
-        if !std::mem::replace(&mut reported, true) {
-            report_close(&shared, &ending, flushed);
+    let reason = ending.close_reason();
+    let mut reported = false;
+    let mut report = |lateness: Option<Duration>| {
+        if let Some(reason) = reason
+            && !std::mem::replace(&mut reported, true)
+        {
+            telemetry::closed(&shared.identity, reason, lateness);
         }
     };
-    let mut goodbye = match sent {
-        Goodbye::Unsent => goodbye_of(&ending),
-        Goodbye::Handed | Goodbye::Flushed => None,
+    let mut goodbye = match &ending {
+        EndReason::Dropped => Some(Message::Close(Some(CloseFrame {
+            code: close_code::NORMAL,
+            reason: "".into(),
+        }))),
+        _ => reason.map(CloseReason::to_message),
     };
     let handshake = async {
         let slot = shared.writer_slot();
         let written = poll_fn(|cx| shared.poll_goodbye(&mut goodbye, slot, cx)).await;
-        report(written.is_ok());
+        // The one clock read of the close: when its frame was flushed.
+        report(
+            deadline
+                .filter(|_| written.is_ok())
+                .map(|deadline| Instant::now().saturating_duration_since(deadline)),
+        );
         written?;
         if !ending.is_peer() {
             poll_fn(|cx| {
@@ -109,7 +84,7 @@ where
     };
     let _ = tokio::time::timeout(timeout, handshake).await;
     // The close frame never left (the peer did not read it in time).
-    report(false);
+    report(None);
     shared.finish();
 }
 

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::ahead::ReadAhead;
 use super::clock::{RenewLimiter, SharedDeadline};
-use super::close::{self, Goodbye};
+use super::close;
 use super::transport::{Io, Slot, Transport, Writers};
 use crate::config::Settings;
 use crate::connection::{AuthEvent, Closable, EndReason, Identity, LiveGuard};
@@ -66,8 +66,6 @@ pub(crate) struct Core<C> {
     pub(super) parked_reader: Option<Waker>,
     /// This connection's entry in the layer's timer schedule.
     pub(super) armed_at: Option<Instant>,
-    /// How far the server's close frame got before the closing task ran.
-    pub(super) goodbye: Goodbye,
     /// Registry membership, released when the closing handshake is over.
     pub(crate) live: Option<LiveGuard>,
 }
@@ -165,7 +163,6 @@ where
                 renewal_check: None,
                 parked_reader: None,
                 armed_at: None,
-                goodbye: Goodbye::Unsent,
                 live: None,
                 settings,
             }),
@@ -240,11 +237,10 @@ where
             self.drop_kept(core);
         }
         self.writers.wake_all();
-        if !self.closing_started.swap(true, Ordering::AcqRel) {
-            self.goodbye_now(core);
-            if let Some(me) = self.me.upgrade() {
-                self.runtime.spawn(close::run(me));
-            }
+        if !self.closing_started.swap(true, Ordering::AcqRel)
+            && let Some(me) = self.me.upgrade()
+        {
+            self.runtime.spawn(close::run(me));
         }
     }
 

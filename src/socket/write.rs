@@ -10,7 +10,7 @@ use axum::extract::ws::Message;
 use futures_sink::Sink;
 use serde::de::DeserializeOwned;
 
-use super::close::{self, Goodbye};
+use super::close;
 use super::closed;
 use super::core::{Core, Shared};
 use super::transport::Slot;
@@ -101,35 +101,6 @@ where
                 }
                 Poll::Ready(())
             }
-        }
-    }
-
-    /// Writes the server's close frame now, behind any queued control
-    /// frames, if the transport takes it without waiting; otherwise the
-    /// closing task does. Called under the lock that ended the connection,
-    /// so a herd expiring in one instant gets its close frames out in one
-    /// pass of the timer task, not each behind the tasks of all the others.
-    pub(super) fn goodbye_now(&self, core: &mut Core<C>) {
-        let Some(ending) = core.ending.clone() else {
-            return;
-        };
-        let Some(goodbye) = close::goodbye_of(&ending) else {
-            return;
-        };
-        let mut wcx = Context::from_waker(&self.write_waker);
-        let ready = match self.poll_control(core, &mut wcx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut core.transport).poll_ready(&mut wcx),
-            other => other,
-        };
-        if !matches!(ready, Poll::Ready(Ok(())))
-            || Pin::new(&mut core.transport).start_send(goodbye).is_err()
-        {
-            return;
-        }
-        core.goodbye = Goodbye::Handed;
-        if let Poll::Ready(Ok(())) = Pin::new(&mut core.transport).poll_flush(&mut wcx) {
-            core.goodbye = Goodbye::Flushed;
-            close::report_close(self, &ending, true);
         }
     }
 

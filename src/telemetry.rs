@@ -9,7 +9,9 @@
 //! its 4401 close frame left: the histogram
 //! `ws_auth_expiry_close_lateness_seconds`, from the deadline on the
 //! monotonic clock to the moment the close frame was flushed to the
-//! transport, and the `lateness_ms` field of its `closed` event.
+//! transport (or, for a frame a peer that does not read holds back, to the
+//! close timeout: a lower bound), and the `lateness_ms` field of its
+//! `closed` event.
 
 use std::time::Duration;
 

@@ -115,6 +115,11 @@ impl Connections {
         }
     }
 
+    /// The live connection with this id, if it is open.
+    fn connection(&self, id: u64) -> Option<Arc<dyn Closable>> {
+        self.inner.live().get(&id).and_then(Weak::upgrade)
+    }
+
     /// Live connections whose identity `filter` selects, collected first so
     /// that none is asked anything while the registry is locked.
     fn matching(&self, filter: impl Fn(&Identity) -> bool) -> Vec<Arc<dyn Closable>> {
@@ -317,8 +322,7 @@ impl Connections {
     /// }
     /// ```
     pub fn close_connection(&self, id: u64, reason: CloseReason) -> bool {
-        let connection = self.inner.live().get(&id).and_then(Weak::upgrade);
-        connection.is_some_and(|connection| {
+        self.connection(id).is_some_and(|connection| {
             connection.request_close(EndReason::CloseRequested { reason })
         })
     }
@@ -357,7 +361,10 @@ impl Connections {
     /// # Ok::<_, axum_ws_auth::ConfigError>(())
     /// ```
     pub fn reauthenticate(&self, selector: ConnectionSelector, grace: Duration) -> usize {
-        let candidates = self.matching(|identity| selector.may_select(identity));
+        let candidates = match selector {
+            ConnectionSelector::Connection { id } => self.connection(id).into_iter().collect(),
+            _ => self.matching(|identity| selector.may_select(identity)),
+        };
         let selects = |claims: &RegisteredClaims| selector.selects(claims);
         candidates
             .iter()

@@ -134,3 +134,30 @@ async fn each_close_code_is_counted_under_its_own_label() {
         assert_eq!(metrics.values(&key), [1.0], "{reason:?}");
     }
 }
+
+/// A peer that never reads holds the 4401 back past the close timeout: the
+/// close is recorded then, late by at least the time it waited, so the
+/// worst cases are not the ones missing from the histogram.
+#[tokio::test(start_paused = true)]
+async fn an_expiry_close_held_back_past_the_close_timeout_records_a_lower_bound() {
+    let metrics = MetricsProbe::default();
+    let _recorder = metrics::set_default_local_recorder(&metrics);
+    let layer = layer(|b| defaults(b).close_timeout(Duration::from_secs(5)));
+    let exp = wall_now() + 120;
+    // The notice fills the wire and is never read: the 4401 never leaves.
+    let Setup { socket, peer } = open(
+        &layer,
+        &sign(SECRET, "alice", exp, 0),
+        Backpressure::tight(1),
+    );
+    let deadline = deadline(&socket);
+    tokio::time::sleep_until(deadline + Duration::from_secs(6)).await;
+    assert_eq!(peer.wire().queued(), 1, "only the notice is on the wire");
+    assert_eq!(metrics.values(CLOSED_4401), [1.0], "the close is counted");
+    let late = one_sample(&metrics);
+    assert!(
+        (5.0..5.001).contains(&late),
+        "lateness {late} s, expected the 5 s close timeout"
+    );
+    drop(socket);
+}

@@ -205,6 +205,11 @@ impl Worker {
         writeln!(self.stdin, "go").unwrap();
     }
 
+    /// Pauses it until the next `go`.
+    pub(crate) fn pause(&mut self) {
+        writeln!(self.stdin, "pause").unwrap();
+    }
+
     /// The worker's next line (its word and what follows).
     pub(crate) fn line(&mut self) -> String {
         let mut line = String::new();

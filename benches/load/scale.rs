@@ -301,10 +301,16 @@ pub(crate) fn herd_fleet() {
 pub(crate) fn abuse() {
     let abusers = connections(10_000);
     const PROBES: usize = 100;
-    const QUIET_S: u64 = 10;
-    const ABUSE_S: u64 = 20;
+    // Quiet and abuse alternate, each phase this long, the order reversed
+    // every other round: a p99 of a few thousand samples moves by 2x from
+    // one quiet stretch to the next, so a ratio needs a quiet stretch next
+    // to each abused one.
+    const PHASE_S: u64 = 8;
+    /// Skipped at the start of each phase while it takes effect.
+    const SETTLE_MS: f64 = 1000.0;
+    let rounds: usize = crate::env_or("LOAD_ROUNDS", 4);
     println!(
-        "\n## Abuse: {abusers} connections at the control-frame limits, one server process: each a 125 B ping a second, its 3 invalid 16 KiB control messages, an unusable renewal every 6 s (the default limits)\n"
+        "\n## Abuse: {abusers} connections at the control-frame limits, one server process: each a 125 B ping a second, its 3 invalid 16 KiB control messages, an unusable renewal every 6 s (the default limits); quiet and abused phases of {PHASE_S} s alternate\n"
     );
     let token = hs256_token(3600);
     let spec = ServerSpec::new(Mode::Wrapped, Some(SMALL_READ_BUFFER)).env("LOAD_RENEW_LIMIT", 10);
@@ -316,25 +322,44 @@ pub(crate) fn abuse() {
     all_connected(&mut probes);
     all_connected(&mut abusers);
     let (idle_rss, _) = fleet.stats();
-    std::thread::sleep(Duration::from_secs(QUIET_S));
-    let abuse_from = epoch_ms();
-    for worker in &mut abusers {
-        worker.go();
-    }
+    // (abused, from, to) of every phase, in epoch milliseconds.
+    let mut phases = Vec::new();
     let mut rss_over_time = Vec::new();
-    for _ in 0..ABUSE_S {
-        std::thread::sleep(Duration::from_secs(1));
-        rss_over_time.push(fleet.stats().0 / 1024);
+    for round in 0..rounds {
+        for abused in [round % 2 == 1, round % 2 == 0] {
+            for worker in &mut abusers {
+                if abused { worker.go() } else { worker.pause() }
+            }
+            let from = epoch_ms();
+            for _ in 0..PHASE_S {
+                std::thread::sleep(Duration::from_secs(1));
+                rss_over_time.push(fleet.stats().0 / 1024);
+            }
+            phases.push((abused, from + SETTLE_MS, epoch_ms()));
+        }
     }
     let peak_rss = rss_over_time.iter().copied().max().unwrap_or(0) * 1024;
-    let abuse_to = epoch_ms();
     let (live, _) = (fleet.stats().1, ());
     let abuser_records = HerdRecords::parse(&finish_all(abusers));
     let probe_records = HerdRecords::parse(&finish_all(probes));
     std::thread::sleep(Duration::from_secs(1));
     let (after_rss, _) = fleet.stats();
-    let quiet = probe_records.probe_p99(abuse_from - QUIET_S as f64 * 1000.0 + 2000.0, abuse_from);
-    let during = probe_records.probe_p99(abuse_from + 1000.0, abuse_to);
+    let p99 = |abused: bool| -> Vec<f64> {
+        phases
+            .iter()
+            .filter(|(phase_abused, ..)| *phase_abused == abused)
+            .map(|(_, from, to)| millis(probe_records.probe_p99(*from, *to).0))
+            .collect()
+    };
+    let (quiet, during) = (p99(false), p99(true));
+    let ratios: Vec<f64> = quiet.iter().zip(&during).map(|(q, d)| d / q).collect();
+    let samples = |abused: bool| -> usize {
+        phases
+            .iter()
+            .filter(|(phase_abused, ..)| *phase_abused == abused)
+            .map(|(_, from, to)| probe_records.probe_p99(*from, *to).1)
+            .sum()
+    };
     println!("| measure | value |\n| --- | --- |");
     println!(
         "| server RSS: connected and idle / peak during abuse / after | {} / {} / {} MiB |",
@@ -343,7 +368,7 @@ pub(crate) fn abuse() {
         after_rss / 1024
     );
     println!(
-        "| server RSS each second of the abuse (MiB) | {} |",
+        "| server RSS each second, quiet and abused phases alternating (MiB) | {} |",
         rss_over_time
             .iter()
             .map(ToString::to_string)
@@ -351,12 +376,19 @@ pub(crate) fn abuse() {
             .join(" ")
     );
     println!(
-        "| probe p99: quiet / during abuse | {:.2} / {:.2} ms ({:.2}x; {} and {} samples) |",
-        millis(quiet.0),
-        millis(during.0),
-        millis(during.0) / millis(quiet.0),
-        quiet.1,
-        during.1
+        "| probe p99 per round, quiet / abused (ms) | {} |",
+        quiet
+            .iter()
+            .zip(&during)
+            .map(|(q, d)| format!("{q:.2} / {d:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "| probe p99 abused / quiet: median of the {rounds} rounds' ratios (min–max) | {}x ({} and {} samples) |",
+        summary(&ratios, 2),
+        samples(false),
+        samples(true)
     );
     println!(
         "| abusers closed by the server during the run | {} (connections live at the end: {live}) |",

@@ -50,14 +50,16 @@ impl Records {
     }
 }
 
-/// Waits for the parent's next line (`go`, `stop`) or its end on stdin.
-pub(crate) async fn stopped() {
+/// Waits for the parent's next line (`go`, `pause`, `stop`) or its end on
+/// stdin, and returns it (empty at the end).
+pub(crate) async fn stopped() -> String {
     tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         let _ = std::io::stdin().lock().read_line(&mut line);
+        line.trim().to_owned()
     })
     .await
-    .unwrap();
+    .unwrap()
 }
 
 fn say(line: &str) {
@@ -160,11 +162,17 @@ async fn play(role: Role, clients: Vec<Client>, records: &Records) {
         })
         .collect();
     if role == Role::Abuse {
-        // `go`, then `stop`.
+        // `go` and `pause` as often as the parent likes, then `stop`.
+        loop {
+            match stopped().await.as_str() {
+                "go" => go.send_replace(true),
+                "pause" => go.send_replace(false),
+                _ => break,
+            };
+        }
+    } else {
         stopped().await;
-        go.send_replace(true);
     }
-    stopped().await;
     for task in tasks {
         task.abort();
     }
@@ -246,7 +254,8 @@ async fn probe(mut client: Client, records: Records) {
 /// long, default 16 KiB); a renewal with an unusable token every
 /// `LOAD_RENEW_EVERY_MS` (default 6 s: the default limit of ten a minute).
 /// Each abuser starts at its own point of the ping period, as independent
-/// clients would. Reads everything the server answers.
+/// clients would. Reads everything the server answers while abusing; abuses
+/// between each `go` and the next `pause` only.
 async fn abuser(
     mut client: Client,
     mut started: tokio::sync::watch::Receiver<bool>,
@@ -261,38 +270,47 @@ async fn abuser(
         "x".repeat(control_bytes - prefix.len() - 2)
     );
     let renewal = r#"{"type":"auth.renew","token":"not.a.token"}"#;
-    if started.wait_for(|go| *go).await.is_err() {
-        return;
-    }
-    let phase = period.mul_f64(fastrand_unit());
-    let start = tokio::time::Instant::now() + phase;
-    let mut ping = tokio::time::interval_at(start, period);
     let renew_every = Duration::from_millis(env_or("LOAD_RENEW_EVERY_MS", 6_000));
-    let mut renew = tokio::time::interval_at(start + renew_every, renew_every);
-    loop {
-        let sent = tokio::select! {
-            _ = ping.tick() => {
-                let ping = client.send(WsMessage::Ping(vec![b'p'; 125].into())).await;
-                if invalid > 0 && ping.is_ok() {
-                    invalid -= 1;
-                    client.send(WsMessage::Text(bogus.clone().into())).await
-                } else {
-                    ping
-                }
-            }
-            _ = renew.tick() => client.send(WsMessage::Text(renewal.into())).await,
-            message = client.next() => match message {
-                Some(Ok(WsMessage::Close(frame))) => {
-                    let code = frame.map_or(0, |f| u16::from(f.code));
-                    records.push(format!("c {:.1} {code}", epoch_ms()));
-                    return;
-                }
-                Some(Ok(_)) => Ok(()),
-                _ => return,
-            },
-        };
-        if sent.is_err() {
+    // Each `go` starts a phase of abuse, each `pause` ends it.
+    'phases: loop {
+        if started.wait_for(|go| *go).await.is_err() {
             return;
+        }
+        let phase = period.mul_f64(fastrand_unit());
+        let start = tokio::time::Instant::now() + phase;
+        let mut ping = tokio::time::interval_at(start, period);
+        let mut renew = tokio::time::interval_at(start + renew_every, renew_every);
+        loop {
+            let sent = tokio::select! {
+                    paused = async { started.wait_for(|go| !*go).await.is_ok() } => {
+                        if !paused {
+                            return;
+                        }
+                        continue 'phases;
+                    }
+                _ = ping.tick() => {
+                    let ping = client.send(WsMessage::Ping(vec![b'p'; 125].into())).await;
+                    if invalid > 0 && ping.is_ok() {
+                        invalid -= 1;
+                        client.send(WsMessage::Text(bogus.clone().into())).await
+                    } else {
+                        ping
+                    }
+                }
+                _ = renew.tick() => client.send(WsMessage::Text(renewal.into())).await,
+                message = client.next() => match message {
+                    Some(Ok(WsMessage::Close(frame))) => {
+                        let code = frame.map_or(0, |f| u16::from(f.code));
+                        records.push(format!("c {:.1} {code}", epoch_ms()));
+                        return;
+                    }
+                    Some(Ok(_)) => Ok(()),
+                    _ => return,
+                },
+            };
+            if sent.is_err() {
+                return;
+            }
         }
     }
 }

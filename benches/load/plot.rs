@@ -70,12 +70,15 @@ fn draw(
         .label_style(("sans-serif", 15))
         .draw()?;
     for (index, one) in series.iter().enumerate() {
-        // Red, blue, dark green: apart from each other on white.
+        // Red, blue, dark green, purple, orange: apart from each other on
+        // white.
         let color = [
             RGBColor(214, 39, 40),
             RGBColor(31, 119, 180),
             RGBColor(44, 140, 44),
-        ][index % 3]
+            RGBColor(148, 103, 189),
+            RGBColor(255, 127, 14),
+        ][index % 5]
             .to_rgba();
         let points = one.counts.iter().enumerate().map(|(bucket, count)| {
             (

@@ -21,6 +21,13 @@ fn one_sample(metrics: &MetricsProbe) -> f64 {
     samples[0]
 }
 
+/// A connection expiring in two minutes whose wire holds one frame: once
+/// its notice is out and unread, nothing more leaves until the peer reads.
+fn behind_an_unread_notice(layer: &WsAuthLayer<Claims>) -> Setup {
+    let token = sign(SECRET, "alice", wall_now() + 120, 0);
+    open(layer, &token, Backpressure::tight(1))
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_close_at_the_deadline_records_its_lateness() {
     let metrics = MetricsProbe::default();
@@ -44,14 +51,7 @@ async fn a_close_at_the_deadline_records_its_lateness() {
 async fn lateness_counts_until_a_backed_up_transport_takes_the_close_frame() {
     let metrics = MetricsProbe::default();
     let _recorder = metrics::set_default_local_recorder(&metrics);
-    let layer = layer(defaults);
-    let exp = wall_now() + 120;
-    // One frame in flight: the unread notice fills the network.
-    let Setup { socket, mut peer } = open(
-        &layer,
-        &sign(SECRET, "alice", exp, 0),
-        Backpressure::tight(1),
-    );
+    let Setup { socket, mut peer } = behind_an_unread_notice(&layer(defaults));
     let deadline = deadline(&socket);
 
     // The deadline passes with the notice unread: the close is decided and
@@ -143,13 +143,8 @@ async fn an_expiry_close_held_back_past_the_close_timeout_records_a_lower_bound(
     let metrics = MetricsProbe::default();
     let _recorder = metrics::set_default_local_recorder(&metrics);
     let layer = layer(|b| defaults(b).close_timeout(Duration::from_secs(5)));
-    let exp = wall_now() + 120;
-    // The notice fills the wire and is never read: the 4401 never leaves.
-    let Setup { socket, peer } = open(
-        &layer,
-        &sign(SECRET, "alice", exp, 0),
-        Backpressure::tight(1),
-    );
+    // The notice is never read: the 4401 never leaves.
+    let Setup { socket, peer } = behind_an_unread_notice(&layer);
     let deadline = deadline(&socket);
     tokio::time::sleep_until(deadline + Duration::from_secs(6)).await;
     assert_eq!(peer.wire().queued(), 1, "only the notice is on the wire");

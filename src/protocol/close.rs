@@ -53,6 +53,19 @@ impl CloseReason {
         }
     }
 
+    /// [`code`](Self::code) as text, for metric labels (a `'static` str:
+    /// no allocation per close).
+    pub(crate) const fn code_label(self) -> &'static str {
+        match self {
+            CloseReason::TokenExpired => "4401",
+            CloseReason::Forbidden => "4403",
+            CloseReason::BadRequest => "4400",
+            CloseReason::TooManyRenewals => "4429",
+            CloseReason::ServerShutdown => "1001",
+            CloseReason::MessageTooBig => "1009",
+        }
+    }
+
     /// The short close reason phrase sent on the wire (well under the
     /// 123-byte limit of RFC 6455).
     pub const fn phrase(self) -> &'static str {
@@ -111,6 +124,7 @@ mod tests {
     fn codes_round_trip_and_reasons_fit_a_close_frame() {
         for reason in CloseReason::ALL {
             assert_eq!(CloseReason::from_code(reason.code()), Some(reason));
+            assert_eq!(reason.code_label(), reason.code().to_string());
             assert!(reason.phrase().len() <= 123);
         }
         assert_eq!(CloseReason::from_code(1000), None);

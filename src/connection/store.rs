@@ -66,13 +66,67 @@ fn policy_of(value: u8) -> Option<StalePolicy> {
     }
 }
 
+/// Users' revocations by `iss`, then `sub`. Tokens with an issuer are
+/// keyed by it and tokens without one kept apart, so that every lookup
+/// (each handshake and renewal) borrows the token's own strings: an
+/// `Option<String>` key would need the token's `iss` copied into one.
+#[derive(Debug, Default)]
+struct Users {
+    by_issuer: HashMap<String, HashMap<String, Cutoffs>>,
+    no_issuer: HashMap<String, Cutoffs>,
+}
+
+impl Users {
+    fn subjects(&self, iss: Option<&str>) -> Option<&HashMap<String, Cutoffs>> {
+        match iss {
+            Some(iss) => self.by_issuer.get(iss),
+            None => Some(&self.no_issuer),
+        }
+    }
+
+    fn subjects_mut(&mut self, iss: Option<&str>) -> Option<&mut HashMap<String, Cutoffs>> {
+        match iss {
+            Some(iss) => self.by_issuer.get_mut(iss),
+            None => Some(&mut self.no_issuer),
+        }
+    }
+
+    /// The issuer's subjects, made if it has none yet.
+    fn subjects_entry(&mut self, iss: Option<&str>) -> &mut HashMap<String, Cutoffs> {
+        match iss {
+            Some(iss) => self.by_issuer.entry(iss.to_owned()).or_default(),
+            None => &mut self.no_issuer,
+        }
+    }
+
+    /// Forgets an issuer with no subject left.
+    fn prune(&mut self, iss: Option<&str>) {
+        if let Some(iss) = iss
+            && self.by_issuer.get(iss).is_some_and(HashMap::is_empty)
+        {
+            self.by_issuer.remove(iss);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Option<&str>, &HashMap<String, Cutoffs>)> {
+        self.by_issuer
+            .iter()
+            .map(|(iss, subjects)| (Some(iss.as_str()), subjects))
+            .chain(std::iter::once((None, &self.no_issuer)))
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.by_issuer.is_empty() && self.no_issuer.is_empty()
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// `jti` → when it was revoked (the latest, if revoked more than once).
     tokens: HashMap<String, SystemTime>,
-    /// `iss` → `sub` → that user's dated revocations. Nested so that a
-    /// lookup borrows the token's own strings.
-    users: HashMap<Option<String>, HashMap<String, Cutoffs>>,
+    /// `iss` → `sub` → that user's dated revocations.
+    users: Users,
     /// Entries by expiry, earliest first: one item per entry, at or before
     /// its expiry. An entry revoked again later keeps its item, which is
     /// queued again at the later expiry when it comes up.
@@ -151,7 +205,7 @@ impl State {
     }
 
     fn cutoffs(&self, iss: &Option<String>, sub: &str) -> Option<&Cutoffs> {
-        self.users.get(iss)?.get(sub)
+        self.users.subjects(iss.as_deref())?.get(sub)
     }
 
     /// Stores the entry, or moves a stored one's instant later.
@@ -160,12 +214,12 @@ impl State {
             Revocation::Token { jti } => self.tokens.get_mut(jti.as_str()),
             Revocation::User { iss, sub } => self
                 .users
-                .get_mut(iss)
+                .subjects_mut(iss.as_deref())
                 .and_then(|subjects| subjects.get_mut(sub.as_str()))
                 .and_then(|cutoffs| cutoffs.user.as_mut()),
             Revocation::IssuedBefore { iss, sub, before } => self
                 .users
-                .get_mut(iss)
+                .subjects_mut(iss.as_deref())
                 .and_then(|subjects| subjects.get_mut(sub.as_str()))
                 .and_then(|cutoffs| cutoffs.before.get_mut(before)),
         };
@@ -183,8 +237,7 @@ impl State {
             Revocation::User { iss, sub } | Revocation::IssuedBefore { iss, sub, .. } => {
                 let cutoffs = self
                     .users
-                    .entry(iss.clone())
-                    .or_default()
+                    .subjects_entry(iss.as_deref())
                     .entry(sub.clone())
                     .or_default();
                 match revocation {
@@ -203,7 +256,7 @@ impl State {
         let removed = match revocation {
             Revocation::Token { jti } => self.tokens.remove(jti).is_some(),
             Revocation::User { iss, sub } | Revocation::IssuedBefore { iss, sub, .. } => {
-                let Some(subjects) = self.users.get_mut(iss) else {
+                let Some(subjects) = self.users.subjects_mut(iss.as_deref()) else {
                     return;
                 };
                 let Some(cutoffs) = subjects.get_mut(sub.as_str()) else {
@@ -217,9 +270,7 @@ impl State {
                 };
                 if cutoffs.is_empty() {
                     subjects.remove(sub.as_str());
-                    if subjects.is_empty() {
-                        self.users.remove(iss);
-                    }
+                    self.users.prune(iss.as_deref());
                 }
                 removed
             }
@@ -281,13 +332,10 @@ impl State {
         {
             return true;
         }
-        // A scan over the issuers (a handful) rather than a lookup, which
-        // would copy the token's `iss` into a `String` on every check.
         claims.sub.as_deref().is_some_and(|sub| {
             self.users
-                .iter()
-                .find(|(iss, _)| iss.as_deref() == claims.iss.as_deref())
-                .and_then(|(_, subjects)| subjects.get(sub))
+                .subjects(claims.iss.as_deref())
+                .and_then(|subjects| subjects.get(sub))
                 .is_some_and(|cutoffs| cutoffs.matches(claims.iat))
         })
     }
@@ -300,7 +348,8 @@ impl State {
                 revoked_at: *at,
             });
         }
-        for (iss, subjects) in &self.users {
+        for (iss, subjects) in self.users.iter() {
+            let iss = iss.map(str::to_owned);
             for (sub, cutoffs) in subjects {
                 if let Some(at) = cutoffs.user {
                     entries.push(RevocationEntry {

@@ -570,7 +570,13 @@ mod tests {
         }
     }
 
-    const ISSUERS: [Option<&str>; 3] = [None, Some("https://a.test"), Some("https://b.test")];
+    // `Some("")` beside `None`: an empty issuer is an issuer.
+    const ISSUERS: [Option<&str>; 4] = [
+        None,
+        Some(""),
+        Some("https://a.test"),
+        Some("https://b.test"),
+    ];
     const SUBJECTS: [Option<&str>; 3] = [None, Some("alice"), Some("bob")];
     const JTIS: [Option<&str>; 4] = [None, Some("t1"), Some("t2"), Some("")];
     const BASE: u64 = 1_700_000_000;

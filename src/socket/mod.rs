@@ -65,13 +65,10 @@ fn closed() -> axum::Error {
 /// the extractor in the request's extensions, and opens the connection.
 pub(crate) struct Authenticated<C> {
     pub(crate) claims: Arc<C>,
-    /// The registered claims of the token, typed.
+    /// The registered claims of the token, typed: their (`iss`, `sub`) is
+    /// the connection's identity (a renewal must carry the same pair), their
+    /// `exp` its first deadline.
     pub(crate) registered: Arc<RegisteredClaims>,
-    /// With `sub`, the connection's identity: a renewal must carry the same
-    /// pair (a `sub` is unique only within its issuer).
-    pub(crate) iss: Option<Arc<str>>,
-    pub(crate) sub: Option<Arc<str>>,
-    pub(crate) exp: u64,
     pub(crate) source: TokenSource,
     pub(crate) protocol: Option<Arc<HeaderValue>>,
     pub(crate) settings: Arc<Settings<C>>,
@@ -82,9 +79,6 @@ impl<C> Clone for Authenticated<C> {
         Self {
             claims: Arc::clone(&self.claims),
             registered: Arc::clone(&self.registered),
-            iss: self.iss.clone(),
-            sub: self.sub.clone(),
-            exp: self.exp,
             source: self.source,
             protocol: self.protocol.clone(),
             settings: Arc::clone(&self.settings),
@@ -104,14 +98,16 @@ where
     let Authenticated {
         claims,
         registered,
-        iss,
-        sub,
-        exp,
         source,
         protocol,
         settings,
     } = authenticated;
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    let (iss, sub, exp) = (
+        registered.iss.clone(),
+        registered.sub.clone(),
+        registered.exp,
+    );
     let identity = Identity::new(id, iss, sub, source, protocol);
     telemetry::connected(&identity, exp);
     let shared = Shared::start(

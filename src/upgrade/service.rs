@@ -132,9 +132,6 @@ fn authenticate<C: DeserializeOwned>(
     Ok(Authenticated {
         claims: Arc::new(valid.claims),
         registered: Arc::new(valid.registered),
-        iss: valid.iss,
-        sub: valid.sub,
-        exp: valid.exp,
         source: found.source,
         protocol,
         settings: Arc::clone(settings),

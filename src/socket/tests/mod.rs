@@ -84,9 +84,6 @@ fn open(layer: &WsAuthLayer<Claims>, token: &str, shape: Backpressure) -> Setup 
         Authenticated {
             claims: Arc::new(valid.claims),
             registered: Arc::new(valid.registered),
-            iss: valid.iss,
-            sub: valid.sub,
-            exp: valid.exp,
             source: TokenSource::Header,
             protocol: None,
             settings,

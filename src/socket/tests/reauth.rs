@@ -309,9 +309,6 @@ async fn a_token_revoked_between_the_handshake_and_the_start_is_closed_at_once()
         Authenticated {
             claims: Arc::new(valid.claims),
             registered: Arc::new(valid.registered),
-            iss: None,
-            sub: valid.sub,
-            exp: valid.exp,
             source: TokenSource::Header,
             protocol: None,
             settings,

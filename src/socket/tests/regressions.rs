@@ -180,9 +180,6 @@ fn a_connection_opened_during_shutdown_can_stay_registered() {
                 crate::upgrade::Authenticated {
                     claims: Arc::new(valid.claims.clone()),
                     registered: Arc::new(valid.registered.clone()),
-                    iss: None,
-                    sub: valid.sub.clone(),
-                    exp: valid.exp,
                     source: crate::token::TokenSource::Header,
                     protocol: None,
                     settings: Arc::clone(&settings),

@@ -284,7 +284,6 @@ async fn every_clone_delivers_every_frame(senders: u32, frames: u32) {
     let total = u64::from(senders) * u64::from(frames);
     let mut next = vec![0u32; senders as usize];
     let mut received = 0u64;
-    let started = Instant::now();
     while received < total {
         let message = recv_within(&mut client, Duration::from_secs(3)).await;
         let data = match message {
@@ -308,10 +307,6 @@ async fn every_clone_delivers_every_frame(senders: u32, frames: u32) {
         assert_eq!(seq, *expected, "sender {sender}'s frames out of order");
         *expected += 1;
         received += 1;
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "fan-out too slow: {received} of {total} frames in 30 s, per sender {next:?}"
-        );
     }
     assert!(next.iter().all(|&n| n == frames), "per sender {next:?}");
     for _ in 0..senders {

@@ -8,7 +8,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::any;
@@ -408,12 +408,11 @@ async fn renewal_then_expiry(server: Server) {
     }
     assert_eq!(reply, WsMessage::Text("still here".into()));
 
-    let started = Instant::now();
+    // Closed under the renewed token, not before its exp.
     assert_eq!(
         expect_close(&mut socket).await,
         (4401, "token expired".to_owned())
     );
-    assert!(started.elapsed() < Duration::from_secs(4));
     assert!(now_millis() >= second["exp"].as_u64().unwrap() * 1000);
 }
 

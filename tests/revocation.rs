@@ -317,13 +317,13 @@ async fn a_reauthentication_request_is_answered_by_a_fresh_token_or_ends_the_soc
     .await;
     assert_eq!(next_control(&mut answers).await["type"], "auth.renewed");
 
-    // The one that did not renew is closed at the deadline, as expired.
-    let started = std::time::Instant::now();
+    // The one that did not renew is closed at the request's deadline, as
+    // expired (its token's own exp is ten minutes away, past the frame
+    // read's hang guard).
     assert_eq!(
         expect_close(&mut ignores).await,
         (4401, "token expired".to_owned())
     );
-    assert!(started.elapsed() < Duration::from_secs(4));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_alive(&mut answers, "renewed in time").await;
     assert_alive(&mut other, "not asked").await;

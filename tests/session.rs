@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use futures_util::SinkExt;
@@ -52,12 +52,12 @@ async fn renewal_keeps_the_connection_past_its_first_exp_then_it_closes_4401() {
     }
     assert_eq!(reply["scope"], "chat renewed");
 
-    let started = Instant::now();
+    // Closed under the renewed token, not before its exp (the exact moment
+    // is checked on the paused clock: `accepted_renewal_replaces_claims_and_rearms_both_timers`).
     assert_eq!(
         expect_close(&mut client).await,
         (4401, "token expired".to_owned())
     );
-    assert!(started.elapsed() < Duration::from_secs(4));
     assert!(now_millis() >= second["exp"].as_u64().unwrap() * 1000);
 }
 

@@ -21,6 +21,8 @@ pub(crate) const PER_PROCESS: usize = 17_000;
 
 /// Several server processes of one kind, on ports of their own.
 pub(crate) struct ServerFleet<'a> {
+    /// For restarting them: only the storm does (it needs the client).
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     spec: ServerSpec<'a>,
     servers: Vec<ChildServer>,
 }
@@ -62,6 +64,7 @@ impl<'a> ServerFleet<'a> {
     }
 
     /// Kills every server at once (a deploy, a crash).
+    #[cfg(feature = "client")]
     pub(crate) fn kill(&mut self) -> Vec<SocketAddr> {
         let addrs = self.addrs();
         self.servers.clear();
@@ -69,6 +72,7 @@ impl<'a> ServerFleet<'a> {
     }
 
     /// Starts the servers again on `addrs`' ports.
+    #[cfg(feature = "client")]
     pub(crate) fn restart(&mut self, addrs: &[SocketAddr]) {
         self.servers = addrs
             .iter()

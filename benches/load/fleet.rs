@@ -99,6 +99,8 @@ pub(crate) enum Role {
     Abuse,
     /// The crate's Rust client, reconnecting with backoff.
     Storm,
+    /// The crate's Rust client, renewing on its own timer.
+    ClientHerd,
 }
 
 impl Role {
@@ -109,6 +111,7 @@ impl Role {
             Role::Probe => "probe",
             Role::Abuse => "abuse",
             Role::Storm => "storm",
+            Role::ClientHerd => "client-herd",
         }
     }
 
@@ -119,6 +122,7 @@ impl Role {
             Role::Probe,
             Role::Abuse,
             Role::Storm,
+            Role::ClientHerd,
         ]
         .into_iter()
         .find(|role| role.name() == name)

@@ -13,10 +13,12 @@
 //! cargo bench --bench load -- herd             # 100k same-exp tokens: notice jitter off/on, PNG
 //! cargo bench --bench load -- abuse            # 10k connections at the control-frame limits
 //! cargo bench --bench load --features client -- storm  # servers restarted under 50k Rust clients
+//! cargo bench --bench load --features client -- client-herd  # 50k Rust clients' renewal jitter off/on, PNG
 //! ```
 //!
 //! `LOAD_SECS` sets the length of the timed runs (default 5);
-//! `LOAD_CONNECTIONS` the size of `scale`, `herd` and `storm`. Servers run
+//! `LOAD_CONNECTIONS` the size of `scale`, `herd`, `abuse`, `storm` and
+//! `client-herd`. Servers run
 //! as child processes (this binary with `serve`), so their memory can be
 //! read apart from the clients'; the fleet scenarios also run their clients
 //! in worker processes (`worker <role>`), see `fleet.rs`.
@@ -27,6 +29,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
 mod client;
+mod client_herd;
 mod fleet;
 #[path = "../support/keys.rs"]
 mod keys;
@@ -131,6 +134,7 @@ fn main() {
         "herd" => return scale::herd_fleet(),
         "abuse" => return scale::abuse(),
         "storm" => return storm::storm(),
+        "client-herd" => return client_herd::client_herd(),
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -91,16 +91,17 @@ pub(crate) fn idle_fleet() {
 
 /// One herd run's records, as milliseconds since the epoch.
 #[derive(Default)]
-struct HerdRecords {
-    asked: Vec<f64>,
-    renewed: usize,
+pub(crate) struct HerdRecords {
+    /// When each token request was made, sorted.
+    pub(crate) asked: Vec<f64>,
+    pub(crate) renewed: usize,
     /// (when, code, the deadline of the token closed; 0 if unknown)
     closes: Vec<(f64, u16, f64)>,
     probes: Vec<(f64, Duration)>,
 }
 
 impl HerdRecords {
-    fn parse(lines: &[String]) -> Self {
+    pub(crate) fn parse(lines: &[String]) -> Self {
         let mut records = Self::default();
         for line in lines {
             let mut words = line.split_whitespace();
@@ -128,8 +129,19 @@ impl HerdRecords {
         records
     }
 
+    /// Token requests per `bucket_ms`, bucket by bucket from `from` (epoch
+    /// ms; earlier requests count in the first bucket).
+    pub(crate) fn requests_per(&self, from: f64, bucket_ms: u64) -> Vec<usize> {
+        let last = self.asked.last().copied().unwrap_or(from);
+        let mut counts = vec![0usize; ((last - from).max(0.0) / bucket_ms as f64) as usize + 1];
+        for at in &self.asked {
+            counts[((at - from).max(0.0) / bucket_ms as f64) as usize] += 1;
+        }
+        counts
+    }
+
     /// The probes' p99 over `[from, to)` (epoch ms).
-    fn probe_p99(&self, from: f64, to: f64) -> (Duration, usize) {
+    pub(crate) fn probe_p99(&self, from: f64, to: f64) -> (Duration, usize) {
         let mut window: Vec<Duration> = self
             .probes
             .iter()
@@ -213,14 +225,8 @@ pub(crate) fn herd_fleet() {
 
         let asked = &herd_records.asked;
         let (first, last) = (asked[0], *asked.last().unwrap());
-        let bucket = |ms: u64| {
-            let mut counts = vec![0usize; ((last - notices_from) / ms as f64) as usize + 1];
-            for at in asked {
-                counts[((at - notices_from).max(0.0) / ms as f64) as usize] += 1;
-            }
-            counts
-        };
-        let (per_bucket, per_second) = (bucket(BUCKET_MS), bucket(1000));
+        let per_bucket = herd_records.requests_per(notices_from, BUCKET_MS);
+        let per_second = herd_records.requests_per(notices_from, 1000);
         let window_s = (jitter as f64).max((last - first) / 1000.0).max(1.0);
         let mean = asked.len() as f64 / window_s;
         // Each close against the deadline of the token it closed.
@@ -266,11 +272,11 @@ pub(crate) fn herd_fleet() {
         // of exp, a second of quiet on either side.
         let notify_at = (first_exp - NOTIFY_BEFORE_S) as f64 * 1000.0;
         let start = notices_from - 1000.0;
-        let mut counts =
-            vec![0; ((last.max(notify_at) + 1000.0 - start) / BUCKET_MS as f64) as usize + 1];
-        for at in asked {
-            counts[((at - start).max(0.0) / BUCKET_MS as f64) as usize] += 1;
-        }
+        let mut counts = herd_records.requests_per(start, BUCKET_MS);
+        counts.resize(
+            ((last.max(notify_at) + 1000.0 - start) / BUCKET_MS as f64) as usize + 1,
+            0,
+        );
         series.push(Series {
             label: if jitter == 0 {
                 "notice jitter off".to_owned()

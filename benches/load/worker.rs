@@ -132,6 +132,7 @@ pub(crate) fn worker_main(role: &str) {
     runtime.block_on(async {
         match role {
             Role::Storm => crate::storm::storm_worker(&records).await,
+            Role::ClientHerd => crate::client_herd::client_herd_worker(&records).await,
             role => {
                 let clients = connect_share(&env("LOAD_TOKEN")).await;
                 play(role, clients, &records).await;
@@ -157,7 +158,9 @@ async fn play(role: Role, clients: Vec<Client>, records: &Records) {
                 }
                 Role::Probe => tokio::spawn(probe(client, records)),
                 Role::Abuse => tokio::spawn(abuser(client, started.clone(), records)),
-                Role::Storm => unreachable!("the storm worker has its own clients"),
+                Role::Storm | Role::ClientHerd => {
+                    unreachable!("these workers have their own clients")
+                }
             }
         })
         .collect();

@@ -1,0 +1,213 @@
+//! Client herd: the crate's Rust clients, holding tokens minted in the same
+//! second, renew on their own timer with the client's renewal jitter off
+//! and on (the server's notice jitter off), so the token endpoint's load is
+//! the clients' doing. Needs the `client` feature:
+//! `cargo bench --bench load --features client -- client-herd`.
+
+#[cfg(feature = "client")]
+pub(crate) use with_client::{client_herd, client_herd_worker};
+
+#[cfg(not(feature = "client"))]
+pub(crate) fn client_herd() {
+    println!(
+        "\n## Client herd: SKIPPED, it runs the crate's Rust client: \
+         cargo bench --bench load --features client -- client-herd\n"
+    );
+}
+
+#[cfg(not(feature = "client"))]
+pub(crate) async fn client_herd_worker(_: &crate::worker::Records) {
+    unreachable!("the client herd starts no worker without the client feature")
+}
+
+#[cfg(feature = "client")]
+mod with_client {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use axum_ws_auth::client::{AuthClient, ClientEvent, TokenPlacement};
+    use tokio::sync::Notify;
+
+    use crate::fleet::{Role, ServerFleet, Worker, all_connected, finish_all};
+    use crate::plot::{self, Series};
+    use crate::scale::{HerdRecords, connections};
+    use crate::server::ServerSpec;
+    use crate::stats::millis;
+    use crate::worker::{Records, env, epoch_ms, stopped};
+    use crate::{Mode, SMALL_READ_BUFFER, env_or, hs256_token, hs256_token_until, now};
+
+    /// `LOAD_COUNT` clients on `LOAD_TOKEN` until each has connected once;
+    /// every later token request is recorded (`a <ms>`) and answered with a
+    /// token minted then, valid for `LOAD_RENEW_TTL_S`.
+    pub(crate) async fn client_herd_worker(records: &Records) {
+        let count: usize = env("LOAD_COUNT").parse().unwrap();
+        let addrs: Vec<String> = env("LOAD_ADDRS").split(',').map(str::to_owned).collect();
+        let offset: usize = env("LOAD_OFFSET").parse().unwrap();
+        let token = env("LOAD_TOKEN");
+        let ttl: u64 = env_or("LOAD_RENEW_TTL_S", 3600);
+        let renew_before = Duration::from_millis(env_or("LOAD_RENEW_BEFORE_MS", 10_000));
+        let jitter = Duration::from_millis(env_or("LOAD_RENEW_JITTER_MS", 0));
+        let connected = Arc::new(AtomicUsize::new(0));
+        let all_connected = Arc::new(Notify::new());
+        let clients: Vec<AuthClient> = (0..count)
+            .map(|n| {
+                let url = format!("ws://{}/ws", addrs[(offset + n) % addrs.len()]);
+                // The herd's token until the first connection: a retried
+                // first attempt must not leave the herd.
+                let joined = Arc::new(AtomicBool::new(false));
+                let provider = {
+                    let (token, joined, records) = (token.clone(), joined.clone(), records.clone());
+                    move || {
+                        let token = if joined.load(Ordering::Acquire) {
+                            records.push(format!("a {:.1}", epoch_ms()));
+                            hs256_token_until(now() + ttl)
+                        } else {
+                            token.clone()
+                        };
+                        async move { Ok::<_, std::io::Error>(token) }
+                    }
+                };
+                let (connected, all_connected, records) =
+                    (connected.clone(), all_connected.clone(), records.clone());
+                AuthClient::builder(url, provider)
+                    .token_placement(TokenPlacement::Header)
+                    .renew_before(renew_before)
+                    .renew_jitter(jitter)
+                    .on_event(move |event| {
+                        if matches!(event, ClientEvent::Renewed { .. }) {
+                            records.push("r".into());
+                        }
+                        let first = matches!(event, ClientEvent::Connected { .. })
+                            && !joined.swap(true, Ordering::AcqRel);
+                        if first && connected.fetch_add(1, Ordering::AcqRel) + 1 == count {
+                            all_connected.notify_one();
+                        }
+                    })
+                    .connect()
+            })
+            .collect();
+        all_connected.notified().await;
+        println!("connected {count} 0");
+        stopped().await;
+        drop(clients);
+    }
+
+    /// The herd of `connections(50 000)` Rust clients, once per client
+    /// renewal jitter in `LOAD_CLIENT_JITTERS` (seconds, default `0,30`).
+    pub(crate) fn client_herd() {
+        const RENEW_BEFORE_S: u64 = 10;
+        const PROBES: usize = 200;
+        const BUCKET_MS: u64 = 100;
+        let total = connections(50_000);
+        let jitters: Vec<u64> = std::env::var("LOAD_CLIENT_JITTERS")
+            .ok()
+            .map(|list| list.split(',').filter_map(|s| s.parse().ok()).collect())
+            .unwrap_or_else(|| vec![0, 30]);
+        println!(
+            "\n## Client herd: {total} Rust clients whose tokens share one exp; renew_before {RENEW_BEFORE_S} s (the server's notify_before too), server notice jitter off; {PROBES} probes echo 64 B every 20 ms\n"
+        );
+        println!(
+            "| client renewal jitter | token requests: peak per 100 ms, per 1 s / mean per s | renewed | probe p99: quiet / renewals | first to last request |\n| --- | --- | --- | --- | --- |"
+        );
+        let mut series = Vec::new();
+        for jitter in jitters {
+            let spec = ServerSpec::new(Mode::Wrapped, Some(SMALL_READ_BUFFER))
+                .env("LOAD_NOTIFY_BEFORE_MS", RENEW_BEFORE_S * 1000)
+                .env("LOAD_LEEWAY_MS", 0);
+            let fleet = ServerFleet::start(spec, total + PROBES);
+            let addrs = fleet.addrs();
+            // The client's timer spreads over the whole window only when the
+            // wait before `renew_before` is at least twice as long.
+            let connecting_s = 10 + total as u64 / 2000;
+            let first_exp = now() + connecting_s + RENEW_BEFORE_S + 2 * jitter;
+            let mut probes = vec![Worker::start(
+                Role::Probe,
+                10,
+                PROBES,
+                &addrs,
+                &[("LOAD_TOKEN", hs256_token(3600))],
+            )];
+            let mut herd = Worker::start_many(
+                Role::ClientHerd,
+                total,
+                0,
+                &addrs,
+                &[
+                    ("LOAD_TOKEN", hs256_token_until(first_exp)),
+                    ("LOAD_RENEW_BEFORE_MS", (RENEW_BEFORE_S * 1000).to_string()),
+                    ("LOAD_RENEW_JITTER_MS", (jitter * 1000).to_string()),
+                ],
+            );
+            all_connected(&mut probes);
+            let (connected, took) = all_connected(&mut herd);
+            let window_from = (first_exp - RENEW_BEFORE_S - jitter) as f64 * 1000.0;
+            assert!(
+                epoch_ms() < window_from,
+                "connecting took {took:?}: past the first renewal"
+            );
+            // Every renewal is due by `exp - renew_before`; the answers to
+            // the server's notices wait at most a quarter of what is left.
+            let until = (first_exp - RENEW_BEFORE_S + 5) as f64 * 1000.0;
+            std::thread::sleep(Duration::from_secs_f64(
+                ((until - epoch_ms()) / 1000.0).max(0.0),
+            ));
+            let records = HerdRecords::parse(&finish_all(herd));
+            let probe_records = HerdRecords::parse(&finish_all(probes));
+            drop(fleet);
+
+            let asked = &records.asked;
+            let (first, last) = (asked[0], *asked.last().unwrap());
+            let per_bucket = records.requests_per(window_from, BUCKET_MS);
+            let per_second = records.requests_per(window_from, 1000);
+            let window_s = (jitter as f64).max((last - first) / 1000.0).max(1.0);
+            let mean = asked.len() as f64 / window_s;
+            let quiet = probe_records.probe_p99(window_from - 20_000.0, window_from);
+            let renewals = probe_records.probe_p99(first, last + 1000.0);
+            println!(
+                "| {} | {}, {} / {mean:.0} ({:.1}x per s) | {} / {connected} | {:.1} / {:.1} ms | {:.2} s |",
+                if jitter == 0 {
+                    "off".to_owned()
+                } else {
+                    format!("{jitter} s")
+                },
+                per_bucket.iter().max().unwrap(),
+                per_second.iter().max().unwrap(),
+                *per_second.iter().max().unwrap() as f64 / mean,
+                records.renewed,
+                millis(quiet.0),
+                millis(renewals.0),
+                (last - first) / 1000.0,
+            );
+            // The plot's axis: seconds against `exp - renew_before`.
+            let renew_at = (first_exp - RENEW_BEFORE_S) as f64 * 1000.0;
+            let start = window_from - 1000.0;
+            let mut counts = records.requests_per(start, BUCKET_MS);
+            counts.resize(
+                ((last.max(renew_at) + 1000.0 - start) / BUCKET_MS as f64) as usize + 1,
+                0,
+            );
+            series.push(Series {
+                label: if jitter == 0 {
+                    "client renewal jitter off".to_owned()
+                } else {
+                    format!("client renewal jitter {jitter} s")
+                },
+                start_s: (start - renew_at) / 1000.0,
+                counts,
+            });
+        }
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let path = std::env::var("LOAD_PLOT")
+            .unwrap_or_else(|_| format!("target/client-herd-renewal-rate-{stamp}.png"));
+        plot::renewal_rate(
+            std::path::Path::new(&path),
+            &format!("Client herd of {total}: token requests per second (100 ms buckets)"),
+            BUCKET_MS,
+            &series,
+        );
+    }
+}

@@ -252,41 +252,56 @@ pub(crate) async fn renewal_storm() {
 
 /// As many idle connections as one server process holds under this
 /// machine's descriptor limit (20 000 per process, not raisable), bare and
-/// wrapped: the count, and memory per connection at that count.
+/// wrapped in interleaved rounds: the count, and memory per connection at
+/// that count.
 pub(crate) async fn max_connections() {
     const TARGET: usize = 19_990;
-    println!("\n## One server process: up to {TARGET} idle connections, 4 KiB read buffer\n");
+    let rounds = rounds();
     println!(
-        "| variant | connections held | server RSS | per connection |\n| --- | --- | --- | --- |"
+        "\n## One server process: up to {TARGET} idle connections, 4 KiB read buffer ({rounds} interleaved rounds)\n"
+    );
+    println!(
+        "| round | variant | connections held | server RSS | per connection |\n| --- | --- | --- | --- | --- |"
     );
     let token = hs256_token(3600);
-    for mode in [Mode::Bare, Mode::Wrapped] {
-        let mut server = ChildServer::start(mode, Some(SMALL_READ_BUFFER));
-        let (before, _, _) = server.stats();
-        let mut clients = Vec::with_capacity(TARGET);
-        while clients.len() < TARGET {
-            let batch = (TARGET - clients.len()).min(500);
-            let connecting: Vec<_> = (0..batch)
-                .map(|_| try_connect(server.addr, &token))
-                .collect();
-            let results = futures_util::future::join_all(connecting).await;
-            let failed = results.iter().any(Option::is_none);
-            clients.extend(results.into_iter().flatten());
-            if failed {
-                break;
+    let mut overhead = Vec::new();
+    for round in 0..rounds {
+        let mut per_connection = [0.0; 2];
+        for mode in round_order(round) {
+            let mut server = ChildServer::start(mode, Some(SMALL_READ_BUFFER));
+            let (before, _, _) = server.stats();
+            let mut clients = Vec::with_capacity(TARGET);
+            while clients.len() < TARGET {
+                let batch = (TARGET - clients.len()).min(500);
+                let connecting: Vec<_> = (0..batch)
+                    .map(|_| try_connect(server.addr, &token))
+                    .collect();
+                let results = futures_util::future::join_all(connecting).await;
+                let failed = results.iter().any(Option::is_none);
+                clients.extend(results.into_iter().flatten());
+                if failed {
+                    break;
+                }
             }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (after, live, _) = server.stats();
+            let kib = (after - before) as f64 / clients.len() as f64;
+            per_connection[usize::from(mode == Mode::Wrapped)] = kib;
+            println!(
+                "| {} | {} | {} (registry: {live}) | {} MiB | {kib:.2} KiB |",
+                round + 1,
+                mode.name(),
+                clients.len(),
+                after / 1024,
+            );
+            drop(clients);
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let (after, live, _) = server.stats();
-        println!(
-            "| {} | {} (registry: {live}) | {} MiB | {:.2} KiB |",
-            mode.name(),
-            clients.len(),
-            after / 1024,
-            (after - before) as f64 / clients.len() as f64
-        );
-        drop(clients);
+        overhead.push(per_connection[1] - per_connection[0]);
     }
+    println!(
+        "\noverhead per connection, median of per-round differences (min–max): {} KiB",
+        summary(&overhead, 2)
+    );
 }
 
 pub(crate) async fn leak() {

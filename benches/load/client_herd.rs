@@ -158,8 +158,11 @@ mod with_client {
 
             let asked = &records.asked;
             let (first, last) = (asked[0], *asked.last().unwrap());
-            let per_bucket = records.requests_per(window_from, BUCKET_MS);
-            let per_second = records.requests_per(window_from, 1000);
+            // From the first request: a client's own timer reads `exp` on
+            // the server's clock as the upgrade's whole-second `Date` told it,
+            // so some fire a little before `window_from`.
+            let per_bucket = records.requests_per(first, BUCKET_MS);
+            let per_second = records.requests_per(first, 1000);
             let window_s = (jitter as f64).max((last - first) / 1000.0).max(1.0);
             let mean = asked.len() as f64 / window_s;
             let quiet = probe_records.probe_p99(window_from - 20_000.0, window_from);

@@ -136,12 +136,11 @@ where
         transport: Box<dyn Transport>,
         settings: Arc<Settings<C>>,
         identity: Identity,
-        exp: u64,
         claims: Arc<C>,
         registered: Arc<RegisteredClaims>,
     ) -> Arc<Self> {
         let session = &settings.session;
-        let deadline = SharedDeadline::new(exp, session.leeway);
+        let deadline = SharedDeadline::new(registered.exp, session.leeway);
         let id = identity.connection_id();
         let writers = Arc::new(Writers::default());
         let shared = Arc::new_cyclic(|me| Self {

@@ -103,21 +103,10 @@ where
         settings,
     } = authenticated;
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    let (iss, sub, exp) = (
-        registered.iss.clone(),
-        registered.sub.clone(),
-        registered.exp,
-    );
+    let (iss, sub) = (registered.iss.clone(), registered.sub.clone());
     let identity = Identity::new(id, iss, sub, source, protocol);
-    telemetry::connected(&identity, exp);
-    let shared = Shared::start(
-        Box::new(transport),
-        settings,
-        identity,
-        exp,
-        claims,
-        registered,
-    );
+    telemetry::connected(&identity, registered.exp);
+    let shared = Shared::start(Box::new(transport), settings, identity, claims, registered);
     let half: Arc<dyn Half> = Arc::clone(&shared) as Arc<dyn Half>;
     AuthWebSocket {
         sender: AuthSender {

@@ -398,8 +398,8 @@ impl<C> WsAuthLayerBuilder<C> {
     /// window (= `notify_before`) the rate was flat at 10 000 a second,
     /// frames waited 4.8 ms, and because renewal tokens are minted when
     /// asked, the next expiries were spread too (4401 lateness p99 0.36 s
-    /// against 1.4 s); a 30 s window gave 0.13–0.19 s and a 60 s window
-    /// 80–102 ms (median 95).
+    /// against 1.4 s); a 30 s window gave 0.13–0.19 s, a 60 s window
+    /// 76–102 ms (median 87) and a 90 s window 48–56 ms.
     ///
     /// The window also sets how many tokens expire in each second (`exp`
     /// is whole seconds): closing a connection costs its node some tens of

@@ -24,13 +24,13 @@ pub(crate) async fn client_herd_worker(_: &crate::worker::Records) {
 mod with_client {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::Duration;
 
     use axum_ws_auth::client::{AuthClient, ClientEvent, TokenPlacement};
     use tokio::sync::Notify;
 
     use crate::fleet::{Role, ServerFleet, Worker, all_connected, finish_all};
-    use crate::plot::{self, Series};
+    use crate::plot;
     use crate::scale::{HerdRecords, connections};
     use crate::server::ServerSpec;
     use crate::stats::millis;
@@ -169,11 +169,7 @@ mod with_client {
             let renewals = probe_records.probe_p99(first, last + 1000.0);
             println!(
                 "| {} | {}, {} / {mean:.0} ({:.1}x per s) | {} / {connected} | {:.1} / {:.1} ms | {:.2} s |",
-                if jitter == 0 {
-                    "off".to_owned()
-                } else {
-                    format!("{jitter} s")
-                },
+                plot::window_label("", jitter).trim_start(),
                 per_bucket.iter().max().unwrap(),
                 per_second.iter().max().unwrap(),
                 *per_second.iter().max().unwrap() as f64 / mean,
@@ -184,30 +180,15 @@ mod with_client {
             );
             // The plot's axis: seconds against `exp - renew_before`.
             let renew_at = (first_exp - RENEW_BEFORE_S) as f64 * 1000.0;
-            let start = window_from - 1000.0;
-            let mut counts = records.requests_per(start, BUCKET_MS);
-            counts.resize(
-                ((last.max(renew_at) + 1000.0 - start) / BUCKET_MS as f64) as usize + 1,
-                0,
-            );
-            series.push(Series {
-                label: if jitter == 0 {
-                    "client renewal jitter off".to_owned()
-                } else {
-                    format!("client renewal jitter {jitter} s")
-                },
-                start_s: (start - renew_at) / 1000.0,
-                counts,
-            });
+            series.push(records.series(
+                plot::window_label("client renewal jitter", jitter),
+                window_from,
+                renew_at,
+                BUCKET_MS,
+            ));
         }
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let path = std::env::var("LOAD_PLOT")
-            .unwrap_or_else(|_| format!("target/client-herd-renewal-rate-{stamp}.png"));
         plot::renewal_rate(
-            std::path::Path::new(&path),
+            "client-herd-renewal-rate",
             &format!("Client herd of {total}: token requests per second (100 ms buckets)"),
             BUCKET_MS,
             &series,

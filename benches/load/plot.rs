@@ -1,6 +1,7 @@
-//! The herd's renewal rate over time, drawn as a PNG.
+//! The herds' token requests over time, drawn as a PNG.
 
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -18,8 +19,26 @@ pub(crate) struct Series {
     pub(crate) counts: Vec<usize>,
 }
 
-/// Draws the series over one time axis; says why when it cannot.
-pub(crate) fn renewal_rate(path: &Path, title: &str, bucket_ms: u64, series: &[Series]) {
+/// `"<what> off"` for a window of 0 s, `"<what> <window> s"` otherwise.
+pub(crate) fn window_label(what: &str, window_s: u64) -> String {
+    if window_s == 0 {
+        format!("{what} off")
+    } else {
+        format!("{what} {window_s} s")
+    }
+}
+
+/// Draws the series over one time axis, to `LOAD_PLOT` or
+/// `target/<name>-<unix time>.png`; says why when it cannot.
+pub(crate) fn renewal_rate(name: &str, title: &str, bucket_ms: u64, series: &[Series]) {
+    let path = std::env::var("LOAD_PLOT").unwrap_or_else(|_| {
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        format!("target/{name}-{stamp}.png")
+    });
+    let path = Path::new(&path);
     match draw(path, title, bucket_ms, series) {
         Ok(()) => println!("\nplot written: {}", path.display()),
         Err(error) => println!("\nno plot ({error})"),

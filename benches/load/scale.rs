@@ -2,7 +2,7 @@
 //! the 100k herd of tokens minted in the same second, and abusive clients
 //! at the control-frame limits.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::fleet::{Role, ServerFleet, Worker, all_connected, finish_all};
 use crate::plot::{self, Series};
@@ -140,6 +140,24 @@ impl HerdRecords {
         counts
     }
 
+    /// The token requests per `bucket_ms` as a plot's series: from a
+    /// second before `from`, on an axis of seconds against `zero` (both
+    /// epoch ms), to a second after the last request or `zero`.
+    pub(crate) fn series(&self, label: String, from: f64, zero: f64, bucket_ms: u64) -> Series {
+        let start = from - 1000.0;
+        let last = self.asked.last().copied().unwrap_or(start);
+        let mut counts = self.requests_per(start, bucket_ms);
+        counts.resize(
+            ((last.max(zero) + 1000.0 - start) / bucket_ms as f64) as usize + 1,
+            0,
+        );
+        Series {
+            label,
+            start_s: (start - zero) / 1000.0,
+            counts,
+        }
+    }
+
     /// The probes' p99 over `[from, to)` (epoch ms).
     pub(crate) fn probe_p99(&self, from: f64, to: f64) -> (Duration, usize) {
         let mut window: Vec<Duration> = self
@@ -269,32 +287,17 @@ pub(crate) fn herd_fleet() {
             deadlines.len(),
         );
         // The plot's axis: seconds against the moment notify_before ahead
-        // of exp, a second of quiet on either side.
+        // of exp.
         let notify_at = (first_exp - NOTIFY_BEFORE_S) as f64 * 1000.0;
-        let start = notices_from - 1000.0;
-        let mut counts = herd_records.requests_per(start, BUCKET_MS);
-        counts.resize(
-            ((last.max(notify_at) + 1000.0 - start) / BUCKET_MS as f64) as usize + 1,
-            0,
-        );
-        series.push(Series {
-            label: if jitter == 0 {
-                "notice jitter off".to_owned()
-            } else {
-                format!("notice jitter {jitter} s")
-            },
-            start_s: (start - notify_at) / 1000.0,
-            counts,
-        });
+        series.push(herd_records.series(
+            plot::window_label("notice jitter", jitter),
+            notices_from,
+            notify_at,
+            BUCKET_MS,
+        ));
     }
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let path = std::env::var("LOAD_PLOT")
-        .unwrap_or_else(|_| format!("target/herd-renewal-rate-{stamp}.png"));
     plot::renewal_rate(
-        std::path::Path::new(&path),
+        "herd-renewal-rate",
         &format!("Herd of {total}: token requests per second (100 ms buckets)"),
         BUCKET_MS,
         &series,

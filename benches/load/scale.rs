@@ -177,7 +177,9 @@ impl HerdRecords {
 /// notice with a token minted then (as a token endpoint would: `exp` is
 /// now plus `renew_ttl`), and not on the second, so its connection closes
 /// at that token's deadline; probes on long-lived tokens measure application
-/// frames meanwhile.
+/// frames meanwhile. With `LOAD_SHARED_DEADLINE=1` every client renews with
+/// one token minted beforehand instead, so all of them close at one
+/// instant: the worst case.
 pub(crate) fn herd_fleet() {
     const NOTIFY_BEFORE_S: u64 = 10;
     const PROBES: usize = 200;
@@ -187,8 +189,14 @@ pub(crate) fn herd_fleet() {
         .ok()
         .map(|list| list.split(',').filter_map(|s| s.parse().ok()).collect())
         .unwrap_or_else(|| vec![0, 30]);
+    let shared_deadline = crate::env_or("LOAD_SHARED_DEADLINE", 0) == 1;
     println!(
-        "\n## Herd: {total} connections whose tokens share one exp; notify_before {NOTIFY_BEFORE_S} s, leeway 0; renewal tokens minted on the notice; {PROBES} probes echo 64 B every 20 ms\n"
+        "\n## Herd: {total} connections whose tokens share one exp; notify_before {NOTIFY_BEFORE_S} s, leeway 0; renewal tokens {}; {PROBES} probes echo 64 B every 20 ms\n",
+        if shared_deadline {
+            "all one, minted beforehand (one shared deadline)"
+        } else {
+            "minted on the notice"
+        }
     );
     println!(
         "| notice jitter | token requests: peak per 100 ms, per 1 s / mean per s over the notice window | renewed | probe p99: quiet / notices / expiry | 4401 lateness against its token's deadline p50 / p99 / max: at the clients / at the servers (close frame flushed, summed over the servers) | first deadline to last close |\n| --- | --- | --- | --- | --- | --- |"
@@ -221,6 +229,15 @@ pub(crate) fn herd_fleet() {
             &[
                 ("LOAD_TOKEN", hs256_token_until(first_exp)),
                 ("LOAD_RENEW_TTL_S", renew_ttl.to_string()),
+                (
+                    "LOAD_RENEW_TOKEN",
+                    if shared_deadline {
+                        hs256_token_until(first_exp + renew_ttl)
+                    } else {
+                        String::new()
+                    },
+                ),
+                ("LOAD_RENEW_EXP", (first_exp + renew_ttl).to_string()),
             ],
         );
         all_connected(&mut probes);

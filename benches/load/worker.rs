@@ -153,9 +153,7 @@ async fn play(role: Role, clients: Vec<Client>, records: &Records) {
             let records = records.clone();
             match role {
                 Role::Idle => tokio::spawn(idle(client)),
-                Role::Herd => {
-                    tokio::spawn(herd_member(client, env_or("LOAD_RENEW_TTL_S", 60), records))
-                }
+                Role::Herd => tokio::spawn(herd_member(client, Renewal::from_env(), records)),
                 Role::Probe => tokio::spawn(probe(client, records)),
                 Role::Abuse => tokio::spawn(abuser(client, started.clone(), records)),
                 Role::Storm | Role::ClientHerd => {
@@ -185,10 +183,43 @@ async fn idle(mut client: Client) {
     while let Some(Ok(_)) = client.next().await {}
 }
 
+/// The token a herd member renews with.
+enum Renewal {
+    /// Minted when asked, valid this many seconds (`LOAD_RENEW_TTL_S`).
+    Minted(u64),
+    /// One token for every member (`LOAD_RENEW_TOKEN`, expiring at
+    /// `LOAD_RENEW_EXP`).
+    Shared { token: String, exp: u64 },
+}
+
+impl Renewal {
+    fn from_env() -> Self {
+        match std::env::var("LOAD_RENEW_TOKEN") {
+            Ok(token) if !token.is_empty() => Renewal::Shared {
+                token,
+                exp: env("LOAD_RENEW_EXP").parse().unwrap(),
+            },
+            _ => Renewal::Minted(env_or("LOAD_RENEW_TTL_S", 60)),
+        }
+    }
+
+    /// The token and its `exp`.
+    fn token(&self) -> (String, u64) {
+        match self {
+            Renewal::Minted(ttl) => {
+                let exp = crate::now() + ttl;
+                (crate::hs256_token_until(exp), exp)
+            }
+            Renewal::Shared { token, exp } => (token.clone(), *exp),
+        }
+    }
+}
+
 /// Renews once, on the first notice, with a token "the endpoint" mints at
 /// that moment (`exp` = now + `ttl` s, as a real token endpoint would), so
-/// renewals spread by the notice jitter spread the next expiries too.
-async fn herd_member(mut client: Client, ttl: u64, records: Records) {
+/// renewals spread by the notice jitter spread the next expiries too; or
+/// with the one shared token, so that every member closes at one instant.
+async fn herd_member(mut client: Client, renewal: Renewal, records: Records) {
     // The deadline of the token the connection lives under now (0: the
     // first, which the parent knows).
     let mut deadline_ms = 0;
@@ -198,11 +229,11 @@ async fn herd_member(mut client: Client, ttl: u64, records: Records) {
             WsMessage::Text(text) if !asked && text.as_str().contains("auth.expiring") => {
                 asked = true;
                 records.push(format!("a {:.1}", epoch_ms()));
-                let exp = crate::now() + ttl;
+                let (token, exp) = renewal.token();
                 let renewal = serde_json::json!({
                     "type": "auth.renew",
                     "id": "h",
-                    "token": crate::hs256_token_until(exp),
+                    "token": token,
                 });
                 deadline_ms = exp * 1000;
                 if client

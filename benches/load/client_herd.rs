@@ -38,8 +38,10 @@ mod with_client {
     use crate::{Mode, SMALL_READ_BUFFER, env_or, hs256_token, hs256_token_until, now};
 
     /// `LOAD_COUNT` clients on `LOAD_TOKEN` until each has connected once;
-    /// every later token request is recorded (`a <ms>`) and answered with a
-    /// token minted then, valid for `LOAD_RENEW_TTL_S`.
+    /// every later token request is answered with a token minted then,
+    /// valid for `LOAD_RENEW_TTL_S`, and recorded: `a <ms>` for a renewal
+    /// (asked while connected), `x` for a reconnection's. Says how many
+    /// connected once all have, or after `LOAD_CONNECT_WAIT_S` (120 s).
     pub(crate) async fn client_herd_worker(records: &Records) {
         let count: usize = env("LOAD_COUNT").parse().unwrap();
         let addrs: Vec<String> = env("LOAD_ADDRS").split(',').map(str::to_owned).collect();
@@ -56,11 +58,17 @@ mod with_client {
                 // The herd's token until the first connection: a retried
                 // first attempt must not leave the herd.
                 let joined = Arc::new(AtomicBool::new(false));
+                let up = Arc::new(AtomicBool::new(false));
                 let provider = {
-                    let (token, joined, records) = (token.clone(), joined.clone(), records.clone());
+                    let (token, joined, up, records) =
+                        (token.clone(), joined.clone(), up.clone(), records.clone());
                     move || {
                         let token = if joined.load(Ordering::Acquire) {
-                            records.push(format!("a {:.1}", epoch_ms()));
+                            records.push(if up.load(Ordering::Acquire) {
+                                format!("a {:.1}", epoch_ms())
+                            } else {
+                                "x".to_owned()
+                            });
                             hs256_token_until(now() + ttl)
                         } else {
                             token.clone()
@@ -75,8 +83,11 @@ mod with_client {
                     .renew_before(renew_before)
                     .renew_jitter(jitter)
                     .on_event(move |event| {
-                        if matches!(event, ClientEvent::Renewed { .. }) {
-                            records.push("r".into());
+                        match event {
+                            ClientEvent::Renewed { .. } => records.push("r".into()),
+                            ClientEvent::Connected { .. } => up.store(true, Ordering::Release),
+                            ClientEvent::Disconnected { .. } => up.store(false, Ordering::Release),
+                            _ => {}
                         }
                         let first = matches!(event, ClientEvent::Connected { .. })
                             && !joined.swap(true, Ordering::AcqRel);
@@ -87,8 +98,10 @@ mod with_client {
                     .connect()
             })
             .collect();
-        all_connected.notified().await;
-        println!("connected {count} 0");
+        let wait = Duration::from_secs(env_or("LOAD_CONNECT_WAIT_S", 120));
+        let _ = tokio::time::timeout(wait, all_connected.notified()).await;
+        let made = connected.load(Ordering::Acquire);
+        println!("connected {made} {}", count - made);
         stopped().await;
         drop(clients);
     }
@@ -157,7 +170,10 @@ mod with_client {
             drop(fleet);
 
             let asked = &records.asked;
-            let (first, last) = (asked[0], *asked.last().unwrap());
+            let (Some(&first), Some(&last)) = (asked.first(), asked.last()) else {
+                println!("| {jitter} s | no token request recorded | | | |");
+                continue;
+            };
             // From the first request: a client's own timer reads `exp` on
             // the server's clock as the upgrade's whole-second `Date` told it,
             // so some fire a little before `window_from`.

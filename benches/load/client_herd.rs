@@ -121,7 +121,7 @@ mod with_client {
             "\n## Client herd: {total} Rust clients whose tokens share one exp; renew_before {RENEW_BEFORE_S} s (the server's notify_before too), server notice jitter off; {PROBES} probes echo 64 B every 20 ms\n"
         );
         println!(
-            "| client renewal jitter | token requests: peak per 100 ms, per 1 s / mean per s | renewed | probe p99: quiet / renewals | first to last request |\n| --- | --- | --- | --- | --- |"
+            "| client renewal jitter | token requests: peak per 100 ms, per 1 s / mean per s | renewed (reconnections) | probe p99: quiet / renewals | first to last request |\n| --- | --- | --- | --- | --- |"
         );
         let mut series = Vec::new();
         for jitter in jitters {
@@ -150,6 +150,7 @@ mod with_client {
                     ("LOAD_TOKEN", hs256_token_until(first_exp)),
                     ("LOAD_RENEW_BEFORE_MS", (RENEW_BEFORE_S * 1000).to_string()),
                     ("LOAD_RENEW_JITTER_MS", (jitter * 1000).to_string()),
+                    ("LOAD_CONNECT_WAIT_S", connecting_s.to_string()),
                 ],
             );
             all_connected(&mut probes);
@@ -184,12 +185,13 @@ mod with_client {
             let quiet = probe_records.probe_p99(window_from - 20_000.0, window_from);
             let renewals = probe_records.probe_p99(first, last + 1000.0);
             println!(
-                "| {} | {}, {} / {mean:.0} ({:.1}x per s) | {} / {connected} | {:.1} / {:.1} ms | {:.2} s |",
+                "| {} | {}, {} / {mean:.0} ({:.1}x per s) | {} / {connected} ({}) | {:.1} / {:.1} ms | {:.2} s |",
                 plot::window_label("", jitter).trim_start(),
                 per_bucket.iter().max().unwrap(),
                 per_second.iter().max().unwrap(),
                 *per_second.iter().max().unwrap() as f64 / mean,
                 records.renewed,
+                records.reconnects,
                 millis(quiet.0),
                 millis(renewals.0),
                 (last - first) / 1000.0,

@@ -95,6 +95,8 @@ pub(crate) struct HerdRecords {
     /// When each token request was made, sorted.
     pub(crate) asked: Vec<f64>,
     pub(crate) renewed: usize,
+    /// Token requests made to reconnect, not to renew (`x`).
+    pub(crate) reconnects: usize,
     /// (when, code, the deadline of the token closed; 0 if unknown)
     closes: Vec<(f64, u16, f64)>,
     probes: Vec<(f64, Duration)>,
@@ -109,6 +111,7 @@ impl HerdRecords {
             match words.next() {
                 Some("a") => records.asked.extend(number(words.next())),
                 Some("r") => records.renewed += 1,
+                Some("x") => records.reconnects += 1,
                 Some("c") => {
                     let at = number(words.next()).unwrap();
                     let code = number(words.next()).unwrap() as u16;

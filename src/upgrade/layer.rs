@@ -399,7 +399,7 @@ impl<C> WsAuthLayerBuilder<C> {
     /// frames waited 4.8 ms, and because renewal tokens are minted when
     /// asked, the next expiries were spread too (4401 lateness p99 0.36 s
     /// against 1.4 s); a 30 s window gave 0.13–0.19 s, a 60 s window
-    /// 76–102 ms (median 87) and a 90 s window 48–56 ms.
+    /// 76–102 ms (median 87) and a 90 s window 44–56 ms.
     ///
     /// The window also sets how many tokens expire in each second (`exp`
     /// is whole seconds): closing a connection costs its node some tens of

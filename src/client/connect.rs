@@ -1,6 +1,8 @@
 //! One connection attempt: TCP (and TLS) under the connect timeout, then
 //! the HTTP upgrade under the handshake timeout.
 
+use std::time::SystemTime;
+
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -23,8 +25,10 @@ pub(super) struct Connected {
     pub(super) socket: Socket,
     /// The subprotocol the server selected.
     pub(super) protocol: Option<String>,
-    /// The upgrade response's `Date`, in seconds since the epoch.
-    pub(super) server_date: Option<u64>,
+    /// The upgrade response's `Date`, in seconds since the epoch, and the
+    /// local wall-clock time the upgrade request was sent: the server
+    /// stamped the response after that.
+    pub(super) server_date: Option<(u64, SystemTime)>,
 }
 
 /// Connects with an already trimmed and checked `token`.
@@ -89,6 +93,7 @@ pub(super) async fn connect(config: &Config, token: &str) -> Result<Connected, O
     .await
     .map_err(|_| retry(ClientError::ConnectTimeout(config.connect_timeout)))??;
 
+    let sent = (config.wall_clock)();
     let handshake = timeout(
         config.handshake_timeout,
         tokio_tungstenite::client_async(request, io),
@@ -105,7 +110,9 @@ pub(super) async fn connect(config: &Config, token: &str) -> Result<Connected, O
             };
             Ok(Connected {
                 protocol: header(http::header::SEC_WEBSOCKET_PROTOCOL).map(str::to_owned),
-                server_date: header(http::header::DATE).and_then(parse_http_date),
+                server_date: header(http::header::DATE)
+                    .and_then(parse_http_date)
+                    .map(|date| (date, sent)),
                 socket,
             })
         }

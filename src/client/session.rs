@@ -251,10 +251,8 @@ async fn connect_and_run(
         Err(outcome) => return outcome,
     };
     progress.refusals = 0;
-    if let Some(date) = server_date {
-        progress
-            .server_clock
-            .observe_date(date, (config.wall_clock)());
+    if let Some((date, sent)) = server_date {
+        progress.server_clock.observe_date(date, sent);
     }
     let mut session = Session::new(config, socket, &mut progress.server_clock);
     session.schedule_from_exp(unverified_exp(&token));

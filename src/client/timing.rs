@@ -40,10 +40,16 @@ impl ServerClock {
         self.offset_ms = Some(server_now - millis(local_now));
     }
 
-    /// The `Date` of the upgrade response (whole seconds, truncated).
-    pub(super) fn observe_date(&mut self, date: u64, local_now: SystemTime) {
-        let server_now = i128::from(date) * 1000 + 500;
-        self.offset_ms = Some(server_now - millis(local_now));
+    /// The `Date` of the upgrade response (whole seconds, truncated), and
+    /// the local time the request was sent. The server stamped it after
+    /// that, while its clock read less than `date` + 1 s, so its clock read
+    /// less than that at `sent`: taking that bound errs towards renewing
+    /// early (by at most a second and the handshake's duration). The time
+    /// the response was read would err late by however long it waited to
+    /// be read, as it does in a connection storm.
+    pub(super) fn observe_date(&mut self, date: u64, sent: SystemTime) {
+        let server_at_sent = (i128::from(date) + 1) * 1000;
+        self.offset_ms = Some(server_at_sent - millis(sent));
     }
 
     /// How long until `exp` on the server's clock, within `[0, FAR_FUTURE]`.
@@ -176,6 +182,40 @@ mod tests {
             by_date.observe_date(server_now, local_now);
             let left = by_date.remaining(server_now + 3600, local_now);
             assert!(left <= S(3600) && left >= S(3599), "{skew}: {left:?}");
+        }
+    }
+
+    /// The server stamps the upgrade response somewhere between the
+    /// request and the moment the client reads it, which in a connection
+    /// storm can be seconds later: the estimate never puts the renewal
+    /// after the true moment, and errs early by at most a second plus the
+    /// handshake.
+    #[test]
+    fn a_date_read_late_never_delays_the_renewal() {
+        let at_ms = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms as u64);
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % bound) as i64
+        };
+        for _ in 0..10_000 {
+            let skew = next(7_200_000) - 3_600_000; // server - local, within an hour
+            let sent = 1_764_000_000_000 + next(1000);
+            let stamped = sent + next(10_000); // a handshake of up to 10 s
+            let read = stamped + next(10_000); // read up to 10 s after that
+            let date = ((stamped + skew) / 1000) as u64;
+            let exp = date + 3600;
+            let mut clock = ServerClock::default();
+            clock.observe_date(date, at_ms(sent));
+            let truth = exp as i64 * 1000 - (read + skew);
+            let left = clock.remaining(exp, at_ms(read)).as_millis() as i64;
+            assert!(left <= truth, "{left} ms left, truly {truth}");
+            assert!(
+                left >= truth - 1000 - (stamped - sent),
+                "{left} ms left, truly {truth}: too early"
+            );
         }
     }
 

@@ -3,12 +3,14 @@
 //! The client needs "how long until the server considers the token
 //! expired". Its own wall clock may be hours off, so it keeps an estimate of
 //! the server's clock instead: from each `auth.expiring` (`exp - expires_in`
-//! was the server's time when it sent the notice) and, until the first one,
-//! from the `Date` header of the upgrade response. Only without either does
-//! it fall back to its own clock. Whatever the estimate says, a token the
-//! server has just accepted but that looks (nearly) expired arms no timer:
-//! the client then waits for the server's notice, which every server of the
-//! contract sends, instead of renewing in a loop.
+//! was the server's time when it sent the notice) and, on each connection
+//! until its first notice, from the `Date` header of the upgrade response
+//! (which errs early, by up to a second plus the upgrade's round trip).
+//! Only without either does it fall back to its own clock. Whatever the
+//! estimate says, a token the server has just accepted but that looks
+//! (nearly) expired arms no timer: the client then waits for the server's
+//! notice, which every server of the contract sends, instead of renewing in
+//! a loop.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

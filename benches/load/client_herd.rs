@@ -35,7 +35,7 @@ mod with_client {
     use crate::server::ServerSpec;
     use crate::stats::millis;
     use crate::worker::{Records, env, epoch_ms, stopped};
-    use crate::{Mode, SMALL_READ_BUFFER, env_or, hs256_token, hs256_token_until, now};
+    use crate::{Mode, SMALL_READ_BUFFER, env_or, hs256_token_until, now};
 
     /// `LOAD_COUNT` clients on `LOAD_TOKEN` until each has connected once;
     /// every later token request is answered with a token minted then,
@@ -139,13 +139,7 @@ mod with_client {
             // wait before `renew_before` is at least twice as long.
             let connecting_s = 10 + total as u64 / 2000;
             let first_exp = now() + connecting_s + renew_before_s + 2 * jitter;
-            let mut probes = vec![Worker::start(
-                Role::Probe,
-                10,
-                PROBES,
-                &addrs,
-                &[("LOAD_TOKEN", hs256_token(3600))],
-            )];
+            let mut probes = Worker::probes(PROBES, &addrs);
             let mut herd = Worker::start_many(
                 Role::ClientHerd,
                 total,

@@ -190,6 +190,18 @@ impl Worker {
         }
     }
 
+    /// The probes of a herd: one worker (number 10, a source /16 of its
+    /// own) holding `count` connections on hour-long tokens.
+    pub(crate) fn probes(count: usize, addrs: &[SocketAddr]) -> Vec<Self> {
+        vec![Self::start(
+            Role::Probe,
+            10,
+            count,
+            addrs,
+            &[("LOAD_TOKEN", crate::hs256_token(3600))],
+        )]
+    }
+
     /// Starts enough workers for `connections`, numbered from `first`
     /// (each number its own source address).
     pub(crate) fn start_many(

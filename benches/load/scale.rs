@@ -217,13 +217,7 @@ pub(crate) fn herd_fleet() {
         let connecting_s = 10 + total as u64 / 2000;
         let first_exp = now() + connecting_s + NOTIFY_BEFORE_S + jitter;
         let renew_ttl = 20 + NOTIFY_BEFORE_S + jitter;
-        let mut probes = vec![Worker::start(
-            Role::Probe,
-            10,
-            PROBES,
-            &addrs,
-            &[("LOAD_TOKEN", hs256_token(3600))],
-        )];
+        let mut probes = Worker::probes(PROBES, &addrs);
         let mut herd = Worker::start_many(
             Role::Herd,
             total,

@@ -158,7 +158,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::at;
+    use crate::testing::{Rng, at};
 
     const S: fn(u64) -> Duration = Duration::from_secs;
 
@@ -195,13 +195,8 @@ mod tests {
     #[test]
     fn a_date_read_late_never_delays_the_renewal() {
         let at_ms = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms as u64);
-        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
-        let mut next = |bound: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % bound) as i64
-        };
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let mut next = |bound: usize| rng.below(bound) as i64;
         for _ in 0..10_000 {
             let skew = next(7_200_000) - 3_600_000; // server - local, within an hour
             let sent = 1_764_000_000_000 + next(1000);

@@ -546,28 +546,12 @@ impl Drop for RevocationStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{at, revocable};
+    use crate::testing::{Rng, at, revocable};
 
     const RETENTION: Duration = Duration::from_secs(3600);
 
     fn store() -> RevocationStore {
         RevocationStore::new(RETENTION, Report::NONE)
-    }
-
-    /// A tiny deterministic generator (xorshift), so failures replay.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-            items[(self.next() % items.len() as u64) as usize]
-        }
     }
 
     // `Some("")` beside `None`: an empty issuer is an issuer.
@@ -622,7 +606,7 @@ mod tests {
     #[test]
     fn the_store_agrees_with_the_per_entry_rule() {
         for seed in 1..=300u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let mut rng = Rng(seed);
             let store = store();
             let mut applied: Vec<(Revocation, SystemTime)> = Vec::new();
             let mut now = BASE;

@@ -119,8 +119,10 @@ impl ClusterBuilder {
     }
 
     /// How often the subscription is pinged, so that a connection that went
-    /// silent is noticed (default 5 s; it is also when queued commands are
-    /// retried).
+    /// silent is noticed (default 5 s). It is also when queued commands are
+    /// retried, and when the cluster's epoch is read, so that Redis losing
+    /// its data under a live subscription (`FLUSHALL`) is noticed and what
+    /// this node knows is written back (see the [module docs](super)).
     pub fn health_check(mut self, interval: Duration) -> Self {
         self.settings.health_check = interval;
         self

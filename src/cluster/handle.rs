@@ -8,7 +8,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::builder::Settings;
-use super::local::{Applied, Mirror};
+use super::known::{Entry, Known, Set};
+use super::local::Mirror;
 use super::message::{Command, Envelope, millis};
 use super::store::Store;
 use super::telemetry;
@@ -85,7 +86,8 @@ pub(super) struct Shared {
     pub(super) store: Store,
     pub(super) mirror: Arc<dyn Mirror>,
     pub(super) settings: Settings,
-    applied: Mutex<Applied>,
+    /// Every command issued or applied here, as Redis stores it.
+    known: Mutex<Known>,
     outbox: Mutex<Vec<Envelope>>,
     pub(super) outbox_ready: Notify,
     fresh: watch::Sender<bool>,
@@ -118,19 +120,19 @@ impl Shared {
             store,
             mirror,
             settings,
-            applied: Mutex::default(),
+            known: Mutex::default(),
             outbox: Mutex::default(),
             outbox_ready: Notify::new(),
             fresh: watch::Sender::new(false),
         }
     }
 
-    pub(super) fn applied(&self) -> MutexGuard<'_, Applied> {
-        lock(&self.applied)
+    pub(super) fn known(&self) -> MutexGuard<'_, Known> {
+        lock(&self.known)
     }
 
     pub(super) fn prune(&self, now: SystemTime) {
-        self.applied().prune(now);
+        self.known().prune(now);
         let now = millis(now);
         lock(&self.outbox).retain(|envelope| envelope.command.keep_until_ms() > now);
     }
@@ -161,8 +163,12 @@ impl Shared {
     /// Applies `command` here, then stores and publishes it (or queues it).
     async fn issue(&self, command: Command, now: SystemTime) -> Issued {
         let envelope = Envelope::new(&self.node, command, now);
-        self.applied()
-            .insert(&envelope.id, envelope.command.keep_until_ms());
+        let entry = Entry {
+            set: Set::of(&envelope.command),
+            keep_until_ms: envelope.command.keep_until_ms(),
+            payload: envelope.to_json().into_bytes().into(),
+        };
+        self.known().insert(&envelope.id, entry);
         let local = self.mirror.apply(&envelope.command, now);
         let published = self.publish(&envelope, now).await;
         if !published {
@@ -170,6 +176,22 @@ impl Shared {
             self.outbox_ready.notify_one();
         }
         Issued { local, published }
+    }
+
+    /// The entries this node knows that Redis lacks (`stored` is what a
+    /// resync read), leaving out what the outbox will publish and what
+    /// stops mattering within `margin`.
+    pub(super) fn missing(
+        &self,
+        stored: &[Vec<u8>],
+        now: SystemTime,
+        margin: Duration,
+    ) -> Vec<Entry> {
+        let stored = stored.iter().map(Vec::as_slice).collect();
+        let outbox = lock(&self.outbox);
+        let unpublished = outbox.iter().map(|envelope| envelope.id.as_str()).collect();
+        let not_before = millis(now).saturating_add(duration_ms(margin));
+        self.known().missing(&stored, &unpublished, not_before)
     }
 
     async fn publish(&self, envelope: &Envelope, now: SystemTime) -> bool {

@@ -1,7 +1,6 @@
 //! The local side: what a node does with a command, on its own
 //! [`Connections`], without waiting on Redis.
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use super::message::{Command, instant, millis};
@@ -38,52 +37,5 @@ impl Mirror for Connections {
 
     fn set_stale(&self, policy: Option<StalePolicy>) {
         self.set_revocations_stale(policy);
-    }
-}
-
-/// The ids of the commands this node has applied, each kept until its
-/// command stops mattering, so that the same command coming from the
-/// channel and from a resync is applied once.
-#[derive(Debug, Default)]
-pub(super) struct Applied {
-    until: HashMap<String, u64>,
-}
-
-impl Applied {
-    /// Records `id`; false if it was already there.
-    pub(super) fn insert(&mut self, id: &str, keep_until_ms: u64) -> bool {
-        if self.until.contains_key(id) {
-            return false;
-        }
-        self.until.insert(id.to_owned(), keep_until_ms);
-        true
-    }
-
-    /// Forgets the ids whose commands no longer matter.
-    pub(super) fn prune(&mut self, now: SystemTime) {
-        let now = millis(now);
-        self.until.retain(|_, until| *until > now);
-    }
-
-    #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.until.len()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_id_is_applied_once_until_pruned() {
-        let mut applied = Applied::default();
-        assert!(applied.insert("a", 2_000));
-        assert!(!applied.insert("a", 2_000));
-        assert!(applied.insert("b", 5_000));
-        applied.prune(instant(3_000));
-        assert_eq!(applied.len(), 1);
-        assert!(applied.insert("a", 2_000));
-        assert!(!applied.insert("b", 5_000));
     }
 }

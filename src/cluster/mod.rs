@@ -50,17 +50,53 @@
 //! request; later for a node that hears of it in a resync).
 //!
 //! Redis itself is one server (or a primary behind one address): Redis
-//! Cluster mode and Sentinel are not supported. To keep revocations across
-//! a Redis restart, run Redis with persistence (RDB or AOF); without it, a
-//! restart forgets the stored commands, and only the nodes' own copies
-//! remain.
+//! Cluster mode and Sentinel are not supported.
+//!
+//! # When Redis loses its data
+//!
+//! A restart without persistence, a failover to a replica that had not
+//! caught up, or a `FLUSHALL` empties the sorted sets, but every node still
+//! holds what it issued or applied. The cluster keeps one more key,
+//! `<prefix>:epoch`, a random value each node remembers; Redis loses it
+//! with the rest, and that is how a node tells (no guessing from timing):
+//!
+//! - On every (re)connection, and at every
+//!   [`health_check`](ClusterBuilder::health_check) (a `FLUSHALL` leaves
+//!   the subscription up), a node reads the epoch. Gone, or changed by
+//!   another node: it resyncs, then writes back every entry it knows that
+//!   Redis lacks, byte for byte with its original score (its revocation
+//!   instant and expiry are inside), in paced batches, and sets a new
+//!   epoch so that the other nodes resync too. Writing back is idempotent
+//!   and has no side effect: every node applies each command id once, so a
+//!   re-authentication request written back is not asked again. It is
+//!   recorded as `cluster_data_loss` (with `written_back`), and counted.
+//! - The node goes on serving from its own copy meanwhile: handshakes
+//!   never wait on the write-back, and the node does not turn stale.
+//! - A node that finds no epoch and never saw one (it just started) cannot
+//!   tell a new cluster from one that lost everything. It stays stale (new
+//!   handshakes get 503 with the default `FailClosed`) for
+//!   `reconnect_max + health_check + 2 × command_timeout` (19 s with the
+//!   defaults: every live node has reconnected or looked by then), and for
+//!   as long as another node is writing back (`<prefix>:seeding`, a short
+//!   lease). Then, if no node set an epoch, it starts one: it is the first
+//!   node of a new cluster.
+//!
+//! When *every* node restarted while Redis was empty, nothing is left to
+//! write back from, and revocations issued before are forgotten once the
+//! first node starts a new epoch. Prevent it with persistence (AOF with
+//! `appendfsync everysec`, or RDB snapshots), a replica, or by replaying
+//! revocations the application keeps in its own database through
+//! [`Cluster::revoke`] at startup.
 //!
 //! # Keys
 //!
 //! Under the [`prefix`](ClusterBuilder::prefix) (`axum-ws-auth` by
-//! default): the channel `<prefix>:commands`, and the sorted sets
-//! `<prefix>:revocations` and `<prefix>:reauth`. Members and messages are
-//! the same JSON envelope:
+//! default): the channel `<prefix>:commands`, the sorted sets
+//! `<prefix>:revocations` and `<prefix>:reauth`, the string
+//! `<prefix>:epoch`, and `<prefix>:seeding` (with an expiry) while a node
+//! writes entries back. None of them may be evicted: run Redis with
+//! `maxmemory-policy noeviction` (or a `volatile-*` policy). Members and
+//! messages are the same JSON envelope:
 //!
 //! ```json
 //! {"v":1,"node":"<node id>","id":"<command id>","sent_at_ms":1764000000000,
@@ -100,18 +136,24 @@
 //! `ws_auth_cluster_applied_total{kind,via}` (`via`: `channel`, `resync`),
 //! `ws_auth_cluster_ignored_total{reason}` (`own`, `duplicate`, `expired`,
 //! `malformed`), `ws_auth_cluster_resyncs_total`,
-//! `ws_auth_cluster_stale_transitions_total{to}`; the gauge
+//! `ws_auth_cluster_stale_transitions_total{to}`,
+//! `ws_auth_cluster_data_loss_total{cause}` (`epoch_missing`: the epoch
+//! this node had seen is gone; `entries_missing`: entries it knows were
+//! stored are not), `ws_auth_cluster_written_back_total` (entries); the gauge
 //! `ws_auth_cluster_stale` (1 while stale); the histogram
 //! `ws_auth_cluster_propagation_lag_seconds{kind}` (from the issuing
 //! node's clock at publication to this node's at application, for commands
 //! from the channel). `tracing` events `cluster_published`,
 //! `cluster_publish_failed`, `cluster_applied`, `cluster_resynced`,
-//! `cluster_fresh`, `cluster_stale`, `cluster_malformed`.
+//! `cluster_fresh`, `cluster_stale`, `cluster_malformed`,
+//! `cluster_data_loss` (warn), `cluster_waiting`.
 
 mod backoff;
 mod builder;
+mod epoch;
 mod error;
 mod handle;
+mod known;
 mod local;
 mod message;
 mod store;

@@ -1,5 +1,6 @@
 //! The Redis side: the keys, the command connection (re-opened after a
-//! failure), storing and publishing a command, reading what is stored.
+//! failure), storing and publishing a command, reading what is stored,
+//! the epoch, and writing back entries Redis lost.
 
 use std::time::{Duration, SystemTime};
 
@@ -7,7 +8,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisResult};
 use tokio::sync::Mutex;
 
-use super::message::{Command, Envelope, millis};
+use super::epoch::Observed;
+use super::known::{Entry, Set};
+use super::message::{Envelope, millis};
 
 /// The names a cluster uses under its prefix.
 #[derive(Debug, Clone)]
@@ -18,6 +21,10 @@ pub(super) struct Keys {
     revocations: String,
     /// Re-authentication requests (sorted set, scored by their deadline).
     reauth: String,
+    /// A random value that Redis loses with its data (see `epoch.rs`).
+    epoch: String,
+    /// Held (with an expiry) while a node writes entries back.
+    seeding: String,
 }
 
 impl Keys {
@@ -26,13 +33,15 @@ impl Keys {
             channel: format!("{prefix}:commands"),
             revocations: format!("{prefix}:revocations"),
             reauth: format!("{prefix}:reauth"),
+            epoch: format!("{prefix}:epoch"),
+            seeding: format!("{prefix}:seeding"),
         }
     }
 
-    fn set_for(&self, command: &Command) -> &str {
-        match command {
-            Command::Revoke { .. } => &self.revocations,
-            Command::Reauthenticate { .. } => &self.reauth,
+    fn set(&self, set: Set) -> &str {
+        match set {
+            Set::Revocations => &self.revocations,
+            Set::Reauth => &self.reauth,
         }
     }
 
@@ -102,7 +111,7 @@ impl Store {
     /// same set are dropped on the way.
     pub(super) async fn publish(&self, envelope: &Envelope, now: SystemTime) -> RedisResult<()> {
         let payload = envelope.to_json();
-        let set = self.keys.set_for(&envelope.command);
+        let set = self.keys.set(Set::of(&envelope.command));
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("ZADD")
@@ -140,5 +149,54 @@ impl Store {
         }
         let (revocations, reauth): (Vec<Vec<u8>>, Vec<Vec<u8>>) = self.run(&pipe).await?;
         Ok(revocations.into_iter().chain(reauth).collect())
+    }
+
+    /// The epoch and whether a node is re-seeding, in one look.
+    pub(super) async fn observe(&self) -> RedisResult<Observed> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("MGET")
+            .arg(&self.keys.epoch)
+            .arg(&self.keys.seeding);
+        let ((epoch, seeding),): ((Option<String>, Option<String>),) = self.run(&pipe).await?;
+        Ok(Observed {
+            epoch,
+            seeding: seeding.is_some(),
+        })
+    }
+
+    /// Sets a new epoch (whatever was there): after a node wrote entries
+    /// back, every other node sees it change and resyncs.
+    pub(super) async fn set_epoch(&self, epoch: &str) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&self.keys.epoch).arg(epoch).ignore();
+        self.run::<()>(&pipe).await
+    }
+
+    /// Writes `entries` back with their original scores (idempotent: the
+    /// member is the same bytes), and holds the seeding lease for `lease`
+    /// more, so that a node that just started waits for the rest.
+    pub(super) async fn write_back(
+        &self,
+        entries: &[Entry],
+        node: &str,
+        lease: Duration,
+    ) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for entry in entries {
+            pipe.cmd("ZADD")
+                .arg(self.keys.set(entry.set))
+                .arg(entry.keep_until_ms)
+                .arg(&*entry.payload)
+                .ignore();
+        }
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        pipe.cmd("SET")
+            .arg(&self.keys.seeding)
+            .arg(node)
+            .arg("PX")
+            .arg(lease_ms)
+            .ignore();
+        self.run::<()>(&pipe).await
     }
 }

@@ -1,25 +1,45 @@
-//! The background task: subscribe, resync, then apply what the channel
+//! The background task: subscribe, sync, then apply what the channel
 //! brings until the subscription fails; reconnect with backoff.
+//!
+//! A sync reads every stored command (a resync) and writes back what this
+//! node knows that Redis lacks (anti-entropy); when and why, from the
+//! cluster's epoch, is `epoch.rs`. Only a completed sync makes the mirror
+//! fresh.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+use super::epoch::{Epoch, Loss, Observed, Step};
 use super::handle::Shared;
-use super::message::Envelope;
+use super::known::{Entry, Set};
+use super::message::{Envelope, random_id};
 use super::telemetry::{self, Via};
 use super::{ClusterError, backoff};
+
+/// Entries written back per Redis transaction, and the pause between two:
+/// 100 000 entries take about 200 transactions and half a second of
+/// pauses, in which the channel, handshakes and the other nodes go on.
+const WRITE_BACK_BATCH: usize = 500;
+const WRITE_BACK_PAUSE: Duration = Duration::from_millis(2);
+
+/// Entries with less than this left are not written back: a node whose
+/// clock runs ahead may just have dropped them as expired.
+const WRITE_BACK_MARGIN: Duration = Duration::from_secs(1);
 
 /// Runs until `stop` turns true (or its sender is gone).
 pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut attempt = 0u32;
+    // Outlives each connection: a node that saw the epoch once knows, after
+    // any reconnection, whether Redis lost it since.
+    let mut epoch = Epoch::default();
     loop {
         let lost = tokio::select! {
             biased;
             () = stopped(&mut stop) => return,
-            lost = session(&shared, &mut attempt) => lost,
+            lost = session(&shared, &mut attempt, &mut epoch) => lost,
         };
         let retry_in = backoff::delay(
             shared.settings.reconnect_base,
@@ -46,7 +66,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// One subscription, from connecting until it fails; returns why.
-async fn session(shared: &Shared, attempt: &mut u32) -> ClusterError {
+async fn session(shared: &Shared, attempt: &mut u32, epoch: &mut Epoch) -> ClusterError {
     let timeout = shared.store.timeout();
     let within = |what: &'static str| move |_| ClusterError::Timeout(what);
     let pubsub = async {
@@ -62,12 +82,9 @@ async fn session(shared: &Shared, attempt: &mut u32) -> ClusterError {
         Err(elapsed) => return within("subscribe")(elapsed),
     };
     let (mut sink, mut stream) = pubsub.split();
-    if let Err(error) = resync(shared).await {
+    let mut synced = false;
+    if let Err(error) = look(shared, epoch, &mut synced).await {
         return error;
-    }
-    shared.flush_outbox().await;
-    if shared.mark_fresh() {
-        telemetry::fresh();
     }
     *attempt = 0;
 
@@ -89,15 +106,95 @@ async fn session(shared: &Shared, attempt: &mut u32) -> ClusterError {
                     Err(elapsed) => return within("ping")(elapsed),
                 }
                 shared.prune(SystemTime::now());
-                shared.flush_outbox().await;
+                // A `FLUSHALL` leaves the subscription up: only the epoch
+                // tells.
+                if let Err(error) = look(shared, epoch, &mut synced).await {
+                    return error;
+                }
             }
             () = shared.outbox_ready.notified() => shared.flush_outbox().await,
         }
     }
 }
 
-/// Applies every stored command this node has not applied yet.
-async fn resync(shared: &Shared) -> Result<(), ClusterError> {
+/// Looks at the epoch and syncs when it says so; the first completed sync
+/// of a connection makes the mirror fresh.
+async fn look(shared: &Shared, epoch: &mut Epoch, synced: &mut bool) -> Result<(), ClusterError> {
+    let observed = shared.store.observe().await?;
+    let step = epoch.assess(&observed, *synced, Instant::now(), settle(shared));
+    match step {
+        Step::Current => {}
+        Step::Wait => {
+            // Apply what there is (a node that just started may as well
+            // know it), but stay stale: Redis may have lost the rest.
+            resync(shared).await?;
+            telemetry::waiting(settle(shared));
+        }
+        Step::Sync { lost } => {
+            sync(shared, epoch, &observed, lost).await?;
+            if !*synced {
+                *synced = true;
+                if shared.mark_fresh() {
+                    telemetry::fresh();
+                }
+            }
+        }
+    }
+    shared.flush_outbox().await;
+    Ok(())
+}
+
+/// How long a node that finds no epoch, and never saw one, waits for
+/// another node to write entries back: every live node has by then
+/// reconnected (backoff at most `reconnect_max`) or looked at the epoch
+/// (every `health_check`), with a command timeout to spare for each.
+fn settle(shared: &Shared) -> Duration {
+    let settings = &shared.settings;
+    settings.reconnect_max + settings.health_check + shared.store.timeout() * 2
+}
+
+/// Reads every stored command, applies the new ones, writes back what
+/// Redis lacks, and records the epoch (a new one when it was gone or this
+/// node wrote anything back, so that the other nodes resync).
+async fn sync(
+    shared: &Shared,
+    epoch: &mut Epoch,
+    observed: &Observed,
+    lost: bool,
+) -> Result<(), ClusterError> {
+    let now = SystemTime::now();
+    let stored = resync(shared).await?;
+    let missing = shared.missing(&stored, now, WRITE_BACK_MARGIN);
+    drop(stored);
+    for batch in missing.chunks(WRITE_BACK_BATCH) {
+        shared
+            .store
+            .write_back(batch, &shared.node, settle(shared))
+            .await?;
+        tokio::time::sleep(WRITE_BACK_PAUSE).await;
+    }
+    let loss = if lost {
+        Some(Loss::EpochMissing)
+    } else {
+        (!missing.is_empty()).then_some(Loss::EntriesMissing)
+    };
+    if let Some(loss) = loss {
+        telemetry::data_loss(loss, missing.len());
+    }
+    match &observed.epoch {
+        Some(current) if missing.is_empty() => epoch.saw(current.clone()),
+        _ => {
+            let new = random_id();
+            shared.store.set_epoch(&new).await?;
+            epoch.saw(new);
+        }
+    }
+    Ok(())
+}
+
+/// Applies every stored command this node has not applied yet; returns
+/// what is stored.
+async fn resync(shared: &Shared) -> Result<Vec<Vec<u8>>, ClusterError> {
     let now = SystemTime::now();
     let stored = shared.store.stored(now).await?;
     shared.prune(now);
@@ -106,7 +203,7 @@ async fn resync(shared: &Shared) -> Result<(), ClusterError> {
         .filter(|payload| shared.receive(payload, Via::Resync, now))
         .count();
     telemetry::resynced(stored.len(), applied);
-    Ok(())
+    Ok(stored)
 }
 
 impl Shared {
@@ -134,7 +231,12 @@ impl Shared {
             telemetry::ignored("expired");
             return false;
         }
-        if !self.applied().insert(&envelope.id, keep_until) {
+        let entry = Entry {
+            set: Set::of(&envelope.command),
+            keep_until_ms: keep_until,
+            payload: payload.into(),
+        };
+        if !self.known().insert(&envelope.id, entry) {
             telemetry::ignored("duplicate");
             return false;
         }
@@ -210,10 +312,13 @@ mod tests {
         assert_eq!(recorder.0.lock().unwrap().len(), 1);
         // Once it stops mattering, its id is forgotten with it.
         shared.prune(instant(20_000));
-        assert!(
-            shared
-                .applied()
-                .insert(&Envelope::parse(other.as_bytes()).unwrap().id, 30_000)
-        );
+        assert!(shared.known().insert(
+            &Envelope::parse(other.as_bytes()).unwrap().id,
+            Entry {
+                set: Set::Revocations,
+                keep_until_ms: 30_000,
+                payload: other.as_bytes().into(),
+            }
+        ));
     }
 }

@@ -15,6 +15,8 @@ pub(super) const METRIC_RESYNCS: &str = "ws_auth_cluster_resyncs_total";
 pub(super) const METRIC_STALE: &str = "ws_auth_cluster_stale";
 pub(super) const METRIC_STALE_TRANSITIONS: &str = "ws_auth_cluster_stale_transitions_total";
 pub(super) const METRIC_LAG: &str = "ws_auth_cluster_propagation_lag_seconds";
+pub(super) const METRIC_DATA_LOSS: &str = "ws_auth_cluster_data_loss_total";
+pub(super) const METRIC_WRITTEN_BACK: &str = "ws_auth_cluster_written_back_total";
 
 /// Where an applied command came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +97,32 @@ pub(super) fn resynced(entries: usize, applied: usize) {
         entries,
         applied,
         "read every stored command"
+    );
+}
+
+/// Redis lost entries this node knew (`loss` says how it could tell);
+/// `written_back` of them are stored again.
+pub(super) fn data_loss(loss: super::epoch::Loss, written_back: usize) {
+    metrics::counter!(METRIC_DATA_LOSS, "cause" => loss.as_str()).increment(1);
+    metrics::counter!(METRIC_WRITTEN_BACK)
+        .increment(u64::try_from(written_back).unwrap_or(u64::MAX));
+    tracing::warn!(
+        target: TARGET,
+        event = "cluster_data_loss",
+        cause = loss.as_str(),
+        written_back,
+        "Redis lost the cluster's entries: wrote back what this node knows"
+    );
+}
+
+/// Redis holds no epoch and this node never saw one: it stays stale.
+pub(super) fn waiting(settle: Duration) {
+    tracing::info!(
+        target: TARGET,
+        event = "cluster_waiting",
+        settle_ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX),
+        "Redis holds no cluster epoch (a new cluster, or Redis lost its data): \
+         staying stale while other nodes may write back what they know"
     );
 }
 

@@ -147,6 +147,59 @@ impl RedisServer {
         Ok(line.trim_end().to_owned())
     }
 
+    /// Sends one command whose reply is an array of bulk strings (`ZRANGE`,
+    /// `KEYS`, ...) and returns its elements.
+    pub fn array(&self, args: &[&str]) -> std::io::Result<Vec<String>> {
+        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes())?;
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let invalid =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        let count: usize = line
+            .trim_end()
+            .strip_prefix('*')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| invalid(&format!("not an array: {line:?}")))?;
+        let mut elements = Vec::with_capacity(count);
+        for _ in 0..count {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let len: usize = line
+                .trim_end()
+                .strip_prefix('$')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| invalid(&format!("not a bulk string: {line:?}")))?;
+            let mut bulk = vec![0; len + 2];
+            std::io::Read::read_exact(&mut reader, &mut bulk)?;
+            bulk.truncate(len);
+            elements.push(String::from_utf8(bulk).map_err(|_| invalid("not UTF-8"))?);
+        }
+        Ok(elements)
+    }
+
+    /// The members of a sorted set with their scores, lowest first.
+    pub fn scores(&self, key: &str) -> Vec<(String, u64)> {
+        let flat = self
+            .array(&["ZRANGE", key, "0", "-1", "WITHSCORES"])
+            .unwrap();
+        flat.chunks(2)
+            .map(|pair| (pair[0].clone(), pair[1].parse().unwrap()))
+            .collect()
+    }
+
+    /// `ZCARD key`.
+    pub fn zcard(&self, key: &str) -> usize {
+        let reply = self.command(&["ZCARD", key]).unwrap();
+        reply.trim_start_matches(':').parse().unwrap()
+    }
+
     /// Publishes raw bytes on `channel`, as any Redis client could.
     pub fn publish(&self, channel: &str, payload: &[u8]) -> std::io::Result<String> {
         let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))?;

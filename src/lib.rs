@@ -114,8 +114,7 @@
 //!   reconnects with backoff, over `ws://` or `wss://` (rustls).
 //! - `jwks`: `JwksSource`, signing keys from a pinned HTTPS JWKS URL with
 //!   rotation, for `JwtValidator::jwks`.
-//!
-//! - `redis`: [`cluster::Cluster`], revocations and re-authentication
+//! - `redis`: `cluster::Cluster`, revocations and re-authentication
 //!   requests shared by every node of a cluster through Redis (no TLS to
 //!   Redis: `rediss://` is refused).
 //!
@@ -174,6 +173,8 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(feature = "client", feature = "redis"))]
+mod backoff;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
@@ -183,6 +184,7 @@ pub mod cluster;
 mod config;
 mod connection;
 mod error;
+mod jitter;
 pub mod policy;
 pub mod protocol;
 pub mod revocation;

@@ -100,15 +100,16 @@ async fn a_node_that_starts_while_redis_is_empty_stays_stale_until_a_survivor_wr
     ) else {
         return;
     };
-    // The survivor reconnects only after 0.75-1.5 s; the same settings on
-    // the new node make it wait 4.5 s for a survivor (reconnect max +
-    // health check + two command timeouts).
+    // The survivor reconnects within a second; the new node, configured
+    // for slower reconnections, waits 7.5 s for a survivor (reconnect max +
+    // health check + two command timeouts) before it would start an epoch
+    // of its own.
     let url = redis.url();
-    let slow = |connections: &axum_ws_auth::Connections| {
+    let with_backoff = |connections: &axum_ws_auth::Connections, max: Duration| {
         Cluster::builder(url.clone(), connections.clone())
             .prefix("test-cluster")
             .command_timeout(Duration::from_millis(500))
-            .reconnect_backoff(Duration::from_millis(1500), Duration::from_secs(3))
+            .reconnect_backoff(Duration::from_millis(200), max)
             .health_check(Duration::from_millis(500))
             .start()
             .unwrap()
@@ -116,7 +117,7 @@ async fn a_node_that_starts_while_redis_is_empty_stays_stale_until_a_survivor_wr
     let layer = common::builder().build().unwrap();
     let a_connections = layer.connections();
     let _a_addr = serve(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
-    let a = slow(&a_connections);
+    let a = with_backoff(&a_connections, Duration::from_secs(1));
     fresh(&a).await;
     let alice_token = common::token("alice", 300);
     a.revoke(user("alice")).await;
@@ -125,11 +126,52 @@ async fn a_node_that_starts_while_redis_is_empty_stays_stale_until_a_survivor_wr
     let layer = common::builder().build().unwrap();
     let d_connections = layer.connections();
     let d_addr = serve(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
-    let d = slow(&d_connections);
+    let d = with_backoff(&d_connections, Duration::from_secs(6));
     // Redis answers, but holds nothing: D refuses handshakes (fail closed)
     // instead of trusting the empty list.
     assert_eq!(handshake(d_addr, &alice_token).await, 503);
     assert!(!d.is_fresh());
+    fresh(&d).await;
+    assert_eq!(blocking(|| redis.zcard(REVOCATIONS)), 1);
+    assert_eq!(handshake(d_addr, &alice_token).await, 401);
+    assert_eq!(handshake(d_addr, &common::token("bob", 300)).await, 101);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_back_from_an_older_snapshot_is_not_trusted_until_survivors_wrote_back() {
+    let Some(mut redis) = RedisServer::start_persistent(
+        "a_redis_back_from_an_older_snapshot_is_not_trusted_until_survivors_wrote_back",
+    ) else {
+        return;
+    };
+    let url = redis.url();
+    let with_backoff = |connections: &axum_ws_auth::Connections, max: Duration| {
+        Cluster::builder(url.clone(), connections.clone())
+            .prefix("test-cluster")
+            .command_timeout(Duration::from_millis(500))
+            .reconnect_backoff(Duration::from_millis(200), max)
+            .health_check(Duration::from_millis(500))
+            .start()
+            .unwrap()
+    };
+    let a_connections = common::builder().build().unwrap().connections();
+    let a = with_backoff(&a_connections, Duration::from_secs(1));
+    fresh(&a).await;
+    // A snapshot with the epoch and no revocation; then alice is revoked,
+    // and Redis crashes before it saves again: it comes back with the
+    // epoch this node saw, and without the revocation (as a replica that
+    // had not caught up would).
+    assert_eq!(blocking(|| redis.command(&["SAVE"])).unwrap(), "+OK");
+    let alice_token = common::token("alice", 300);
+    assert!(a.revoke(user("alice")).await.published);
+    blocking(|| redis.crash_and_restart());
+    assert_eq!(blocking(|| redis.zcard(REVOCATIONS)), 0);
+
+    let layer = common::builder().build().unwrap();
+    let d_connections = layer.connections();
+    let d_addr = serve(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
+    let d = with_backoff(&d_connections, Duration::from_secs(6));
+    assert_eq!(handshake(d_addr, &alice_token).await, 503);
     fresh(&d).await;
     assert_eq!(blocking(|| redis.zcard(REVOCATIONS)), 1);
     assert_eq!(handshake(d_addr, &alice_token).await, 401);

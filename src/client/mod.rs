@@ -46,7 +46,6 @@
 //! # }
 //! ```
 
-mod backoff;
 mod builder;
 mod connect;
 mod error;
@@ -63,7 +62,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub use builder::AuthClientBuilder;
 pub use error::ClientError;
 pub use tokio_rustls::rustls;

@@ -11,11 +11,11 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::backoff::unit_random;
 use super::connect::{Connected, Socket, connect};
 use super::timing::{FAR_FUTURE, ServerClock, WallClock, notice_delay, renewal_delay};
 use super::token::{self, Fetch, Usage, unverified_exp};
 use super::{Backoff, ClientError, ClientEvent, EventCallback, TokenPlacement, TokenProvider};
+use crate::jitter::unit_random;
 use crate::protocol::{ClientMessage, CloseReason, ServerMessage, control_object};
 
 /// Renewals the server may reject per token before the client lets the

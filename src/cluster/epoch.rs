@@ -1,13 +1,19 @@
 //! Noticing that Redis lost the cluster's data, from what Redis says
 //! rather than a guess.
 //!
-//! The cluster keeps one key, `<prefix>:epoch`, holding a random value.
+//! The cluster keeps one key, `<prefix>:epoch`, holding a random value
+//! stamped with the `run_id` of the Redis process that it was set under.
 //! Each node remembers the value it last saw. Redis losing its data (a
-//! restart without persistence, a failover to a replica that had not
-//! caught up, a `FLUSHALL`) loses the key with it:
+//! restart without persistence, a `FLUSHALL`) loses the key with it; a
+//! Redis that comes back with *older* data (a restart from a snapshot, a
+//! failover to a replica that had not caught up) has another `run_id`, so
+//! its epoch is not trusted either:
 //!
 //! - **gone**, where this node had seen one: data loss. The node writes
 //!   back every entry it knows that Redis lacks, then sets a new epoch.
+//! - **set under another Redis run**: maybe data loss. The node resyncs,
+//!   writes back what Redis lacks (a loss only if anything was missing),
+//!   and stamps a new epoch.
 //! - **changed**: another node re-seeded (or lost and re-created it); this
 //!   node resyncs and writes back what it still knows that Redis lacks.
 //! - **absent, and never seen by this node**: a node that just started
@@ -24,10 +30,41 @@ use std::time::{Duration, Instant};
 /// What the Redis keys said at one look.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Observed {
-    /// `<prefix>:epoch`.
-    pub(super) epoch: Option<String>,
+    /// `<prefix>:epoch`, if it was set under this Redis run.
+    pub(super) epoch: Option<Vec<u8>>,
+    /// An epoch is there, set under another Redis run: the data may be
+    /// older than the nodes' (a snapshot, a replica).
+    pub(super) other_run: bool,
     /// Whether `<prefix>:seeding` is held: a node is writing entries back.
     pub(super) seeding: bool,
+    /// This Redis run's id, to stamp a new epoch with.
+    pub(super) run_id: Vec<u8>,
+}
+
+impl Observed {
+    pub(super) fn new(epoch: Option<Vec<u8>>, seeding: bool, run_id: &[u8]) -> Self {
+        let this_run = |epoch: &Vec<u8>| {
+            epoch
+                .rsplit(|byte| *byte == b'@')
+                .next()
+                .is_some_and(|stamp| stamp == run_id)
+                && epoch.contains(&b'@')
+        };
+        let other_run = epoch.as_ref().is_some_and(|epoch| !this_run(epoch));
+        Self {
+            epoch: epoch.filter(|epoch| this_run(epoch)),
+            other_run,
+            seeding,
+            run_id: run_id.to_vec(),
+        }
+    }
+
+    /// A new epoch value for this Redis run: `random` stamped with it.
+    pub(super) fn stamp(&self, random: &str) -> Vec<u8> {
+        let mut epoch = format!("{random}@").into_bytes();
+        epoch.extend_from_slice(&self.run_id);
+        epoch
+    }
 }
 
 /// Why this node concluded Redis lost entries, as a metric label.
@@ -64,7 +101,7 @@ pub(super) enum Step {
 /// The epoch this node last saw, and since when it has found none.
 #[derive(Debug, Default)]
 pub(super) struct Epoch {
-    seen: Option<String>,
+    seen: Option<Vec<u8>>,
     absent_since: Option<Instant>,
 }
 
@@ -88,6 +125,9 @@ impl Epoch {
                 self.absent_since = None;
                 Step::Sync { lost: false }
             }
+            // Set under another run: resync, and a loss only if entries
+            // are found missing.
+            (None, Some(_)) if observed.other_run => Step::Sync { lost: false },
             (None, Some(_)) => Step::Sync { lost: true },
             (None, None) => {
                 if observed.seeding {
@@ -107,7 +147,7 @@ impl Epoch {
 
     /// Records the epoch Redis holds after a sync (the one this node found,
     /// or the one it set).
-    pub(super) fn saw(&mut self, epoch: String) {
+    pub(super) fn saw(&mut self, epoch: Vec<u8>) {
         self.seen = Some(epoch);
         self.absent_since = None;
     }
@@ -118,10 +158,48 @@ mod tests {
     use super::*;
 
     fn observed(epoch: Option<&str>, seeding: bool) -> Observed {
-        Observed {
-            epoch: epoch.map(str::to_owned),
-            seeding,
+        let epoch = epoch.map(|epoch| format!("{epoch}@run-1").into_bytes());
+        Observed::new(epoch, seeding, b"run-1")
+    }
+
+    fn stamped(epoch: &str) -> Vec<u8> {
+        format!("{epoch}@run-1").into_bytes()
+    }
+
+    #[test]
+    fn an_epoch_counts_only_under_the_redis_run_that_set_it() {
+        let here = Observed::new(Some(b"e1@run-1".to_vec()), false, b"run-1");
+        assert_eq!(here.epoch.as_deref(), Some(&b"e1@run-1"[..]));
+        assert!(!here.other_run);
+        for foreign in [&b"e1@run-0"[..], b"e1", b"e1@", b"run-1", b"\xff@run-2"] {
+            let there = Observed::new(Some(foreign.to_vec()), false, b"run-1");
+            assert_eq!(there.epoch, None, "{foreign:?}");
+            assert!(there.other_run, "{foreign:?}");
         }
+        let none = Observed::new(None, true, b"run-1");
+        assert!(none.epoch.is_none() && !none.other_run && none.seeding);
+        assert_eq!(here.stamp("e2"), b"e2@run-1");
+        // A server without a run id: stamps still compare.
+        let bare = Observed::new(Some(b"e1@".to_vec()), false, b"");
+        assert_eq!(bare.epoch.as_deref(), Some(&b"e1@"[..]));
+    }
+
+    #[test]
+    fn a_node_that_saw_the_epoch_resyncs_when_redis_runs_anew() {
+        let t = Instant::now();
+        let mut epoch = Epoch::default();
+        epoch.saw(stamped("e1"));
+        // Redis restarted from a snapshot: the old epoch, another run.
+        let restored = Observed::new(Some(stamped("e1")), false, b"run-2");
+        assert_eq!(
+            epoch.assess(&restored, true, t, SETTLE),
+            Step::Sync { lost: false }
+        );
+        // A new node treats it as no epoch at all: it waits.
+        assert_eq!(
+            Epoch::default().assess(&restored, false, t, SETTLE),
+            Step::Wait
+        );
     }
 
     const SETTLE: Duration = Duration::from_secs(10);
@@ -135,7 +213,7 @@ mod tests {
             epoch.assess(&observed(Some("e1"), false), false, t, SETTLE),
             Step::Sync { lost: false }
         );
-        epoch.saw("e1".into());
+        epoch.saw(stamped("e1"));
         assert_eq!(
             epoch.assess(&observed(Some("e1"), false), true, t, SETTLE),
             Step::Current
@@ -197,11 +275,11 @@ mod tests {
             other.assess(&observed(Some("e1"), false), false, t, SETTLE),
             Step::Sync { lost: false }
         );
-        other.saw("e1".into());
+        other.saw(stamped("e1"));
         // And a later wait starts afresh.
         let mut third = Epoch::default();
         assert_eq!(third.assess(&empty, false, t, SETTLE), Step::Wait);
-        third.saw("e1".into());
+        third.saw(stamped("e1"));
         assert_eq!(
             third.assess(&empty, true, t + SETTLE * 5, SETTLE),
             Step::Sync { lost: true }

@@ -168,13 +168,16 @@ impl Shared {
             keep_until_ms: envelope.command.keep_until_ms(),
             payload: envelope.to_json().into_bytes().into(),
         };
-        self.known().insert(&envelope.id, entry);
         let local = self.mirror.apply(&envelope.command, now);
         let published = self.publish(&envelope, now).await;
+        // Known once stored or queued: a resync reading Redis while the
+        // publication is under way must not count it as lost.
+        let id = envelope.id.clone();
         if !published {
             lock(&self.outbox).push(envelope);
             self.outbox_ready.notify_one();
         }
+        self.known().insert(&id, entry);
         Issued { local, published }
     }
 
@@ -183,6 +186,7 @@ impl Shared {
     /// stops mattering within `margin`.
     pub(super) fn missing(
         &self,
+        mark: u64,
         stored: &[Vec<u8>],
         now: SystemTime,
         margin: Duration,
@@ -191,7 +195,8 @@ impl Shared {
         let outbox = lock(&self.outbox);
         let unpublished = outbox.iter().map(|envelope| envelope.id.as_str()).collect();
         let not_before = millis(now).saturating_add(duration_ms(margin));
-        self.known().missing(&stored, &unpublished, not_before)
+        self.known()
+            .missing(mark, &stored, &unpublished, not_before)
     }
 
     async fn publish(&self, envelope: &Envelope, now: SystemTime) -> bool {

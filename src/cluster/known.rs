@@ -43,10 +43,12 @@ pub(super) struct Entry {
     pub(super) payload: Arc<[u8]>,
 }
 
-/// The commands this node has issued or applied, by id.
+/// The commands this node has issued or applied, by id, numbered in the
+/// order this node learnt them.
 #[derive(Debug, Default)]
 pub(super) struct Known {
-    entries: HashMap<Box<str>, Entry>,
+    entries: HashMap<Box<str>, (u64, Entry)>,
+    next: u64,
 }
 
 impl Known {
@@ -55,35 +57,46 @@ impl Known {
         if self.entries.contains_key(id) {
             return false;
         }
-        self.entries.insert(id.into(), entry);
+        self.entries.insert(id.into(), (self.next, entry));
+        self.next += 1;
         true
+    }
+
+    /// A mark to pass to [`missing`](Self::missing): what is known from
+    /// now on is not judged against a read of Redis that starts now (it
+    /// may land in Redis after the read).
+    pub(super) fn mark(&self) -> u64 {
+        self.next
     }
 
     /// Forgets the commands that no longer matter.
     pub(super) fn prune(&mut self, now: SystemTime) {
         let now = millis(now);
-        self.entries.retain(|_, entry| entry.keep_until_ms > now);
+        self.entries
+            .retain(|_, (_, entry)| entry.keep_until_ms > now);
     }
 
-    /// The entries Redis lacks: not among `stored`, not waiting in the
-    /// outbox (`unpublished`: the outbox stores and publishes those), and
-    /// still mattering after `not_before_ms`. The margin keeps nodes whose
+    /// The entries Redis lacks: known before `mark`, not among `stored`,
+    /// not waiting in the outbox (`unpublished`: the outbox stores and
+    /// publishes those), and still mattering after `not_before_ms`. The margin keeps nodes whose
     /// clocks differ by less than it from writing back an entry another
     /// node has just dropped as expired.
     pub(super) fn missing(
         &self,
+        mark: u64,
         stored: &HashSet<&[u8]>,
         unpublished: &HashSet<&str>,
         not_before_ms: u64,
     ) -> Vec<Entry> {
         self.entries
             .iter()
-            .filter(|(id, entry)| {
-                entry.keep_until_ms > not_before_ms
+            .filter(|(id, (order, entry))| {
+                *order < mark
+                    && entry.keep_until_ms > not_before_ms
                     && !unpublished.contains(&***id)
                     && !stored.contains(&*entry.payload)
             })
-            .map(|(_, entry)| entry.clone())
+            .map(|(_, (_, entry))| entry.clone())
             .collect()
     }
 
@@ -127,10 +140,12 @@ mod tests {
         known.insert("ending", entry("E", 1_500));
         let stored: HashSet<&[u8]> = [&b"S"[..], b"unknown to this node"].into();
         let unpublished: HashSet<&str> = ["queued"].into();
-        let missing = known.missing(&stored, &unpublished, 2_000);
+        let mark = known.mark();
+        known.insert("in flight", entry("F", 10_000));
+        let missing = known.missing(mark, &stored, &unpublished, 2_000);
         assert_eq!(missing, vec![entry("L", 10_000)]);
         // Everything, when Redis is empty and nothing waits in the outbox.
-        let mut all = known.missing(&HashSet::new(), &HashSet::new(), 0);
+        let mut all = known.missing(mark, &HashSet::new(), &HashSet::new(), 0);
         all.sort_by_key(|entry| entry.payload.clone());
         let payloads: Vec<&[u8]> = all.iter().map(|entry| &*entry.payload).collect();
         assert_eq!(payloads, [&b"E"[..], b"L", b"Q", b"S"]);

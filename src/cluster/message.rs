@@ -124,21 +124,10 @@ pub(super) fn instant(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// 128 random bits as 32 hex digits, from the standard library's random
-/// hash keys: unique ids, not secrets.
+/// 128 random bits as 32 hex digits: unique ids, not secrets.
 pub(super) fn random_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let half = || {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        hasher.finish()
-    };
-    format!("{:016x}{:016x}", half(), half())
+    use crate::jitter::random_u64;
+    format!("{:016x}{:016x}", random_u64(), random_u64())
 }
 
 #[cfg(test)]

@@ -57,21 +57,25 @@
 //! A restart without persistence, a failover to a replica that had not
 //! caught up, or a `FLUSHALL` empties the sorted sets, but every node still
 //! holds what it issued or applied. The cluster keeps one more key,
-//! `<prefix>:epoch`, a random value each node remembers; Redis loses it
-//! with the rest, and that is how a node tells (no guessing from timing):
+//! `<prefix>:epoch`, a random value stamped with the `run_id` of the Redis
+//! process it was set under, which each node remembers. Redis loses it
+//! with the rest; a Redis back from an older snapshot, or a replica
+//! promoted before it caught up, has it under another `run_id`. That is
+//! how a node tells (no guessing from timing):
 //!
 //! - On every (re)connection, and at every
 //!   [`health_check`](ClusterBuilder::health_check) (a `FLUSHALL` leaves
-//!   the subscription up), a node reads the epoch. Gone, or changed by
-//!   another node: it resyncs, then writes back every entry it knows that
-//!   Redis lacks, byte for byte with its original score (its revocation
+//!   the subscription up), a node reads the epoch. Gone, set under another
+//!   Redis run, or changed by another node: it resyncs, then writes back
+//!   every entry it knows that Redis lacks, byte for byte with its original score (its revocation
 //!   instant and expiry are inside), in paced batches, and sets a new
 //!   epoch so that the other nodes resync too. Writing back is idempotent
 //!   and has no side effect: every node applies each command id once, so a
 //!   re-authentication request written back is not asked again. It is
 //!   recorded as `cluster_data_loss` (with `written_back`), and counted.
 //! - The node goes on serving from its own copy meanwhile: handshakes
-//!   never wait on the write-back, and the node does not turn stale.
+//!   never wait on the write-back. (After a restart it is stale until its
+//!   resync, as after any reconnection, but not while it writes back.)
 //! - A node that finds no epoch and never saw one (it just started) cannot
 //!   tell a new cluster from one that lost everything. It stays stale (new
 //!   handshakes get 503 with the default `FailClosed`) for
@@ -80,6 +84,15 @@
 //!   as long as another node is writing back (`<prefix>:seeding`, a short
 //!   lease). Then, if no node set an epoch, it starts one: it is the first
 //!   node of a new cluster.
+//!
+//! Limits. A live node that cannot reach Redis for longer than a new
+//! node's settling time (a partition) cannot write back in time: the new
+//! node starts an epoch without it, and learns its entries only when it
+//! is back and writes them (all nodes then resync). Entries written back
+//! with under a minute left set no new epoch (so that nodes whose clocks
+//! differ do not take turns rewriting them), and reach only nodes that
+//! sync afterwards. What a node knows lives in its `Cluster`: a `Cluster`
+//! started anew on the same `Connections` knows nothing to write back.
 //!
 //! When *every* node restarted while Redis was empty, nothing is left to
 //! write back from, and revocations issued before are forgotten once the
@@ -148,7 +161,6 @@
 //! `cluster_fresh`, `cluster_stale`, `cluster_malformed`,
 //! `cluster_data_loss` (warn), `cluster_waiting`.
 
-mod backoff;
 mod builder;
 mod epoch;
 mod error;

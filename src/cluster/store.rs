@@ -156,17 +156,20 @@ impl Store {
         let mut pipe = redis::pipe();
         pipe.cmd("MGET")
             .arg(&self.keys.epoch)
-            .arg(&self.keys.seeding);
-        let ((epoch, seeding),): ((Option<String>, Option<String>),) = self.run(&pipe).await?;
-        Ok(Observed {
-            epoch,
-            seeding: seeding.is_some(),
-        })
+            .arg(&self.keys.seeding)
+            .cmd("INFO")
+            .arg("server");
+        // Bytes, not strings: a value someone else wrote is judged, never
+        // a decoding error that would keep the node reconnecting.
+        type Keys = (Option<Vec<u8>>, Option<Vec<u8>>);
+        let ((epoch, seeding), info): (Keys, Vec<u8>) = self.run(&pipe).await?;
+        Ok(Observed::new(epoch, seeding.is_some(), run_id(&info)))
     }
 
-    /// Sets a new epoch (whatever was there): after a node wrote entries
-    /// back, every other node sees it change and resyncs.
-    pub(super) async fn set_epoch(&self, epoch: &str) -> RedisResult<()> {
+    /// Sets a new epoch (whatever was there), stamped with the Redis run
+    /// it was set under: after a node wrote entries back, every other node
+    /// sees it change and resyncs.
+    pub(super) async fn set_epoch(&self, epoch: &[u8]) -> RedisResult<()> {
         let mut pipe = redis::pipe();
         pipe.cmd("SET").arg(&self.keys.epoch).arg(epoch).ignore();
         self.run::<()>(&pipe).await
@@ -198,5 +201,25 @@ impl Store {
             .arg(lease_ms)
             .ignore();
         self.run::<()>(&pipe).await
+    }
+}
+
+/// The `run_id` of `INFO server`: it changes whenever the Redis process
+/// does (a restart, with or without its data; a failover to a replica).
+/// Empty when the server does not report one.
+fn run_id(info: &[u8]) -> &[u8] {
+    info.split(|byte| *byte == b'\n')
+        .find_map(|line| line.strip_prefix(b"run_id:"))
+        .map_or(&[][..], |id| id.trim_ascii())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_run_id_is_read_from_info_server() {
+        let info = b"# Server\r\nredis_version:7.0.15\r\nrun_id:4f2a9c\r\ntcp_port:6379\r\n";
+        assert_eq!(super::run_id(info), b"4f2a9c");
+        assert_eq!(super::run_id(b"# Server\r\n"), b"");
+        assert_eq!(super::run_id(b"\xff\xfe"), b"");
     }
 }

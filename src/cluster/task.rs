@@ -12,12 +12,13 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+use super::ClusterError;
 use super::epoch::{Epoch, Loss, Observed, Step};
 use super::handle::Shared;
 use super::known::{Entry, Set};
 use super::message::{Envelope, random_id};
 use super::telemetry::{self, Via};
-use super::{ClusterError, backoff};
+use crate::backoff::Backoff;
 
 /// Entries written back per Redis transaction, and the pause between two:
 /// 100 000 entries take about 200 transactions and half a second of
@@ -28,6 +29,10 @@ const WRITE_BACK_PAUSE: Duration = Duration::from_millis(2);
 /// Entries with less than this left are not written back: a node whose
 /// clock runs ahead may just have dropped them as expired.
 const WRITE_BACK_MARGIN: Duration = Duration::from_secs(1);
+
+/// Writing back entries that stop mattering within this sets no new
+/// epoch (see [`write_back`]).
+const RESYNC_HORIZON: Duration = Duration::from_secs(60);
 
 /// Runs until `stop` turns true (or its sender is gone).
 pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -41,11 +46,11 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             () = stopped(&mut stop) => return,
             lost = session(&shared, &mut attempt, &mut epoch) => lost,
         };
-        let retry_in = backoff::delay(
-            shared.settings.reconnect_base,
-            shared.settings.reconnect_max,
-            attempt,
-        );
+        let retry_in = Backoff {
+            base: shared.settings.reconnect_base,
+            max: shared.settings.reconnect_max,
+        }
+        .delay(attempt);
         attempt = attempt.saturating_add(1);
         if shared.mark_stale() {
             telemetry::stale(&lost, retry_in);
@@ -117,8 +122,8 @@ async fn session(shared: &Shared, attempt: &mut u32, epoch: &mut Epoch) -> Clust
     }
 }
 
-/// Looks at the epoch and syncs when it says so; the first completed sync
-/// of a connection makes the mirror fresh.
+/// Looks at the epoch and syncs when it says so; the first completed
+/// resync of a connection makes the mirror fresh.
 async fn look(shared: &Shared, epoch: &mut Epoch, synced: &mut bool) -> Result<(), ClusterError> {
     let observed = shared.store.observe().await?;
     let step = epoch.assess(&observed, *synced, Instant::now(), settle(shared));
@@ -131,13 +136,17 @@ async fn look(shared: &Shared, epoch: &mut Epoch, synced: &mut bool) -> Result<(
             telemetry::waiting(settle(shared));
         }
         Step::Sync { lost } => {
-            sync(shared, epoch, &observed, lost).await?;
+            let mark = shared.known().mark();
+            let stored = resync(shared).await?;
+            // This node now has everything Redis has, and its own: fresh,
+            // before it writes back what others may lack.
             if !*synced {
                 *synced = true;
                 if shared.mark_fresh() {
                     telemetry::fresh();
                 }
             }
+            write_back(shared, epoch, &observed, lost, mark, stored).await?;
         }
     }
     shared.flush_outbox().await;
@@ -150,21 +159,26 @@ async fn look(shared: &Shared, epoch: &mut Epoch, synced: &mut bool) -> Result<(
 /// (every `health_check`), with a command timeout to spare for each.
 fn settle(shared: &Shared) -> Duration {
     let settings = &shared.settings;
-    settings.reconnect_max + settings.health_check + shared.store.timeout() * 2
+    settings
+        .reconnect_max
+        .saturating_add(settings.health_check)
+        .saturating_add(shared.store.timeout().saturating_mul(2))
 }
 
-/// Reads every stored command, applies the new ones, writes back what
-/// Redis lacks, and records the epoch (a new one when it was gone or this
-/// node wrote anything back, so that the other nodes resync).
-async fn sync(
+/// Writes back what this node knew before `mark` and Redis lacks, and
+/// records the epoch: a new one when there was none for this Redis run,
+/// or when what was written back still matters long enough that nodes
+/// which synced in between should resync.
+async fn write_back(
     shared: &Shared,
     epoch: &mut Epoch,
     observed: &Observed,
     lost: bool,
+    mark: u64,
+    stored: Vec<Vec<u8>>,
 ) -> Result<(), ClusterError> {
     let now = SystemTime::now();
-    let stored = resync(shared).await?;
-    let missing = shared.missing(&stored, now, WRITE_BACK_MARGIN);
+    let missing = shared.missing(mark, &stored, now, WRITE_BACK_MARGIN);
     drop(stored);
     for batch in missing.chunks(WRITE_BACK_BATCH) {
         shared
@@ -181,10 +195,16 @@ async fn sync(
     if let Some(loss) = loss {
         telemetry::data_loss(loss, missing.len());
     }
+    // Entries about to expire are written back for nodes that start, but
+    // do not make every node resync: with clocks apart by more than the
+    // margin, nodes would otherwise take turns rewriting them.
+    let horizon = super::message::millis(now)
+        .saturating_add(u64::try_from(RESYNC_HORIZON.as_millis()).unwrap_or(u64::MAX));
+    let lasting = missing.iter().any(|entry| entry.keep_until_ms > horizon);
     match &observed.epoch {
-        Some(current) if missing.is_empty() => epoch.saw(current.clone()),
+        Some(current) if !lasting => epoch.saw(current.clone()),
         _ => {
-            let new = random_id();
+            let new = observed.stamp(&random_id());
             shared.store.set_epoch(&new).await?;
             epoch.saw(new);
         }

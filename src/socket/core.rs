@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::ws::Message;
 use serde::de::DeserializeOwned;
 use tokio::runtime::Handle;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -40,6 +40,8 @@ pub(crate) struct Core<C> {
     pub(super) claims_watch: Option<watch::Sender<Arc<C>>>,
     /// Created on the first `events`: most applications never ask.
     events: Option<broadcast::Sender<AuthEvent>>,
+    /// Created on the first `closed`; notified when `ending` is set.
+    on_end: Option<Arc<Notify>>,
     pub(super) renewals: RenewLimiter,
     pub(super) invalid_controls: u32,
     /// Control frames not yet handed to the transport.
@@ -150,6 +152,7 @@ where
                 registered: Arc::clone(&registered),
                 claims_watch: None,
                 events: None,
+                on_end: None,
                 renewals: RenewLimiter::default(),
                 invalid_controls: 0,
                 outbox: VecDeque::new(),
@@ -220,6 +223,9 @@ where
     pub(crate) fn end(&self, core: &mut Core<C>, ending: EndReason) {
         if core.ending.is_none() {
             core.ending = Some(ending);
+            if let Some(on_end) = &core.on_end {
+                on_end.notify_waiters();
+            }
         }
         if let Some(check) = core.renewal_check.take() {
             check.abort();
@@ -299,6 +305,29 @@ impl<C> Shared<C> {
     /// Why the connection ended, once it has.
     pub(crate) fn end_reason(&self) -> Option<EndReason> {
         self.lock().ending.clone()
+    }
+
+    /// Completes with the end reason once the connection has ended.
+    /// Cancel-safe: dropping it unregisters it.
+    pub(crate) async fn closed(&self) -> EndReason {
+        let on_end = {
+            let mut core = self.lock();
+            if let Some(ending) = &core.ending {
+                return ending.clone();
+            }
+            Arc::clone(core.on_end.get_or_insert_with(Default::default))
+        };
+        loop {
+            let notified = on_end.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check: an end decided in between
+            // still wakes it.
+            notified.as_mut().enable();
+            if let Some(ending) = self.end_reason() {
+                return ending;
+            }
+            notified.await;
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core<C>> {

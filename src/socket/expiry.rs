@@ -84,15 +84,12 @@ impl<C> Shared<C> {
     }
 }
 
-/// A point in `[0, window)`, spread evenly over seeds (splitmix64: the
-/// spread matters, not unpredictability).
+/// A point in `[0, window)`, spread evenly over seeds (the spread
+/// matters, not unpredictability).
 fn share_of(window: Duration, seed: u64) -> Duration {
     let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
     if nanos == 0 {
         return Duration::ZERO;
     }
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    Duration::from_nanos((z ^ (z >> 31)) % nanos)
+    Duration::from_nanos(crate::jitter::mix(seed) % nanos)
 }

@@ -171,6 +171,38 @@ macro_rules! connection_accessors {
         pub fn end_reason(&self) -> Option<EndReason> {
             self.shared().end_reason()
         }
+
+        /// Completes once the connection has ended (expired, revoked,
+        /// closed by the peer or the server, or lost), with the reason: what
+        /// a handler that only sends waits on to stop, without a failed
+        /// `send`. Completes at once if it has already ended.
+        ///
+        /// Cancel-safe: drop it (in a `select!`) and call it again at will;
+        /// an end is never missed.
+        ///
+        /// ```
+        /// use axum_ws_auth::{AuthWebSocket, EndReason};
+        /// use axum::extract::ws::Message;
+        ///
+        /// async fn push(socket: AuthWebSocket<serde_json::Value>) {
+        ///     let (mut sender, _receiver) = socket.split();
+        ///     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+        ///     let reason: EndReason = loop {
+        ///         tokio::select! {
+        ///             reason = sender.closed() => break reason,
+        ///             _ = ticks.tick() => {
+        ///                 if sender.send(Message::text("tick")).await.is_err() {
+        ///                     break sender.closed().await;
+        ///                 }
+        ///             }
+        ///         }
+        ///     };
+        ///     tracing::info!(?reason, "push stream over");
+        /// }
+        /// ```
+        pub async fn closed(&self) -> EndReason {
+            self.shared().closed().await
+        }
     };
 }
 
@@ -229,6 +261,9 @@ where
 {
     /// Receives the next application message; `None` once the connection is
     /// closed or its token has expired.
+    ///
+    /// Cancel-safe: a `recv` dropped before it completes (in a `select!`,
+    /// under a timeout) takes no message with it; the next `recv` gets it.
     pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
         self.receiver.recv().await
     }
@@ -394,6 +429,9 @@ where
 {
     /// Receives the next application message; `None` once the connection is
     /// closed or its token has expired.
+    ///
+    /// Cancel-safe: a `recv` dropped before it completes (in a `select!`,
+    /// under a timeout) takes no message with it; the next `recv` gets it.
     pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
         let mut abandoned = Abandoned(Some(&*self.half));
         let received = std::future::poll_fn(|cx| self.shared().poll_recv(cx, true)).await;

@@ -233,6 +233,16 @@ impl RedisServer {
         let _ = child.wait();
     }
 
+    /// Kills it (no save: a crash) and starts it again on the same port;
+    /// a persistent server loads whatever its last snapshot holds.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn();
+    }
+
     /// Starts it again on the same port (and dump directory).
     pub fn restart(&mut self) {
         self.stop();

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::time::{Instant, timeout};
 
@@ -649,4 +650,51 @@ async fn kept_frames_refused_after_a_reauthentication_deadline_end_it_as_not_rea
         assert_eq!(peer.expect_close().await.0, 4401);
         layer.settings().timers.stall(false);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sender_learns_when_and_why_the_connection_ended_without_sending() {
+    let layer = layer(defaults);
+    let exp = wall_now() + 60;
+    let Setup { socket, mut peer } =
+        open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
+    let deadline = deadline(&socket);
+    let (sender, receiver) = socket.split();
+    drop(receiver);
+    // Dropped before the end, as in a `select!` loop, and called again.
+    for _ in 0..3 {
+        assert!(
+            timeout(Duration::from_secs(10), sender.closed())
+                .await
+                .is_err()
+        );
+    }
+    // Cloned senders on another task wait too.
+    let clone = sender.clone();
+    let other = tokio::spawn(async move { clone.closed().await });
+    // The peer ignores the notice: the deadline ends the connection.
+    let reason = timeout(HANG, sender.closed()).await.expect("never ended");
+    assert!(Instant::now() >= deadline);
+    assert_eq!(reason, EndReason::Expired);
+    assert_eq!(other.await.unwrap(), EndReason::Expired);
+    assert_eq!(sender.end_reason(), Some(EndReason::Expired));
+    // Once ended, it completes at once.
+    assert_eq!(sender.closed().now_or_never(), Some(EndReason::Expired));
+    assert_eq!(peer.next_json().await["type"], "auth.expiring");
+    assert_eq!(close_code(&mut peer).await, 4401);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_whole_socket_learns_that_the_peer_left() {
+    let layer = layer(defaults);
+    let exp = wall_now() + 600;
+    let (socket, peer, _half) = open_alice(&layer, exp);
+    let waiting = timeout(Duration::from_secs(1), socket.closed()).await;
+    assert!(waiting.is_err(), "ended early: {waiting:?}");
+    peer.send(Message::Close(None));
+    let reason = timeout(HANG, socket.closed()).await.expect("never ended");
+    assert!(
+        matches!(reason, EndReason::PeerClosed { code: 1005, .. }),
+        "{reason:?}"
+    );
 }

@@ -1,17 +1,28 @@
-use std::hash::{BuildHasher, Hasher};
+//! The one backoff of the crate: the Rust client's reconnections and the
+//! cluster's resubscriptions draw their delays from it. Public as
+//! `client::Backoff`; with only the `redis` feature, it is the cluster's.
+#![cfg_attr(not(feature = "client"), allow(unreachable_pub))]
+
 use std::time::Duration;
+
+use crate::jitter::unit_random;
 
 /// Exponential backoff with "full jitter": the n-th delay is uniform in
 /// `[0, min(max, base * 2^n)]`, so a fleet of clients told to reconnect at
 /// once (a server restart, 1001) spreads out instead of stampeding.
 ///
+/// The client takes one in its builder; a cluster's
+/// `reconnect_backoff(base, max)` builds one.
+///
 /// ```
+/// # #[cfg(feature = "client")] {
 /// use std::time::Duration;
 /// use axum_ws_auth::client::Backoff;
 ///
 /// let backoff = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(1) };
 /// assert_eq!(backoff.ceiling(3), Duration::from_millis(800));
 /// assert!(backoff.delay(3) <= Duration::from_millis(800));
+/// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -34,11 +45,13 @@ impl Backoff {
     /// The ceiling for attempt `attempt` (0-based).
     ///
     /// ```
+    /// # #[cfg(feature = "client")] {
     /// use axum_ws_auth::client::Backoff;
     ///
     /// let backoff = Backoff::default();
     /// assert_eq!(backoff.ceiling(0), backoff.base);
     /// assert_eq!(backoff.ceiling(u32::MAX), backoff.max);
+    /// # }
     /// ```
     pub fn ceiling(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
@@ -49,27 +62,16 @@ impl Backoff {
     /// `[0, ceiling(attempt)]`.
     ///
     /// ```
+    /// # #[cfg(feature = "client")] {
     /// use axum_ws_auth::client::Backoff;
     ///
     /// let backoff = Backoff::default();
     /// assert!(backoff.delay(2) <= backoff.ceiling(2));
+    /// # }
     /// ```
     pub fn delay(&self, attempt: u32) -> Duration {
         self.ceiling(attempt).mul_f64(unit_random())
     }
-}
-
-/// A uniform value in `[0, 1)`, from the standard library's per-process
-/// random hash keys; jitter needs spread, not cryptographic strength.
-pub(super) fn unit_random() -> f64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ impl ClusterBuilder {
 
     /// Reconnection delays: the n-th is drawn in `[0, c]` with
     /// `c = min(max, base * 2^n)` (defaults 100 ms, 10 s), the client's
-    /// [`Backoff`](crate::client::Backoff) formula ("full jitter").
+    /// `client::Backoff` formula ("full jitter").
     pub fn reconnect_backoff(mut self, base: Duration, max: Duration) -> Self {
         self.settings.reconnect_base = base;
         self.settings.reconnect_max = max;

@@ -180,12 +180,18 @@ macro_rules! connection_accessors {
         /// Cancel-safe: drop it (in a `select!`) and call it again at will;
         /// an end is never missed.
         ///
+        /// The peer's close and a lost connection are seen when the
+        /// connection reads: a handler that only sends drops its
+        /// [`AuthReceiver`], so that the connection reads for itself.
+        ///
         /// ```
         /// use axum_ws_auth::{AuthWebSocket, EndReason};
         /// use axum::extract::ws::Message;
         ///
         /// async fn push(socket: AuthWebSocket<serde_json::Value>) {
-        ///     let (mut sender, _receiver) = socket.split();
+        ///     let (mut sender, receiver) = socket.split();
+        ///     // Never read here: the connection reads (renewals, the peer's close).
+        ///     drop(receiver);
         ///     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
         ///     let reason: EndReason = loop {
         ///         tokio::select! {

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::any;
+use axum_ws_auth::Connections;
 use axum_ws_auth::cluster::Cluster;
 use axum_ws_auth::revocation::{ConnectionSelector, Revocation, StalePolicy};
 use cluster_node::*;
@@ -36,6 +37,18 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     })
     .await
     .unwrap_or_else(|_| panic!("not within 20 s: {what}"));
+}
+
+/// A cluster node whose reconnections back off from 200 ms up to `max`:
+/// its settling time, for a node that finds no epoch, is `max` + 1.5 s.
+fn with_backoff(url: &str, connections: &Connections, max: Duration) -> Cluster {
+    Cluster::builder(url, connections.clone())
+        .prefix("test-cluster")
+        .command_timeout(Duration::from_millis(500))
+        .reconnect_backoff(Duration::from_millis(200), max)
+        .health_check(Duration::from_millis(500))
+        .start()
+        .unwrap()
 }
 
 /// The status of a handshake with `token` on `addr`: 101 or the refusal's.
@@ -105,15 +118,7 @@ async fn a_node_that_starts_while_redis_is_empty_stays_stale_until_a_survivor_wr
     // health check + two command timeouts) before it would start an epoch
     // of its own.
     let url = redis.url();
-    let with_backoff = |connections: &axum_ws_auth::Connections, max: Duration| {
-        Cluster::builder(url.clone(), connections.clone())
-            .prefix("test-cluster")
-            .command_timeout(Duration::from_millis(500))
-            .reconnect_backoff(Duration::from_millis(200), max)
-            .health_check(Duration::from_millis(500))
-            .start()
-            .unwrap()
-    };
+    let with_backoff = |connections: &Connections, max| with_backoff(&url, connections, max);
     let layer = common::builder().build().unwrap();
     let a_connections = layer.connections();
     let _a_addr = serve(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
@@ -145,15 +150,7 @@ async fn a_redis_back_from_an_older_snapshot_is_not_trusted_until_survivors_wrot
         return;
     };
     let url = redis.url();
-    let with_backoff = |connections: &axum_ws_auth::Connections, max: Duration| {
-        Cluster::builder(url.clone(), connections.clone())
-            .prefix("test-cluster")
-            .command_timeout(Duration::from_millis(500))
-            .reconnect_backoff(Duration::from_millis(200), max)
-            .health_check(Duration::from_millis(500))
-            .start()
-            .unwrap()
-    };
+    let with_backoff = |connections: &Connections, max| with_backoff(&url, connections, max);
     let a_connections = common::builder().build().unwrap().connections();
     let a = with_backoff(&a_connections, Duration::from_secs(1));
     fresh(&a).await;
@@ -226,7 +223,7 @@ async fn an_entry_near_its_expiry_is_written_back_with_its_original_expiry() {
     else {
         return;
     };
-    let short = |connections: &axum_ws_auth::Connections| {
+    let short = |connections: &Connections| {
         Cluster::builder(redis.url(), connections.clone())
             .prefix("test-cluster")
             .retention(Duration::from_secs(6))

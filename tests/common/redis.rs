@@ -132,9 +132,8 @@ impl RedisServer {
         }
     }
 
-    /// Sends one command (inline arguments, no spaces inside) and returns
-    /// the first line of the reply.
-    pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
+    /// Connects and sends one command; the stream to read the reply from.
+    fn send(&self, args: &[&str]) -> std::io::Result<TcpStream> {
         let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut request = format!("*{}\r\n", args.len());
@@ -142,6 +141,13 @@ impl RedisServer {
             request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
         }
         stream.write_all(request.as_bytes())?;
+        Ok(stream)
+    }
+
+    /// Sends one command (inline arguments, no spaces inside) and returns
+    /// the first line of the reply.
+    pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
+        let stream = self.send(args)?;
         let mut line = String::new();
         BufReader::new(stream).read_line(&mut line)?;
         Ok(line.trim_end().to_owned())
@@ -150,13 +156,7 @@ impl RedisServer {
     /// Sends one command whose reply is an array of bulk strings (`ZRANGE`,
     /// `KEYS`, ...) and returns its elements.
     pub fn array(&self, args: &[&str]) -> std::io::Result<Vec<String>> {
-        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        stream.write_all(request.as_bytes())?;
+        let stream = self.send(args)?;
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         reader.read_line(&mut line)?;

@@ -13,8 +13,6 @@ mod redis_server;
 
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::any;
 use axum_ws_auth::revocation::{ConnectionSelector, Revocation, StalePolicy};
 use cluster_node::*;
 use common::ISSUER;
@@ -135,9 +133,7 @@ async fn a_reauthentication_request_reaches_the_other_nodes_once() {
 
     // Node C starts after the request: its first resync applies it, since
     // the deadline has not passed.
-    let layer = common::builder().build().unwrap();
-    let c_connections = layer.connections();
-    let c_addr = serve(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
+    let (c_addr, c_connections) = echo_server().await;
     let mut erin_on_c = common::connect_bearer(c_addr, &common::token("erin", 300)).await;
     let c = cluster(&redis, &c_connections, StalePolicy::FailClosed);
     fresh(&c).await;

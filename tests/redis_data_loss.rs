@@ -15,8 +15,6 @@ mod redis_server;
 
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::any;
 use axum_ws_auth::Connections;
 use axum_ws_auth::cluster::Cluster;
 use axum_ws_auth::revocation::{ConnectionSelector, Revocation, StalePolicy};
@@ -119,18 +117,14 @@ async fn a_node_that_starts_while_redis_is_empty_stays_stale_until_a_survivor_wr
     // of its own.
     let url = redis.url();
     let with_backoff = |connections: &Connections, max| with_backoff(&url, connections, max);
-    let layer = common::builder().build().unwrap();
-    let a_connections = layer.connections();
-    let _a_addr = serve(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
+    let (_a_addr, a_connections) = echo_server().await;
     let a = with_backoff(&a_connections, Duration::from_secs(1));
     fresh(&a).await;
     let alice_token = common::token("alice", 300);
     a.revoke(user("alice")).await;
 
     blocking(|| redis.restart());
-    let layer = common::builder().build().unwrap();
-    let d_connections = layer.connections();
-    let d_addr = serve(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
+    let (d_addr, d_connections) = echo_server().await;
     let d = with_backoff(&d_connections, Duration::from_secs(6));
     // Redis answers, but holds nothing: D refuses handshakes (fail closed)
     // instead of trusting the empty list.
@@ -164,9 +158,7 @@ async fn a_redis_back_from_an_older_snapshot_is_not_trusted_until_survivors_wrot
     blocking(|| redis.crash_and_restart());
     assert_eq!(blocking(|| redis.zcard(REVOCATIONS)), 0);
 
-    let layer = common::builder().build().unwrap();
-    let d_connections = layer.connections();
-    let d_addr = serve(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
+    let (d_addr, d_connections) = echo_server().await;
     let d = with_backoff(&d_connections, Duration::from_secs(6));
     assert_eq!(handshake(d_addr, &alice_token).await, 503);
     fresh(&d).await;

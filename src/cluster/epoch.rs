@@ -50,10 +50,10 @@ impl Observed {
                 .is_some_and(|stamp| stamp == run_id)
                 && epoch.contains(&b'@')
         };
-        let other_run = epoch.as_ref().is_some_and(|epoch| !this_run(epoch));
+        let this = epoch.as_ref().map(this_run);
         Self {
-            epoch: epoch.filter(|epoch| this_run(epoch)),
-            other_run,
+            epoch: epoch.filter(|_| this == Some(true)),
+            other_run: this == Some(false),
             seeding,
             run_id: run_id.to_vec(),
         }

@@ -8,9 +8,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::builder::Settings;
-use super::known::{Entry, Known, Set};
+use super::known::{Entry, Known};
 use super::local::Mirror;
-use super::message::{Command, Envelope, millis};
+use super::message::{Command, Envelope, duration_ms, millis};
 use super::store::Store;
 use super::telemetry;
 use crate::revocation::{ConnectionSelector, Revocation};
@@ -163,11 +163,7 @@ impl Shared {
     /// Applies `command` here, then stores and publishes it (or queues it).
     async fn issue(&self, command: Command, now: SystemTime) -> Issued {
         let envelope = Envelope::new(&self.node, command, now);
-        let entry = Entry {
-            set: Set::of(&envelope.command),
-            keep_until_ms: envelope.command.keep_until_ms(),
-            payload: envelope.to_json().into_bytes().into(),
-        };
+        let entry = Entry::new(&envelope.command, envelope.to_json().as_bytes());
         let local = self.mirror.apply(&envelope.command, now);
         let published = self.publish(&envelope, now).await;
         // Known once stored or queued: a resync reading Redis while the
@@ -356,8 +352,4 @@ impl Drop for Inner {
             .mirror
             .set_stale(Some(self.shared.settings.stale_policy));
     }
-}
-
-fn duration_ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

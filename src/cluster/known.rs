@@ -43,6 +43,17 @@ pub(super) struct Entry {
     pub(super) payload: Arc<[u8]>,
 }
 
+impl Entry {
+    /// `command`, stored as `payload` (its envelope's JSON).
+    pub(super) fn new(command: &Command, payload: &[u8]) -> Self {
+        Self {
+            set: Set::of(command),
+            keep_until_ms: command.keep_until_ms(),
+            payload: payload.into(),
+        }
+    }
+}
+
 /// The commands this node has issued or applied, by id, numbered in the
 /// order this node learnt them.
 #[derive(Debug, Default)]
@@ -78,9 +89,9 @@ impl Known {
 
     /// The entries Redis lacks: known before `mark`, not among `stored`,
     /// not waiting in the outbox (`unpublished`: the outbox stores and
-    /// publishes those), and still mattering after `not_before_ms`. The margin keeps nodes whose
-    /// clocks differ by less than it from writing back an entry another
-    /// node has just dropped as expired.
+    /// publishes those), and still mattering after `not_before_ms`. The
+    /// margin keeps nodes whose clocks differ by less than it from writing
+    /// back an entry another node has just dropped as expired.
     pub(super) fn missing(
         &self,
         mark: u64,

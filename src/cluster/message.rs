@@ -119,6 +119,11 @@ pub(super) fn millis(at: SystemTime) -> u64 {
         .unwrap_or_default()
 }
 
+/// A duration in whole milliseconds (saturating).
+pub(super) fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The instant `ms` milliseconds after the epoch.
 pub(super) fn instant(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)

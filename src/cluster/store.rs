@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 
 use super::epoch::Observed;
 use super::known::{Entry, Set};
-use super::message::{Envelope, millis};
+use super::message::{Envelope, duration_ms, millis};
 
 /// The names a cluster uses under its prefix.
 #[derive(Debug, Clone)]
@@ -193,7 +193,7 @@ impl Store {
                 .arg(&*entry.payload)
                 .ignore();
         }
-        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        let lease_ms = duration_ms(lease).max(1);
         pipe.cmd("SET")
             .arg(&self.keys.seeding)
             .arg(node)

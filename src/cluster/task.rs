@@ -3,8 +3,8 @@
 //!
 //! A sync reads every stored command (a resync) and writes back what this
 //! node knows that Redis lacks (anti-entropy); when and why, from the
-//! cluster's epoch, is `epoch.rs`. Only a completed sync makes the mirror
-//! fresh.
+//! cluster's epoch, is `epoch.rs`. The first resync the epoch allows on a
+//! connection makes the mirror fresh; the write-back follows it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use super::ClusterError;
 use super::epoch::{Epoch, Loss, Observed, Step};
 use super::handle::Shared;
-use super::known::{Entry, Set};
-use super::message::{Envelope, random_id};
+use super::known::Entry;
+use super::message::{Envelope, duration_ms, millis, random_id};
 use super::telemetry::{self, Via};
 use crate::backoff::Backoff;
 
@@ -198,8 +198,7 @@ async fn write_back(
     // Entries about to expire are written back for nodes that start, but
     // do not make every node resync: with clocks apart by more than the
     // margin, nodes would otherwise take turns rewriting them.
-    let horizon = super::message::millis(now)
-        .saturating_add(u64::try_from(RESYNC_HORIZON.as_millis()).unwrap_or(u64::MAX));
+    let horizon = millis(now).saturating_add(duration_ms(RESYNC_HORIZON));
     let lasting = missing.iter().any(|entry| entry.keep_until_ms > horizon);
     match &observed.epoch {
         Some(current) if !lasting => epoch.saw(current.clone()),
@@ -247,16 +246,14 @@ impl Shared {
             return false;
         }
         let keep_until = envelope.command.keep_until_ms();
-        if keep_until <= super::message::millis(now) {
+        if keep_until <= millis(now) {
             telemetry::ignored("expired");
             return false;
         }
-        let entry = Entry {
-            set: Set::of(&envelope.command),
-            keep_until_ms: keep_until,
-            payload: payload.into(),
-        };
-        if !self.known().insert(&envelope.id, entry) {
+        if !self
+            .known()
+            .insert(&envelope.id, Entry::new(&envelope.command, payload))
+        {
             telemetry::ignored("duplicate");
             return false;
         }
@@ -273,6 +270,7 @@ mod tests {
 
     use super::*;
     use crate::cluster::builder::Settings;
+    use crate::cluster::known::Set;
     use crate::cluster::local::Mirror;
     use crate::cluster::message::{Command, instant};
     use crate::cluster::store::{Keys, Store};

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::message::duration_ms;
 use crate::telemetry::TARGET;
 
 pub(super) const METRIC_PUBLISHED: &str = "ws_auth_cluster_published_total";
@@ -67,7 +68,7 @@ pub(super) fn applied(kind: &'static str, id: &str, via: Via, sockets: usize, la
         id,
         via = via.as_str(),
         sockets,
-        lag_ms = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX),
+        lag_ms = duration_ms(lag),
         "command from another node applied"
     );
 }
@@ -120,7 +121,7 @@ pub(super) fn waiting(settle: Duration) {
     tracing::info!(
         target: TARGET,
         event = "cluster_waiting",
-        settle_ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX),
+        settle_ms = duration_ms(settle),
         "Redis holds no cluster epoch (a new cluster, or Redis lost its data): \
          staying stale while other nodes may write back what they know"
     );
@@ -143,7 +144,7 @@ pub(super) fn stale(error: &dyn std::fmt::Display, retry_in: Duration) {
         target: TARGET,
         event = "cluster_stale",
         %error,
-        retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+        retry_in_ms = duration_ms(retry_in),
         "Redis subscription lost: the local mirror is stale"
     );
 }
@@ -153,7 +154,7 @@ pub(super) fn reconnect_failed(error: &dyn std::fmt::Display, retry_in: Duration
         target: TARGET,
         event = "cluster_reconnect_failed",
         %error,
-        retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+        retry_in_ms = duration_ms(retry_in),
         "Redis still unreachable"
     );
 }

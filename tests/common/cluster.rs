@@ -40,9 +40,7 @@ pub fn cluster(redis: &RedisServer, connections: &Connections, policy: StalePoli
 }
 
 pub async fn node(redis: &RedisServer, policy: StalePolicy) -> Node {
-    let layer = common::builder().build().unwrap();
-    let connections = layer.connections();
-    let addr = serve(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
+    let (addr, connections) = echo_server().await;
     let cluster = cluster(redis, &connections, policy);
     fresh(&cluster).await;
     Node {
@@ -50,6 +48,15 @@ pub async fn node(redis: &RedisServer, policy: StalePolicy) -> Node {
         connections,
         cluster,
     }
+}
+
+/// An echo route behind a layer of its own, served; the layer's
+/// connections, for a cluster to share.
+pub async fn echo_server() -> (SocketAddr, Connections) {
+    let layer = common::builder().build().unwrap();
+    let connections = layer.connections();
+    let addr = serve(Router::new().route("/ws", any(common::echo)).layer(layer)).await;
+    (addr, connections)
 }
 
 /// Serves `app` on 127.0.0.1:0 with `TCP_NODELAY`: a close frame that

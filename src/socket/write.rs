@@ -172,7 +172,12 @@ where
             return Err(closed());
         }
         let is_close = matches!(message, Message::Close(_));
-        Pin::new(&mut core.transport).start_send(message)?;
+        if let Err(error) = Pin::new(&mut core.transport).start_send(message) {
+            // The transport is broken: every half learns it now, not at
+            // the next read.
+            self.end(&mut core, EndReason::ConnectionLost);
+            return Err(error);
+        }
         if is_close {
             self.end(&mut core, EndReason::ApplicationClosed);
         }
@@ -206,7 +211,10 @@ where
                 core.control_unflushed = false;
                 Poll::Ready(Ok(()))
             }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Ready(Err(error)) => {
+                self.end(&mut core, EndReason::ConnectionLost);
+                Poll::Ready(Err(error))
+            }
         }
     }
 }

@@ -703,3 +703,20 @@ async fn a_sender_whose_receiver_was_dropped_learns_at_once_that_the_peer_left()
         "{reason:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_write_that_fails_ends_the_connection_for_every_half() {
+    let layer = layer(defaults);
+    let exp = wall_now() + 600;
+    // The receiver is held and never read: only the failed write can tell.
+    let (socket, peer, _half) = open_alice(&layer, exp);
+    let (mut sender, _receiver) = socket.split();
+    let clone = sender.clone();
+    peer.break_flush();
+    assert!(sender.send(Message::text("lost")).await.is_err());
+    let reason = timeout(Duration::from_secs(1), clone.closed())
+        .await
+        .expect("a failed write did not end the connection");
+    assert_eq!(reason, EndReason::ConnectionLost);
+    assert!(sender.send(Message::text("after")).await.is_err());
+}

@@ -59,6 +59,9 @@ struct Wire {
     server_gone: bool,
     /// The peer went away: writes fail.
     peer_gone: bool,
+    /// Frames are accepted but flushing them fails (a TCP write error
+    /// that shows only when the buffer is written out).
+    flush_fails: bool,
 }
 
 /// Records application frames handed to the transport after the
@@ -167,6 +170,9 @@ impl Sink<Message> for PipeTransport {
         Ok(())
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.wire.lock().unwrap().flush_fails {
+            return Poll::Ready(Err(axum::Error::new("connection reset")));
+        }
         if self.push_out(Some(cx))? {
             Poll::Ready(Ok(()))
         } else {
@@ -204,6 +210,7 @@ pub(crate) fn pipe(shape: Backpressure) -> (PipeTransport, Peer) {
         write_waker: None,
         read_waker: None,
         server_gone: false,
+        flush_fails: false,
         peer_gone: false,
     }));
     let probe = Arc::new(DeadlineProbe::default());
@@ -296,6 +303,11 @@ impl Peer {
         if let Some(writer) = wire.write_waker.take() {
             writer.wake();
         }
+    }
+
+    /// From now on the transport takes frames but fails to flush them.
+    pub(crate) fn break_flush(&self) {
+        self.wire.lock().unwrap().flush_fails = true;
     }
 
     /// A view of the wire that stays with the test when the peer moves

@@ -11,8 +11,6 @@ use crate::policy::Policy;
 use crate::token::source::SourceConfig;
 use crate::token::{JwtValidator, TokenError, ValidatedToken};
 
-pub(crate) type ClaimsCheck<C> = Arc<dyn Fn(&C) -> bool + Send + Sync>;
-
 /// Immutable after the builder finishes; shared as `Arc<Settings<C>>`.
 pub(crate) struct Settings<C> {
     pub(crate) validator: JwtValidator,
@@ -21,8 +19,6 @@ pub(crate) struct Settings<C> {
     pub(crate) allow_missing_origin: bool,
     pub(crate) protocols: Vec<Arc<HeaderValue>>,
     pub(crate) realm: Arc<str>,
-    pub(crate) authorize: Option<ClaimsCheck<C>>,
-    pub(crate) revoked: Option<ClaimsCheck<C>>,
     /// The application's asynchronous check, run after `check_token`.
     pub(crate) policy: Option<Policy<C>>,
     pub(crate) session: SessionConfig,
@@ -63,37 +59,13 @@ impl Default for SessionConfig {
     }
 }
 
-/// Why a token that may be cryptographically fine is still not accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    Invalid(TokenError),
-    InsufficientScope,
-}
-
 impl<C: DeserializeOwned> Settings<C> {
-    /// The single gate every token passes, at the handshake and on renewal.
-    pub(crate) fn check_token(&self, token: &str) -> Result<ValidatedToken<C>, Refusal> {
-        let valid = self
-            .validator
-            .validate::<C>(token)
-            .map_err(Refusal::Invalid)?;
-        self.connections
-            .check_revocation(&valid.registered)
-            .map_err(Refusal::Invalid)?;
-        if self
-            .revoked
-            .as_ref()
-            .is_some_and(|revoked| revoked(&valid.claims))
-        {
-            return Err(Refusal::Invalid(TokenError::Revoked));
-        }
-        if self
-            .authorize
-            .as_ref()
-            .is_some_and(|authorize| !authorize(&valid.claims))
-        {
-            return Err(Refusal::InsufficientScope);
-        }
+    /// The single gate every token passes, at the handshake and on
+    /// renewal: valid, and not revoked. The application's own decision is
+    /// the policy's, run after it.
+    pub(crate) fn check_token(&self, token: &str) -> Result<ValidatedToken<C>, TokenError> {
+        let valid = self.validator.validate::<C>(token)?;
+        self.connections.check_revocation(&valid.registered)?;
         Ok(valid)
     }
 }
@@ -107,8 +79,6 @@ impl<C> std::fmt::Debug for Settings<C> {
             .field("allow_missing_origin", &self.allow_missing_origin)
             .field("protocols", &self.protocols)
             .field("realm", &self.realm)
-            .field("authorize", &self.authorize.is_some())
-            .field("revoked", &self.revoked.is_some())
             .field("policy", &self.policy.is_some())
             .field("session", &self.session)
             .field("connections", &self.connections.count())

@@ -14,6 +14,7 @@ use std::time::Duration;
 use axum_ws_auth::client::{
     AuthClient, Backoff, ClientError, ClientEvent, Message, TokenPlacement,
 };
+use axum_ws_auth::policy::{PolicyDenial, PolicyRequest};
 use common::*;
 use serde_json::json;
 
@@ -168,7 +169,14 @@ async fn a_rejected_renewal_runs_into_4401_and_the_client_reconnects() {
         builder()
             .leeway(Duration::ZERO)
             .notify_before(Duration::from_secs(1))
-            .authorize(|claims: &Claims| claims.scope != "denied"),
+            .policy(|request: PolicyRequest<Claims>| {
+                let denied = request.claims().scope == "denied";
+                std::future::ready(if denied {
+                    Err(PolicyDenial::Forbidden)
+                } else {
+                    Ok(())
+                })
+            }),
     )
     .await;
     // Every renewal on the first connection is refused, however many the
@@ -296,7 +304,11 @@ where
 #[tokio::test]
 async fn repeated_refusals_stop_after_the_configured_number_of_attempts() {
     // 403: the application refuses every token.
-    let addr = serve(builder().authorize(|_| false)).await;
+    let addr = serve(
+        builder()
+            .policy(|_: PolicyRequest<Claims>| std::future::ready(Err(PolicyDenial::Forbidden))),
+    )
+    .await;
     let (calls, provider) = counting(|_| token("alice", 60));
     let mut client = AuthClient::builder(format!("ws://{addr}/ws"), provider)
         .backoff(instant_backoff())

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::any;
+use axum_ws_auth::policy::{PolicyDenial, PolicyRequest};
 use common::*;
 
 #[tokio::test]
@@ -64,9 +65,16 @@ async fn shutdown_closes_every_socket_with_1001_and_the_server_exits() {
 async fn close_subject_closes_only_that_subjects_sockets_with_4403() {
     let revoked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let layer = builder()
-        .revoked({
+        .policy({
             let revoked = revoked.clone();
-            move |claims: &Claims| revoked.lock().unwrap().contains(&claims.sub)
+            move |request: PolicyRequest<Claims>| {
+                let gone = revoked.lock().unwrap().contains(&request.claims().sub);
+                std::future::ready(if gone {
+                    Err(PolicyDenial::Revoked)
+                } else {
+                    Ok(())
+                })
+            }
         })
         .build()
         .unwrap();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::response::Response;
 use axum::routing::any;
+use axum_ws_auth::policy::{PolicyDenial, PolicyRequest};
 use axum_ws_auth::{AuthUpgrade, WsAuthLayer};
 use common::*;
 use futures_util::SinkExt;
@@ -477,9 +478,15 @@ async fn rs256_and_es256_validators_accept_their_own_tokens() {
 
 #[tokio::test]
 async fn authorization_check_refusal_is_403_insufficient_scope() {
-    let addr =
-        serve(builder().authorize(|claims: &Claims| claims.scope.split(' ').any(|s| s == "admin")))
-            .await;
+    let addr = serve(builder().policy(|request: PolicyRequest<Claims>| {
+        let admin = request.claims().scope.split(' ').any(|s| s == "admin");
+        std::future::ready(if admin {
+            Ok(())
+        } else {
+            Err(PolicyDenial::Forbidden)
+        })
+    }))
+    .await;
     let refused = connect(
         addr,
         &[("authorization", &format!("Bearer {}", token("alice", 60)))],
@@ -498,7 +505,15 @@ async fn authorization_check_refusal_is_403_insufficient_scope() {
 
 #[tokio::test]
 async fn revoked_tokens_are_401() {
-    let addr = serve(builder().revoked(|claims: &Claims| claims.sub == "mallory")).await;
+    let addr = serve(builder().policy(|request: PolicyRequest<Claims>| {
+        let mallory = request.claims().sub == "mallory";
+        std::future::ready(if mallory {
+            Err(PolicyDenial::Revoked)
+        } else {
+            Ok(())
+        })
+    }))
+    .await;
     assert!(
         connect(
             addr,
@@ -743,9 +758,7 @@ async fn registered_claims_reach_a_handler_whose_claims_type_omits_them() {
 }
 
 #[tokio::test]
-async fn a_handler_refuses_with_the_layers_realm_and_nothing_is_upgraded() {
-    use axum::response::IntoResponse;
-    use axum_ws_auth::rejection::RejectionKind;
+async fn a_policy_refusal_answers_in_the_layers_realm_and_the_handler_never_runs() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -754,21 +767,24 @@ async fn a_handler_refuses_with_the_layers_realm_and_nothing_is_upgraded() {
     let room = move |upgrade: AuthUpgrade<Claims>| {
         let counter = Arc::clone(&counter);
         async move {
-            // A per-room check the layer cannot make.
-            if upgrade.claims().sub != "alice" {
-                return upgrade
-                    .reject(RejectionKind::InsufficientScope)
-                    .into_response();
-            }
             upgrade.on_upgrade(move |_socket| async move {
                 counter.fetch_add(1, Ordering::SeqCst);
             })
         }
     };
+    // A per-room check: only alice may join.
+    let policy = |request: PolicyRequest<Claims>| {
+        let alice = request.claims().sub == "alice";
+        std::future::ready(if alice {
+            Ok(())
+        } else {
+            Err(PolicyDenial::Forbidden)
+        })
+    };
     let addr = serve_router(
         Router::new()
             .route("/ws", any(room))
-            .route_layer(builder().build().unwrap()),
+            .route_layer(builder().policy(policy).build().unwrap()),
     )
     .await;
     let refused = connect(

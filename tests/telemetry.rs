@@ -7,10 +7,8 @@ mod common;
 use std::time::Duration;
 
 use axum::Router;
-use axum::response::IntoResponse;
 use axum::routing::any;
-use axum_ws_auth::AuthUpgrade;
-use axum_ws_auth::rejection::RejectionKind;
+use axum_ws_auth::policy::{PolicyDenial, PolicyRequest};
 use common::*;
 use serde_json::json;
 
@@ -66,19 +64,19 @@ async fn security_events_are_logged_and_counted_without_tokens() {
     assert_eq!(expect_close(&mut client).await.0, 4403);
     tokens.extend([opening, hijack]);
 
-    // A handler's own refusal is logged and counted like the layer's; a
+    // The policy's refusal is logged and counted like the layer's; a
     // token from the application's location is counted as `custom`.
-    let room = |upgrade: AuthUpgrade<Claims>| async move {
-        if upgrade.claims().sub == "eve" {
-            return upgrade
-                .reject(RejectionKind::InsufficientScope)
-                .into_response();
-        }
-        echo(upgrade).await
-    };
     let rooms = serve_router(
-        Router::new().route("/ws", any(room)).route_layer(
+        Router::new().route("/ws", any(echo)).route_layer(
             builder()
+                .policy(|request: PolicyRequest<Claims>| {
+                    let eve = request.claims().sub == "eve";
+                    std::future::ready(if eve {
+                        Err(PolicyDenial::Forbidden)
+                    } else {
+                        Ok(())
+                    })
+                })
                 .token_from(|parts| {
                     Ok(parts
                         .headers

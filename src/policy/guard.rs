@@ -24,6 +24,16 @@ impl<C, P: AuthPolicy<C>> Erased<C> for P {
     }
 }
 
+/// An application's policy, type-erased, as the builder holds it until
+/// `build` gives it its timeout.
+pub(crate) struct PolicyCheck<C>(Arc<dyn Erased<C>>);
+
+impl<C: 'static> PolicyCheck<C> {
+    pub(crate) fn new(check: impl AuthPolicy<C>) -> Self {
+        Self(Arc::new(check))
+    }
+}
+
 /// A configured policy and its timeout.
 pub(crate) struct Policy<C> {
     check: Arc<dyn Erased<C>>,
@@ -40,19 +50,15 @@ impl<C> Clone for Policy<C> {
 }
 
 impl<C> Policy<C> {
-    pub(crate) fn with_timeout(self, timeout: Duration) -> Self {
-        Self { timeout, ..self }
+    pub(crate) fn new(check: PolicyCheck<C>, timeout: Duration) -> Self {
+        Self {
+            check: check.0,
+            timeout,
+        }
     }
 }
 
 impl<C: 'static> Policy<C> {
-    pub(crate) fn new(check: impl AuthPolicy<C>, timeout: Duration) -> Self {
-        Self {
-            check: Arc::new(check),
-            timeout,
-        }
-    }
-
     /// Runs the check; a timeout, a panic (while making the future or
     /// polling it) or a `Failed` answer comes back as `Failed`, logged.
     pub(crate) fn run(
@@ -155,7 +161,7 @@ mod tests {
     async fn a_future_that_panics_when_dropped_is_a_failed_check() {
         for answers in [true, false] {
             let policy = Policy::new(
-                move |_: PolicyRequest<()>| PanicsWhenDropped(answers),
+                PolicyCheck::new(move |_: PolicyRequest<()>| PanicsWhenDropped(answers)),
                 Duration::from_secs(1),
             );
             let outcome = tokio::spawn(policy.run(request())).await;

@@ -46,5 +46,5 @@ mod request;
 
 pub use check::AuthPolicy;
 pub use denial::PolicyDenial;
-pub(crate) use guard::Policy;
+pub(crate) use guard::{Policy, PolicyCheck};
 pub use request::PolicyRequest;

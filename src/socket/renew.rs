@@ -8,7 +8,6 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use super::core::{Core, Shared};
-use crate::config::Refusal;
 use crate::connection::{AuthEvent, EndReason};
 use crate::policy::{Policy, PolicyDenial, PolicyRequest};
 use crate::protocol::{InvalidControl, RenewRejection, ServerMessage};
@@ -38,16 +37,8 @@ where
         drop(token);
         let valid = match checked {
             Ok(valid) => valid,
-            Err(Refusal::Invalid(error)) => {
+            Err(error) => {
                 return self.reject(core, RenewRejection::InvalidToken, error.to_string(), id);
-            }
-            Err(Refusal::InsufficientScope) => {
-                return self.reject(
-                    core,
-                    RenewRejection::InsufficientScope,
-                    "insufficient scope".into(),
-                    id,
-                );
             }
         };
         if !self

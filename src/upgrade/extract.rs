@@ -1,5 +1,4 @@
 use std::future::Future;
-use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::extract::ws::WebSocketUpgrade;
@@ -9,7 +8,7 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::Authenticated;
-use super::rejection::{AuthRejection, AuthUpgradeRejection, MissingAuthLayer, RejectionKind};
+use super::rejection::{AuthUpgradeRejection, MissingAuthLayer};
 use crate::socket::{self, AuthWebSocket};
 use crate::telemetry;
 use crate::token::{RegisteredClaims, TokenSource};
@@ -79,35 +78,6 @@ impl<C> AuthUpgrade<C> {
     /// The subprotocol that will be selected, if the client offered any.
     pub fn selected_protocol(&self) -> Option<&HeaderValue> {
         self.authenticated.protocol.as_deref()
-    }
-
-    /// Refuses the upgrade after the layer let it through, e.g. for a
-    /// per-room check the handler makes: an RFC 6750 response in the
-    /// layer's realm, logged and counted like the layer's own refusals.
-    /// Nothing is upgraded.
-    ///
-    /// ```
-    /// use axum::extract::Path;
-    /// use axum::response::{IntoResponse, Response};
-    /// use axum_ws_auth::AuthUpgrade;
-    /// use axum_ws_auth::rejection::RejectionKind;
-    ///
-    /// #[derive(serde::Deserialize)]
-    /// struct Claims { rooms: Vec<String> }
-    ///
-    /// async fn join(Path(room): Path<String>, upgrade: AuthUpgrade<Claims>) -> Response {
-    ///     if !upgrade.claims().rooms.contains(&room) {
-    ///         // 403, WWW-Authenticate: Bearer realm="<the layer's>", error="insufficient_scope"
-    ///         return upgrade.reject(RejectionKind::InsufficientScope).into_response();
-    ///     }
-    ///     upgrade.on_upgrade(|_socket| async move { /* ... */ })
-    /// }
-    /// ```
-    #[must_use = "the refusal only reaches the client when this is returned"]
-    pub fn reject(self, kind: RejectionKind) -> AuthRejection {
-        let rejection = AuthRejection::new(Arc::clone(&self.authenticated.settings.realm), kind);
-        rejection.record();
-        rejection
     }
 
     /// Adjusts the underlying [`WebSocketUpgrade`] (buffer sizes, or message

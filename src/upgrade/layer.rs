@@ -7,8 +7,8 @@ use http::request::Parts;
 use tower_layer::Layer;
 
 use super::WsAuth;
-use crate::config::{ClaimsCheck, SessionConfig, Settings};
-use crate::policy::{AuthPolicy, Policy};
+use crate::config::{SessionConfig, Settings};
+use crate::policy::{AuthPolicy, Policy, PolicyCheck};
 use crate::protocol::PROTOCOL_V1;
 use crate::token::source::SourceConfig;
 use crate::token::{InvalidRequest, JwtValidator};
@@ -26,6 +26,7 @@ const DEFAULT_POLICY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// ```
 /// use axum::{Router, response::Response, routing::any};
+/// use axum_ws_auth::policy::{PolicyDenial, PolicyRequest};
 /// use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
 /// use serde::Deserialize;
 ///
@@ -42,7 +43,10 @@ const DEFAULT_POLICY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// let layer = WsAuthLayer::<Claims>::builder(JwtValidator::hs256([42u8; 32])?)
 ///     .realm("chat")
-///     .authorize(|claims| claims.scope.split(' ').any(|s| s == "chat"))
+///     .policy(|request: PolicyRequest<Claims>| {
+///         let chat = request.claims().scope.split(' ').any(|s| s == "chat");
+///         std::future::ready(if chat { Ok(()) } else { Err(PolicyDenial::Forbidden) })
+///     })
 ///     .build()?;
 /// // `route_layer`: only `/ws` asks for a token (see "Routing" in the crate docs).
 /// let app: Router = Router::new().route("/ws", any(ws)).route_layer(layer);
@@ -70,8 +74,6 @@ impl<C> WsAuthLayer<C> {
             allow_missing_subject: false,
             protocols: vec![PROTOCOL_V1.to_owned()],
             realm: "websocket".to_owned(),
-            authorize: None,
-            revoked: None,
             policy: None,
             policy_timeout: DEFAULT_POLICY_TIMEOUT,
             session: SessionConfig::default(),
@@ -123,9 +125,7 @@ pub struct WsAuthLayerBuilder<C> {
     allow_missing_subject: bool,
     protocols: Vec<String>,
     realm: String,
-    authorize: Option<ClaimsCheck<C>>,
-    revoked: Option<ClaimsCheck<C>>,
-    policy: Option<Policy<C>>,
+    policy: Option<PolicyCheck<C>>,
     policy_timeout: Duration,
     session: SessionConfig,
     revocation_retention: Duration,
@@ -288,36 +288,40 @@ impl<C> WsAuthLayerBuilder<C> {
         self
     }
 
-    /// The application's authorization check (scope, role); a valid token
-    /// it refuses gets 403 `insufficient_scope` at the handshake and
-    /// `auth.renew_rejected` with `insufficient_scope` on renewal.
-    pub fn authorize<F>(mut self, check: F) -> Self
-    where
-        F: Fn(&C) -> bool + Send + Sync + 'static,
-    {
-        self.authorize = Some(Arc::new(check));
-        self
-    }
-
-    /// A revocation check consulted at the handshake and on every renewal;
-    /// a revoked token is refused as `invalid_token` ("token revoked").
-    pub fn revoked<F>(mut self, check: F) -> Self
-    where
-        F: Fn(&C) -> bool + Send + Sync + 'static,
-    {
-        self.revoked = Some(Arc::new(check));
-        self
-    }
-
-    /// An asynchronous authorization and revocation check (a database, a
-    /// session store), awaited at the handshake before the route's handler
-    /// runs and on every renewal, outside the connection's lock; see
+    /// The application's authorization and revocation check: the one hook
+    /// that allows, forbids (403 `insufficient_scope`) or revokes (401
+    /// `invalid_token`) a token, awaited at the handshake before the route's
+    /// handler runs and on every renewal, outside the connection's lock; see
     /// [`policy`](crate::policy). It runs after the token is validated and
-    /// after [`authorize`](Self::authorize) and [`revoked`](Self::revoked).
+    /// checked against the layer's revocations. Setting it again replaces
+    /// it.
     ///
     /// While a renewal's check is pending the connection keeps its current
     /// deadline: if the check has not passed by then, the connection closes
     /// with 4401 like any other expiry.
+    ///
+    /// A check that needs no I/O is a closure returning a ready future: a
+    /// role or scope check, applied to every renewal too (a renewal token
+    /// without the role is rejected, and the connection lives on under its
+    /// current token until that expires).
+    ///
+    /// ```
+    /// use axum_ws_auth::policy::{PolicyDenial, PolicyRequest};
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Claims { #[serde(default)] roles: Vec<String> }
+    ///
+    /// let layer = WsAuthLayer::<Claims>::builder(JwtValidator::hs256([42u8; 32])?)
+    ///     .policy(|request: PolicyRequest<Claims>| {
+    ///         let admin = request.claims().roles.iter().any(|role| role == "admin");
+    ///         std::future::ready(if admin { Ok(()) } else { Err(PolicyDenial::Forbidden) })
+    ///     })
+    ///     .build()?;
+    /// # Ok::<_, axum_ws_auth::ConfigError>(())
+    /// ```
+    ///
+    /// One that needs I/O awaits it:
     ///
     /// ```
     /// use axum_ws_auth::policy::{PolicyDenial, PolicyRequest};
@@ -340,7 +344,7 @@ impl<C> WsAuthLayerBuilder<C> {
     where
         C: 'static,
     {
-        self.policy = Some(Policy::new(policy, self.policy_timeout));
+        self.policy = Some(PolicyCheck::new(policy));
         self
     }
 
@@ -485,8 +489,6 @@ impl<C> WsAuthLayerBuilder<C> {
             allow_missing_subject,
             protocols,
             realm,
-            authorize,
-            revoked,
             policy,
             policy_timeout,
             session,
@@ -554,9 +556,7 @@ impl<C> WsAuthLayerBuilder<C> {
                 allow_missing_origin,
                 protocols,
                 realm: realm.into(),
-                authorize,
-                revoked,
-                policy: policy.map(|policy| policy.with_timeout(policy_timeout)),
+                policy: policy.map(|check| Policy::new(check, policy_timeout)),
                 session,
                 connections: Connections::new(
                     revocation_retention,

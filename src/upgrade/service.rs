@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use super::rejection::{AuthRejection, RejectionKind};
 use super::{Authenticated, ResponseFuture};
-use crate::config::{Refusal, Settings};
+use crate::config::Settings;
 use crate::policy::{PolicyDenial, PolicyRequest};
 use crate::token::TokenError;
 use crate::token::source::{OfferedProtocols, conceal_tokens, find_token};
@@ -119,10 +119,7 @@ fn authenticate<C: DeserializeOwned>(
         .ok_or(RejectionKind::MissingToken)?;
     let valid = settings
         .check_token(&found.token)
-        .map_err(|refusal| match refusal {
-            Refusal::Invalid(error) => RejectionKind::InvalidToken(error),
-            Refusal::InsufficientScope => RejectionKind::InsufficientScope,
-        })?;
+        .map_err(RejectionKind::InvalidToken)?;
     // After the token: a client without a valid one learns nothing of the
     // node's state.
     settings

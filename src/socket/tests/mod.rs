@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{AuthSender, AuthWebSocket, spawn};
+use crate::policy::{PolicyDenial, PolicyRequest};
 use crate::token::TokenSource;
 use crate::upgrade::Authenticated;
 use crate::{JwtValidator, WsAuthLayer, WsAuthLayerBuilder};
@@ -291,7 +292,15 @@ async fn accepted_renewal_replaces_claims_and_rearms_both_timers() {
 async fn rejected_renewals_change_nothing() {
     let exp = wall_now() + 300;
     let Setup { socket, mut peer } = start_with(
-        |b| defaults(b).authorize(|claims: &Claims| claims.generation != 99),
+        |b| {
+            defaults(b).policy(|request: PolicyRequest<Claims>| {
+                std::future::ready(if request.claims().generation == 99 {
+                    Err(PolicyDenial::Forbidden)
+                } else {
+                    Ok(())
+                })
+            })
+        },
         &sign(SECRET, "alice", exp, 0),
     );
     let mut app = App::run(socket);

@@ -14,7 +14,8 @@
 //!   once (`{"error":"read-only"}`); a renewal that changes the roles also
 //!   pushes them to the client (`{"roles":[...]}`).
 //! - `POST /admin/kick/{user}` with `Authorization: Bearer
-//!   $WS_AUTH_ADMIN_TOKEN` closes every socket of that user with 4403 and
+//!   $WS_AUTH_ADMIN_TOKEN` revokes the user: every socket of theirs is
+//!   closed with 4403, their tokens issued so far are refused, and it
 //!   answers `{"closed": n}`.
 //! - Ctrl-C (or SIGTERM): every socket is closed with 1001, then the server
 //!   exits once they are gone (at most 10 s).
@@ -43,6 +44,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::{Json, Router};
+use axum_ws_auth::revocation::Revocation;
 use axum_ws_auth::{AuthSender, AuthUpgrade, Connections, JwtValidator, WsAuthLayer};
 use serde::Deserialize;
 use serde_json::json;
@@ -154,7 +156,8 @@ async fn forward(
     }
 }
 
-/// `POST /admin/kick/{user}`: closes the user's sockets with 4403.
+/// `POST /admin/kick/{user}`: revokes the user, closing their sockets with
+/// 4403.
 async fn kick(
     Path(user): Path<String>,
     State(state): State<AppState>,
@@ -175,9 +178,10 @@ async fn kick(
     if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    // A real application also revokes the user (`WsAuthLayerBuilder::revoked`)
-    // so that they cannot reconnect or renew.
-    let closed = state.connections.close_subject(&user);
+    // Revoked, not only closed: the tokens issued to the user so far are
+    // refused from now on, at the handshake and on renewal. (The demo's
+    // tokens carry no `iss`; pass your issuer's.)
+    let closed = state.connections.revoke(Revocation::user(None, &user));
     Json(json!({ "closed": closed })).into_response()
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::any;
-use axum_ws_auth::policy::{PolicyDenial, PolicyRequest};
+use axum_ws_auth::revocation::Revocation;
 use common::*;
 
 #[tokio::test]
@@ -62,22 +62,8 @@ async fn shutdown_closes_every_socket_with_1001_and_the_server_exits() {
 }
 
 #[tokio::test]
-async fn close_subject_closes_only_that_subjects_sockets_with_4403() {
-    let revoked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let layer = builder()
-        .policy({
-            let revoked = revoked.clone();
-            move |request: PolicyRequest<Claims>| {
-                let gone = revoked.lock().unwrap().contains(&request.claims().sub);
-                std::future::ready(if gone {
-                    Err(PolicyDenial::Revoked)
-                } else {
-                    Ok(())
-                })
-            }
-        })
-        .build()
-        .unwrap();
+async fn revoking_a_user_closes_only_their_sockets_with_4403_and_refuses_their_tokens() {
+    let layer = builder().build().unwrap();
     let connections = layer.connections();
     let addr = serve_router(Router::new().route("/ws", any(echo)).layer(layer)).await;
     let mut alice_phone = connect_bearer(addr, &token("alice", 600)).await;
@@ -91,8 +77,10 @@ async fn close_subject_closes_only_that_subjects_sockets_with_4403() {
     .await
     .unwrap();
 
-    revoked.lock().unwrap().push("alice".into());
-    assert_eq!(connections.close_subject("alice"), 2);
+    assert_eq!(
+        connections.revoke(Revocation::user(Some(ISSUER), "alice")),
+        2
+    );
     for client in [&mut alice_phone, &mut alice_laptop] {
         assert_eq!(expect_close(client).await, (4403, "forbidden".to_owned()));
     }

@@ -142,26 +142,6 @@ impl Connections {
         self.inner.shutting_down.load(Ordering::Acquire)
     }
 
-    /// Closes every open socket whose token has this `sub`, from any
-    /// issuer, with `4403 forbidden`; returns how many were told to close.
-    ///
-    /// It stores nothing: the subject's tokens still open sockets and
-    /// renew. Prefer [`revoke`](Self::revoke) with [`Revocation::User`],
-    /// which closes the user's sockets *and* refuses their tokens from then
-    /// on, and names the issuer (`sub` is unique only within its issuer).
-    ///
-    /// ```
-    /// # fn f(layer: axum_ws_auth::WsAuthLayer<serde_json::Value>) {
-    /// let closed = layer.connections().close_subject("user-42");
-    /// # }
-    /// ```
-    pub fn close_subject(&self, sub: &str) -> usize {
-        self.matching(|identity| identity.subject() == Some(sub))
-            .iter()
-            .filter(|connection| connection.request_close(EndReason::Revoked))
-            .count()
-    }
-
     /// Revokes tokens as of now: from this moment the tokens `revocation`
     /// matches are refused at the handshake (401 `invalid_token`, "token
     /// revoked") and on renewal (`auth.renew_rejected`), and every live
@@ -560,15 +540,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn close_subject_asks_only_that_subject() {
+    async fn revoking_a_user_asks_only_that_users_connections_once() {
         let connections = connections();
         let (alice_phone, _g1) = open(&connections, 1, claims(None, "alice", "1", 0));
         let (alice_laptop, _g2) = open(&connections, 2, claims(Some("i"), "alice", "2", 0));
         let (bob, _g3) = open(&connections, 3, claims(None, "bob", "3", 0));
-        assert_eq!(connections.close_subject("alice"), 2);
-        assert_eq!(connections.close_subject("nobody"), 0);
+        // A user is (iss, sub): each issuer's alice is revoked on her own.
+        assert_eq!(connections.revoke(Revocation::user(None, "alice")), 1);
+        assert_eq!(connections.revoke(Revocation::user(Some("i"), "alice")), 1);
+        assert_eq!(connections.revoke(Revocation::user(None, "nobody")), 0);
         // Already closing: not counted again.
-        assert_eq!(connections.close_subject("alice"), 0);
+        assert_eq!(connections.revoke(Revocation::user(None, "alice")), 0);
         for alice in [&alice_phone, &alice_laptop] {
             assert_eq!(alice.closes(), [EndReason::Revoked]);
         }

@@ -199,7 +199,7 @@ mod upgrade;
 pub use connection::{AuthEvent, Connections, EndReason, Identity};
 pub use error::ConfigError;
 pub use socket::{AuthReceiver, AuthSender, AuthWebSocket, SendFuture, SocketClosed};
-pub use token::{JwtValidator, RegisteredClaims, TokenError};
+pub use token::validator::JwtValidator;
 pub use upgrade::rejection;
 pub use upgrade::{AuthUpgrade, ResponseFuture, WsAuth, WsAuthLayer, WsAuthLayerBuilder};
 

@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer};
 /// A claim jsonwebtoken lets through that is not of its RFC 7519 type (an
 /// `iat` of `-1` or `1e300`, a `jti` that is a number, `aud` holding a
 /// number) is refused as
-/// [`TokenError::InvalidClaimFormat`](crate::TokenError::InvalidClaimFormat),
+/// [`TokenError::InvalidClaimFormat`](crate::token::TokenError::InvalidClaimFormat),
 /// at the handshake and on renewal alike.
 ///
 /// Read it with [`AuthUpgrade::registered`](crate::AuthUpgrade::registered)

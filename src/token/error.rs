@@ -60,9 +60,8 @@ pub enum TokenError {
     UnexpectedClaims,
     /// The token was revoked
     /// ([`Connections::revoke`](crate::Connections::revoke)), or the
-    /// application's revocation check
-    /// ([`WsAuthLayerBuilder::revoked`](crate::WsAuthLayerBuilder::revoked))
-    /// refused it.
+    /// application's [policy](crate::policy) answered
+    /// [`PolicyDenial::Revoked`](crate::policy::PolicyDenial::Revoked).
     #[error("token revoked")]
     Revoked,
     /// A renewal whose `exp` is not later than the current token's.

@@ -9,11 +9,12 @@ mod error;
 #[cfg(feature = "jwks")]
 mod jwks;
 pub(crate) mod source;
-mod validator;
+pub(crate) mod validator;
 
 pub use claims::RegisteredClaims;
 pub use error::{InvalidRequest, TokenError};
 #[cfg(feature = "jwks")]
 pub use jwks::{JwksError, JwksSource, JwksSourceBuilder};
 pub use source::TokenSource;
-pub use validator::{DEFAULT_MAX_TOKEN_BYTES, JwtValidator, ValidatedToken};
+pub(crate) use validator::JwtValidator;
+pub use validator::{DEFAULT_MAX_TOKEN_BYTES, ValidatedToken};

@@ -211,7 +211,8 @@ impl JwtValidator {
     /// Verifies `token` and deserializes its claims into `C`.
     ///
     /// ```
-    /// use axum_ws_auth::{JwtValidator, TokenError};
+    /// use axum_ws_auth::JwtValidator;
+    /// use axum_ws_auth::token::TokenError;
     ///
     /// let validator = JwtValidator::hs256([1u8; 32])?;
     /// let result = validator.validate::<serde_json::Value>("not.a.jwt");

@@ -2,9 +2,7 @@
 //! refuse, as axum's `extract::rejection` groups its own.
 //!
 //! - [`AuthRejection`] (with its [`RejectionKind`]) is the layer's RFC 6750
-//!   response to an upgrade it refuses, and what
-//!   [`AuthUpgrade::reject`](crate::AuthUpgrade::reject) answers for a
-//!   handler that refuses after the layer;
+//!   response to an upgrade it (or its policy) refuses;
 //! - [`AuthUpgradeRejection`] is the rejection of the
 //!   [`AuthUpgrade`](crate::AuthUpgrade) extractor: [`MissingAuthLayer`]
 //!   (a server bug) or axum's own `WebSocketUpgradeRejection`.
@@ -54,7 +52,7 @@ const RETRY_AFTER_SECS: &str = "5";
 ///
 /// ```
 /// use axum::response::IntoResponse;
-/// use axum_ws_auth::TokenError;
+/// use axum_ws_auth::token::TokenError;
 /// use axum_ws_auth::rejection::{AuthRejection, RejectionKind};
 ///
 /// let response = AuthRejection::new("chat", RejectionKind::InvalidToken(TokenError::Expired))

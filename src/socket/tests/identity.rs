@@ -145,7 +145,7 @@ async fn a_connection_keeps_one_copy_of_iss_and_sub_however_often_it_renews() {
     let Setup { socket, mut peer } = open_with(defaults, &token(issuer, Some("alice"), exp));
     let (sender, mut receiver) = socket.split();
     let _reader = tokio::spawn(async move { while receiver.recv().await.is_some() {} });
-    let one_copy = |registered: &crate::RegisteredClaims, identity: &crate::Identity| {
+    let one_copy = |registered: &crate::token::RegisteredClaims, identity: &crate::Identity| {
         std::ptr::eq(
             registered.iss.as_deref().unwrap(),
             identity.issuer().unwrap(),

@@ -299,7 +299,7 @@ async fn far_future_tokens_do_not_stop_anyone_elses_expiry() {
         far.push(open_authenticated(
             Authenticated {
                 claims: Arc::new(claims),
-                registered: Arc::new(crate::RegisteredClaims::for_tests(
+                registered: Arc::new(crate::token::RegisteredClaims::for_tests(
                     None,
                     Some("service"),
                     exp,

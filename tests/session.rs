@@ -199,3 +199,35 @@ async fn a_message_over_the_size_limit_closes_1009_without_disturbing_others() {
         WsMessage::Text("fine".into())
     );
 }
+
+/// The layer's `max_message_bytes` is the one message-size limit: a
+/// handler's `map_upgrade` adjusts buffers, and cannot raise it (the
+/// connection's read-ahead budget is sized from it).
+#[tokio::test]
+async fn the_layers_message_limit_holds_whatever_the_handler_asks_of_the_upgrade() {
+    use axum::Router;
+    use axum::response::Response;
+    use axum::routing::any;
+    use axum_ws_auth::AuthUpgrade;
+
+    async fn roomy(upgrade: AuthUpgrade<Claims>) -> Response {
+        echo(upgrade.map_upgrade(|ws| ws.max_message_size(1 << 20).read_buffer_size(4096))).await
+    }
+    let layer = builder().max_message_bytes(1024).build().unwrap();
+    let addr = serve_router(Router::new().route("/ws", any(roomy)).route_layer(layer)).await;
+    let mut big = connect_bearer(addr, &token("alice", 600)).await;
+    big.send(WsMessage::Binary(vec![7u8; 1024].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut big).await,
+        WsMessage::Binary(vec![7u8; 1024].into())
+    );
+    big.send(WsMessage::Binary(vec![7u8; 1025].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_close(&mut big).await,
+        (1009, "message too big".to_owned())
+    );
+}

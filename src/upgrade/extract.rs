@@ -80,14 +80,17 @@ impl<C> AuthUpgrade<C> {
         self.authenticated.protocol.as_deref()
     }
 
-    /// Adjusts the underlying [`WebSocketUpgrade`] (buffer sizes, or message
-    /// sizes beyond the layer's limits). The subprotocol is chosen by the
-    /// layer and cannot be changed here.
+    /// Adjusts the underlying [`WebSocketUpgrade`]: its buffer sizes. The
+    /// subprotocol is chosen by the layer, and the message and frame size
+    /// limits are the layer's
+    /// ([`max_message_bytes`](crate::WsAuthLayerBuilder::max_message_bytes),
+    /// [`max_frame_bytes`](crate::WsAuthLayerBuilder::max_frame_bytes)):
+    /// they are applied after this, whatever it sets.
     ///
     /// ```
     /// # use axum_ws_auth::AuthUpgrade;
     /// # fn f(upgrade: AuthUpgrade<serde_json::Value>) -> AuthUpgrade<serde_json::Value> {
-    /// upgrade.map_upgrade(|ws| ws.max_message_size(64 * 1024).read_buffer_size(4 * 1024))
+    /// upgrade.map_upgrade(|ws| ws.read_buffer_size(4 * 1024).write_buffer_size(4 * 1024))
     /// # }
     /// ```
     pub fn map_upgrade(
@@ -119,6 +122,12 @@ where
         if let Some(protocol) = &authenticated.protocol {
             upgrade.set_selected_protocol(HeaderValue::clone(protocol));
         }
+        // The layer's limits, after `map_upgrade`: one knob each, and the
+        // connection's read-ahead budget is sized from them.
+        let session = &authenticated.settings.session;
+        let upgrade = upgrade
+            .max_message_size(session.max_message_bytes)
+            .max_frame_size(session.max_frame_bytes);
         // A plain closure returning the handler's future, not an async
         // block around it: the task then holds only that future. An async
         // block would keep its captures (axum's `WebSocket`, moved out on
@@ -155,12 +164,9 @@ where
             .extensions
             .remove::<Authenticated<C>>()
             .ok_or(AuthUpgradeRejection::MissingAuthLayer(MissingAuthLayer))?;
-        let session = &authenticated.settings.session;
         let upgrade = WebSocketUpgrade::from_request_parts(parts, state)
             .await
-            .map_err(AuthUpgradeRejection::WebSocketUpgrade)?
-            .max_message_size(session.max_message_bytes)
-            .max_frame_size(session.max_frame_bytes);
+            .map_err(AuthUpgradeRejection::WebSocketUpgrade)?;
         Ok(Self {
             upgrade,
             authenticated,

@@ -395,15 +395,10 @@ impl<C> WsAuthLayerBuilder<C> {
     /// the window instead of in one burst against the token endpoint.
     ///
     /// A window as long as `notify_before` is a good start wherever many
-    /// clients connect at once. Measured with 100 000 connections whose
-    /// tokens were minted in the same second (`BENCHMARKS.md`, "Herd"):
-    /// without jitter the renewals came within 3 s (40 000 a second) and
-    /// other connections' frames waited up to 1.8 s (p99); with a 10 s
-    /// window (= `notify_before`) the rate was flat at 10 000 a second,
-    /// frames waited 4.8 ms, and because renewal tokens are minted when
-    /// asked, the next expiries were spread too (4401 lateness p99 0.36 s
-    /// against 1.4 s); a 30 s window gave 0.13–0.19 s, a 60 s window
-    /// 76–102 ms (median 87) and a 90 s window 44–56 ms.
+    /// clients connect at once: renewals then come at a flat rate instead of
+    /// a burst, other connections' frames do not wait behind them, and since
+    /// renewal tokens are minted when asked, the next expiries are spread
+    /// too. `BENCHMARKS.md` ("Herd") has the measurements, by window.
     ///
     /// The window also sets how many tokens expire in each second (`exp`
     /// is whole seconds): closing a connection costs its node some tens of

@@ -1133,4 +1133,21 @@ mod tests {
             }
         }
     }
+
+    /// A JSON object whose `"type"` is `auth.renew` is a control message
+    /// however deep another member nests (past serde_json's recursion limit of
+    /// 128): it never reaches the application, token and all.
+    #[test]
+    fn a_control_message_stays_one_however_deep_another_member_nests() {
+        let depth = 130;
+        let text = format!(
+            r#"{{"type":"auth.renew","token":"secret.jwt.here","pad":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        assert!(
+            is_control_message(&text),
+            "a control message by the contract's definition is classified as application data"
+        );
+    }
 }

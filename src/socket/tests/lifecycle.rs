@@ -78,3 +78,45 @@ fn dropping_the_socket_outside_any_runtime_closes_it_normally() {
     });
     assert_eq!(close.expect("no close frame").0, 1000);
 }
+
+/// A connection registered during shutdown is closed at once, and its
+/// registration is released when that close is over, even while the
+/// application still holds the socket: `Connections::closed()` resolves.
+#[test]
+fn connections_opened_during_shutdown_are_released_once_closed() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let layer = layer(defaults);
+    layer.connections().shutdown();
+    let token = sign(SECRET, "alice", wall_now() + 3600, 0);
+    let settings = Arc::clone(layer.settings());
+    let valid = settings.check_token(&token).unwrap();
+    let mut held = Vec::new();
+    runtime.block_on(async {
+        for _ in 0..3000 {
+            let (transport, mut peer) = support::pipe(Backpressure::ROOMY);
+            peer.vanish();
+            let socket = spawn(
+                transport,
+                crate::upgrade::Authenticated {
+                    claims: Arc::new(valid.claims.clone()),
+                    registered: Arc::new(valid.registered.clone()),
+                    source: crate::token::TokenSource::Header,
+                    protocol: None,
+                    settings: Arc::clone(&settings),
+                },
+            );
+            held.push((socket, peer));
+        }
+        let closed =
+            tokio::time::timeout(Duration::from_secs(10), layer.connections().closed()).await;
+        assert!(
+            closed.is_ok(),
+            "{} connections still registered although every close finished",
+            layer.connections().count()
+        );
+    });
+}

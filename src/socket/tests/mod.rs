@@ -10,7 +10,6 @@ mod policy;
 mod property;
 mod push_only;
 mod reauth;
-mod regressions;
 mod support;
 mod writers;
 

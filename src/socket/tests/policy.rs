@@ -451,3 +451,64 @@ async fn a_check_passing_after_a_reauthentication_deadline_ends_as_not_reauthent
     );
     layer.settings().timers.stall(false);
 }
+
+/// One connection's renewal check (the application's policy) blocks its
+/// thread for seconds: it runs outside the connection's lock, so the timer
+/// task still closes every other connection on time.
+#[test]
+fn a_renewal_check_that_blocks_its_thread_delays_no_other_connections_expiry() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let layer = layer(|b| {
+            b.notify_before(Duration::from_secs(6))
+                .leeway(Duration::ZERO)
+                .policy(|request: PolicyRequest<Claims>| {
+                    if request.claims().generation == 99 {
+                        std::thread::sleep(Duration::from_secs(4));
+                    }
+                    std::future::ready(Ok(()))
+                })
+        });
+        let now = wall_now();
+        // A: far exp, but its notice is due at once (inside the window) and
+        // again after its renewal.
+        let Setup {
+            socket: a,
+            peer: a_peer,
+        } = open(
+            &layer,
+            &sign(SECRET, "alice", now + 8, 0),
+            Backpressure::ROOMY,
+        );
+        let _a = App::run(a);
+        // B: expires in ~2 s; nobody reads or writes it.
+        let Setup {
+            socket: b,
+            peer: mut b_peer,
+        } = open(
+            &layer,
+            &sign(SECRET, "bob", now + 3, 0),
+            Backpressure::ROOMY,
+        );
+        let b_deadline = deadline(&b);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A renews with a token whose check takes 4 s; meanwhile A's timer
+        // entry (its new notice, due at once) falls due.
+        a_peer.renew(&sign(SECRET, "alice", now + 60, 99), "slow");
+        let _ = b_peer.next().await; // B's notice
+        let close = tokio::time::timeout(Duration::from_secs(10), b_peer.next())
+            .await
+            .unwrap();
+        let late = Instant::now().saturating_duration_since(b_deadline);
+        assert!(matches!(close, Message::Close(_)), "{close:?}");
+        assert!(
+            late < Duration::from_millis(500),
+            "bob's close came {late:?} after his deadline"
+        );
+        drop(b);
+    });
+}

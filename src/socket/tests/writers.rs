@@ -2,10 +2,14 @@
 //! the transport drains, every control frame goes out as soon as there is
 //! room, and expiry holds whoever is parked.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use axum::extract::ws::Message;
+use futures_sink::Sink;
 use tokio::time::{Instant, timeout};
 
 use super::support::Backpressure;
@@ -388,4 +392,84 @@ async fn parked_clones_fail_promptly_when_the_peer_vanishes() {
         assert_eq!(failed_at, vanished);
     }
     timeout(HANG, layer.connections().closed()).await.unwrap();
+}
+
+/// A frame the transport accepted before the deadline is reported sent
+/// and reaches the peer ahead of the 4401; none is accepted after it.
+#[tokio::test(start_paused = true)]
+async fn a_frame_accepted_before_the_deadline_is_reported_sent_and_precedes_the_close() {
+    let layer = layer(|b| b.notify_before(Duration::ZERO).leeway(Duration::ZERO));
+    let token = sign(SECRET, "alice", wall_now() + 5, 0);
+    let Setup { socket, mut peer } = open(&layer, &token, Backpressure::tight(1));
+    let deadline = deadline(&socket);
+    let (mut sender, _receiver) = socket.split();
+    sender.send(Message::Text("first".into())).await.unwrap();
+    // The wire is full (the peer does not read): this frame is accepted by
+    // the transport and its flush waits until the deadline.
+    let accepted = sender.send(Message::Text("accepted".into())).await;
+    assert!(Instant::now() >= deadline);
+    assert!(accepted.is_ok(), "the frame was handed over: {accepted:?}");
+    assert!(sender.send(Message::Text("late".into())).await.is_err());
+    // The peer reads after the deadline.
+    let mut application = Vec::new();
+    loop {
+        match timeout(Duration::from_secs(30), peer.next()).await.unwrap() {
+            Message::Close(Some(frame)) => {
+                assert_eq!(frame.code, 4401);
+                break;
+            }
+            Message::Text(text) if text.as_str().contains("auth.") => {}
+            other => application.push(other),
+        }
+    }
+    assert_eq!(
+        application,
+        [
+            Message::Text("first".into()),
+            Message::Text("accepted".into())
+        ]
+    );
+    assert!(peer.probe.late_frames().is_empty());
+}
+
+struct Flag(AtomicBool);
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Writers that give up (timeouts, select!, cancelled tasks) while a peer
+/// stops reading leave no waker behind: the parked set stays at the live
+/// writers, however many attempts were abandoned.
+#[tokio::test(start_paused = true)]
+async fn writers_that_give_up_while_the_peer_stalls_leave_no_wakers_parked() {
+    let layer = layer(defaults);
+    let token = sign(SECRET, "alice", wall_now() + 3600, 0);
+    let Setup {
+        socket,
+        peer: _peer,
+    } = open(&layer, &token, Backpressure::tight(1));
+    let half = Arc::clone(&socket.receiver.half);
+    let (mut sender, _receiver) = socket.split();
+    sender
+        .send(Message::Text("fills the wire".into()))
+        .await
+        .unwrap();
+    // One more frame: accepted, flush pending.
+    let _ = timeout(
+        Duration::from_millis(1),
+        sender.send(Message::Text("x".into())),
+    )
+    .await;
+    for _ in 0..100_000 {
+        // Each attempt stands for a different short-lived task.
+        let waker = Waker::from(Arc::new(Flag(AtomicBool::new(false))));
+        let _ = Pin::new(&mut sender).poll_ready(&mut Context::from_waker(&waker));
+    }
+    assert!(
+        half.parked_writers() <= 2,
+        "{} wakers parked for abandoned attempts",
+        half.parked_writers()
+    );
 }

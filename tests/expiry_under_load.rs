@@ -1,7 +1,10 @@
-//! Bug reproductions, end to end over real sockets: a far-future `exp` that
-//! switches expiry off for every connection, cloned senders that park
-//! forever on a full socket, an `auth.expiring` notice held back until the
-//! close, and a socket dropped outside a Tokio runtime.
+//! Expiry holds for every connection, end to end over real sockets,
+//! whatever the others do: a token with a far-future `exp` does not switch
+//! expiry off for the rest; cloned senders parked on a full socket all
+//! deliver or all fail at the deadline; a notice queued behind a full
+//! socket still arrives well before the close, and a renewal answering it
+//! keeps the stream alive; a socket dropped outside a Tokio runtime still
+//! closes normally.
 //!
 //! Every wait is bounded, so a bug shows up as a failed assertion with a
 //! message, never as a hung test. Tokens live a few seconds; `exp` is whole

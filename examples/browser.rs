@@ -24,9 +24,7 @@ use axum::extract::ws::Message;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{any, post};
-use axum_ws_auth::{
-    AuthUpgrade, Connections, JwtValidator, WsAuthLayer, revocation::ConnectionSelector,
-};
+use axum_ws_auth::{AuthUpgrade, Connections, JwtValidator, WsAuthLayer, revocation::Selector};
 use serde::de::IgnoredAny;
 
 const PAGE: &str = include_str!("browser/index.html");
@@ -54,9 +52,7 @@ fn admin_routes(connections: Connections) -> Router<support::Minter> {
         "/admin/reauth/{grace_secs}",
         post(move |Path(grace_secs): Path<u64>| async move {
             let grace = std::time::Duration::from_secs(grace_secs);
-            connections
-                .reauthenticate(ConnectionSelector::All, grace)
-                .to_string()
+            connections.reauthenticate(Selector::All, grace).to_string()
         }),
     )
 }

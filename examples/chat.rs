@@ -44,7 +44,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::{Json, Router};
-use axum_ws_auth::revocation::Revocation;
+use axum_ws_auth::revocation::Selector;
 use axum_ws_auth::{AuthSender, AuthUpgrade, Connections, JwtValidator, WsAuthLayer};
 use serde::Deserialize;
 use serde_json::json;
@@ -181,7 +181,7 @@ async fn kick(
     // Revoked, not only closed: the tokens issued to the user so far are
     // refused from now on, at the handshake and on renewal. (The demo's
     // tokens carry no `iss`; pass your issuer's.)
-    let closed = state.connections.revoke(Revocation::user(None, &user));
+    let closed = state.connections.revoke(Selector::user(None, &user));
     Json(json!({ "closed": closed })).into_response()
 }
 

@@ -41,7 +41,7 @@ use axum::routing::{any, get, post};
 use axum::serve::{Listener, ListenerExt};
 use axum::{Json, Router};
 use axum_ws_auth::cluster::{Cluster, Issued};
-use axum_ws_auth::revocation::{ConnectionSelector, Revocation, StalePolicy};
+use axum_ws_auth::revocation::{Selector, StalePolicy};
 use axum_ws_auth::{AuthUpgrade, JwtValidator, WsAuthLayer};
 use serde_json::json;
 
@@ -108,8 +108,8 @@ async fn revoke(
     }
     let revocation = match what.as_str() {
         // `?iss=`: the tokens' issuer (the example's own tokens have none).
-        "user" => Revocation::user(query_field(&uri, "iss").as_deref(), &value),
-        "token" => Revocation::token(value),
+        "user" => Selector::user(query_field(&uri, "iss").as_deref(), &value),
+        "token" => Selector::token(value),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     issued(&state, state.cluster.revoke(revocation).await)
@@ -135,7 +135,7 @@ async fn reauthenticate(
     }
     let grace_secs = query_field(&uri, "grace_secs").and_then(|secs| secs.parse().ok());
     let grace = Duration::from_secs(grace_secs.unwrap_or(30));
-    let selector = ConnectionSelector::user(None, &sub);
+    let selector = Selector::user(None, &sub);
     issued(&state, state.cluster.reauthenticate(selector, grace).await)
 }
 

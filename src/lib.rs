@@ -148,15 +148,17 @@
 //!
 //! [`WsAuthLayer::connections`] returns a [`Connections`] handle:
 //! `shutdown()` closes every socket with 1001;
-//! [`revoke`](Connections::revoke) takes a [`Revocation`](revocation::Revocation) (a user, a token's
-//! `jti`, a user's tokens issued before an instant), refuses the tokens it
-//! matches at the handshake and on renewal, and closes the live sockets
-//! whose current token it matches with 4403;
+//! one [`Selector`](revocation::Selector) says who (everyone, a user, a
+//! token's `jti`, a user's or everyone's tokens issued before an instant,
+//! a session, one connection), and two verbs act on it:
+//! [`revoke`](Connections::revoke) refuses the tokens it matches at the
+//! handshake and on renewal, and closes the live sockets whose current
+//! token it matches with 4403;
+//! [`reauthenticate`](Connections::reauthenticate) asks the sockets it
+//! picks for a fresh token within a grace period (an early
+//! `auth.expiring`), or closes them with 4401.
 //! [`close_connection`](Connections::close_connection) closes one socket
-//! with a code of the contract;
-//! [`reauthenticate`](Connections::reauthenticate) asks the sockets a
-//! [`ConnectionSelector`](revocation::ConnectionSelector) picks for a fresh token within a grace period (an
-//! early `auth.expiring`), or closes them with 4401. A cluster shares
+//! with a code of the contract. A cluster shares
 //! revocations between nodes with
 //! [`apply_revocation`](Connections::apply_revocation),
 //! [`revocations`](Connections::revocations) and

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::connection::{Identity, Report, Revocation, StalePolicy};
+use crate::connection::{Identity, Report, Selector, StalePolicy};
 use crate::protocol::{CloseReason, RenewRejection};
 
 pub(crate) const TARGET: &str = "axum_ws_auth";
@@ -212,7 +212,7 @@ fn revocation_entries(delta: i64) {
 
 /// A revocation was applied (`new`: it changed this node's list) and
 /// closed `closed` sockets.
-fn revocation_applied(revocation: &Revocation, new: bool, closed: usize) {
+fn revocation_applied(revocation: &Selector, new: bool, closed: usize) {
     metrics::counter!(
         METRIC_REVOCATIONS,
         "kind" => revocation.kind(),

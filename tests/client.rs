@@ -754,7 +754,7 @@ fn fresh_token(ttl: i64) -> String {
 async fn an_early_notice_asking_for_reauthentication_is_answered_without_reconnecting() {
     use axum::Router;
     use axum::routing::any;
-    use axum_ws_auth::revocation::ConnectionSelector;
+    use axum_ws_auth::revocation::Selector;
 
     let layer = builder().leeway(Duration::ZERO).build().unwrap();
     let connections = layer.connections();
@@ -793,10 +793,7 @@ async fn an_early_notice_asking_for_reauthentication_is_answered_without_reconne
     // token was minted, so the fresh one has a later exp.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let grace = Duration::from_secs(5);
-    assert_eq!(
-        connections.reauthenticate(ConnectionSelector::All, grace),
-        1
-    );
+    assert_eq!(connections.reauthenticate(Selector::All, grace), 1);
     match next_event(&mut client).await {
         ClientEvent::RenewRejected { description, .. } => assert_eq!(
             description.as_deref(),

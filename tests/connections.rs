@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::any;
-use axum_ws_auth::revocation::Revocation;
+use axum_ws_auth::revocation::Selector;
 use common::*;
 
 #[tokio::test]
@@ -77,10 +77,7 @@ async fn revoking_a_user_closes_only_their_sockets_with_4403_and_refuses_their_t
     .await
     .unwrap();
 
-    assert_eq!(
-        connections.revoke(Revocation::user(Some(ISSUER), "alice")),
-        2
-    );
+    assert_eq!(connections.revoke(Selector::user(Some(ISSUER), "alice")), 2);
     for client in [&mut alice_phone, &mut alice_laptop] {
         assert_eq!(expect_close(client).await, (4403, "forbidden".to_owned()));
     }

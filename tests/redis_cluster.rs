@@ -13,7 +13,7 @@ mod redis_server;
 
 use std::time::{Duration, Instant};
 
-use axum_ws_auth::revocation::{ConnectionSelector, Revocation, StalePolicy};
+use axum_ws_auth::revocation::{Selector, StalePolicy};
 use cluster_node::*;
 use common::ISSUER;
 use futures_util::StreamExt;
@@ -77,7 +77,7 @@ async fn jti_and_issued_before_revocations_reach_the_other_node() {
 
     let start = Instant::now();
     a.cluster
-        .revoke(Revocation::Token {
+        .revoke(Selector::Token {
             jti: "stolen-1".into(),
         })
         .await;
@@ -90,7 +90,7 @@ async fn jti_and_issued_before_revocations_reach_the_other_node() {
     let before = common::now();
     let start = Instant::now();
     a.cluster
-        .revoke(Revocation::IssuedBefore {
+        .revoke(Selector::IssuedBefore {
             iss: Some(ISSUER.to_owned()),
             sub: "dave".into(),
             before,
@@ -119,7 +119,7 @@ async fn a_reauthentication_request_reaches_the_other_nodes_once() {
     let b = node(&redis, StalePolicy::FailClosed).await;
     let mut erin = common::connect_bearer(b.addr, &common::token("erin", 300)).await;
     echoes(&mut erin).await;
-    let selector = ConnectionSelector::User {
+    let selector = Selector::User {
         iss: Some(ISSUER.to_owned()),
         sub: "erin".into(),
     };

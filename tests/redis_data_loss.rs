@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum_ws_auth::Connections;
 use axum_ws_auth::cluster::Cluster;
-use axum_ws_auth::revocation::{ConnectionSelector, Revocation, StalePolicy};
+use axum_ws_auth::revocation::{Selector, StalePolicy};
 use cluster_node::*;
 use futures_util::StreamExt;
 use redis_server::RedisServer;
@@ -180,7 +180,7 @@ async fn a_flushall_is_noticed_and_written_back_without_asking_for_reauthenticat
     let mut erin = common::connect_bearer(b.addr, &common::token("erin", 300)).await;
     echoes(&mut erin).await;
     a.cluster.revoke(user("alice")).await;
-    let selector = ConnectionSelector::user(Some(common::ISSUER), "erin");
+    let selector = Selector::user(Some(common::ISSUER), "erin");
     a.cluster
         .reauthenticate(selector, Duration::from_secs(60))
         .await;
@@ -228,8 +228,8 @@ async fn an_entry_near_its_expiry_is_written_back_with_its_original_expiry() {
     let a_connections = common::builder().build().unwrap().connections();
     let a = short(&a_connections);
     fresh(&a).await;
-    a.revoke(Revocation::token("near")).await;
-    a.revoke(Revocation::token("later")).await;
+    a.revoke(Selector::token("near")).await;
+    a.revoke(Selector::token("later")).await;
     let original = redis.scores(REVOCATIONS);
     assert_eq!(original.len(), 2);
 
@@ -262,7 +262,7 @@ async fn ten_thousand_entries_are_written_back_while_handshakes_go_on() {
     for i in 0..ENTRIES {
         assert!(
             a.cluster
-                .revoke(Revocation::token(format!("r-{i}")))
+                .revoke(Selector::token(format!("r-{i}")))
                 .await
                 .published
         );

@@ -1,4 +1,4 @@
-//! Revocation and re-authentication against a real server: revoking a
+//! Selector and re-authentication against a real server: revoking a
 //! user, a token or every token issued before an instant closes exactly
 //! the matching sockets with 4403 (judged by each socket's current token),
 //! revoked tokens are refused at the handshake and on renewal, one
@@ -18,7 +18,7 @@ use axum::routing::any;
 use axum_ws_auth::protocol::CloseReason;
 use axum_ws_auth::{
     AuthUpgrade, Connections, WsAuthLayerBuilder,
-    revocation::{ConnectionSelector, Revocation, StalePolicy},
+    revocation::{Selector, StalePolicy},
 };
 use common::*;
 use serde_json::{Value, json};
@@ -115,7 +115,7 @@ async fn revoke_closes_exactly_the_matching_sockets_with_4403() {
 
     // Alice's tokens issued before t - 50: the old one only.
     assert_eq!(
-        connections.revoke(Revocation::issued_before(Some(ISSUER), "alice", t - 50)),
+        connections.revoke(Selector::issued_before(Some(ISSUER), "alice", t - 50)),
         1
     );
     assert_eq!(
@@ -123,13 +123,13 @@ async fn revoke_closes_exactly_the_matching_sockets_with_4403() {
         (4403, "forbidden".to_owned())
     );
     // The issuer is part of the identity: no match without it.
-    assert_eq!(connections.revoke(Revocation::user(None, "alice")), 0);
+    assert_eq!(connections.revoke(Selector::user(None, "alice")), 0);
     // Carol's first token is no longer her socket's.
-    assert_eq!(connections.revoke(Revocation::token("c1")), 0);
+    assert_eq!(connections.revoke(Selector::token("c1")), 0);
     assert_alive(&mut carol, "carol").await;
-    assert_eq!(connections.revoke(Revocation::token("c2")), 1);
+    assert_eq!(connections.revoke(Selector::token("c2")), 1);
     assert_eq!(expect_close(&mut carol).await.0, 4403);
-    assert_eq!(connections.revoke(Revocation::user(Some(ISSUER), "bob")), 1);
+    assert_eq!(connections.revoke(Selector::user(Some(ISSUER), "bob")), 1);
     assert_eq!(expect_close(&mut bob).await.0, 4403);
 
     assert_alive(&mut alice_new, "alice is still here").await;
@@ -141,7 +141,7 @@ async fn revoke_closes_exactly_the_matching_sockets_with_4403() {
 async fn revoked_tokens_are_refused_at_the_handshake_and_on_renewal() {
     let (addr, connections) = start(builder()).await;
     let t = now();
-    connections.revoke(Revocation::token("stolen"));
+    connections.revoke(Selector::token("stolen"));
     let refused = connect(
         addr,
         &[(
@@ -161,7 +161,7 @@ async fn revoked_tokens_are_refused_at_the_handshake_and_on_renewal() {
 
     // A user revoked now: tokens issued up to this second are refused,
     // one issued after it is accepted (the user logged in again).
-    connections.revoke(Revocation::user(Some(ISSUER), "mallory"));
+    connections.revoke(Selector::user(Some(ISSUER), "mallory"));
     let refused = connect(
         addr,
         &[(
@@ -178,7 +178,7 @@ async fn revoked_tokens_are_refused_at_the_handshake_and_on_renewal() {
 
     // A renewal with a revoked token is refused; the socket lives on.
     let mut alice = connect_bearer(addr, &token_with("alice", 600, "a1", t)).await;
-    connections.revoke(Revocation::token("a-next"));
+    connections.revoke(Selector::token("a-next"));
     send_text(
         &mut alice,
         &renew(&token_with("alice", 900, "a-next", t), "r1"),
@@ -269,7 +269,7 @@ async fn a_stale_list_fails_new_handshakes_closed_or_open_and_live_sockets_carry
     let mut open = connect_bearer(addr, &token_with("alice", 600, "a4", t)).await;
     assert_alive(&mut open, "fail open").await;
     // Fail open still applies the entries this node has.
-    connections.revoke(Revocation::token("a5"));
+    connections.revoke(Selector::token("a5"));
     let (status, ..) = refused_headers(addr, &token_with("alice", 600, "a5", t)).await;
     assert_eq!(status, 401);
     connections.set_revocations_stale(None);
@@ -288,7 +288,7 @@ async fn a_reauthentication_request_is_answered_by_a_fresh_token_or_ends_the_soc
     wait_for(&connections, 3).await;
     let grace = Duration::from_secs(2);
     let before = now();
-    let asked = connections.reauthenticate(ConnectionSelector::user(Some(ISSUER), "alice"), grace);
+    let asked = connections.reauthenticate(Selector::user(Some(ISSUER), "alice"), grace);
     assert_eq!(asked, 2);
     let requested = now();
     for client in [&mut answers, &mut ignores] {

@@ -11,7 +11,7 @@ mod redis_server;
 
 use std::time::Duration;
 
-use axum_ws_auth::revocation::{Revocation, StalePolicy};
+use axum_ws_auth::revocation::{Selector, StalePolicy};
 use cluster_node::*;
 use redis_server::RedisServer;
 
@@ -24,8 +24,8 @@ async fn a_data_loss_is_logged_and_counted_with_the_entries_written_back() {
         return;
     };
     let a = node(&redis, StalePolicy::FailClosed).await;
-    a.cluster.revoke(Revocation::token("t-1")).await;
-    a.cluster.revoke(Revocation::token("t-2")).await;
+    a.cluster.revoke(Selector::token("t-1")).await;
+    a.cluster.revoke(Selector::token("t-2")).await;
     assert!(!logs.text().contains("cluster_data_loss"));
 
     blocking(|| redis.restart());

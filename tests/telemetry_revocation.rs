@@ -1,4 +1,4 @@
-//! Revocation, staleness and re-authentication are logged and counted,
+//! Selector, staleness and re-authentication are logged and counted,
 //! without tokens. One test per binary: it installs the global subscriber
 //! and metrics recorder.
 
@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::routing::any;
-use axum_ws_auth::revocation::{ConnectionSelector, Revocation, StalePolicy};
+use axum_ws_auth::revocation::{Selector, StalePolicy};
 use common::*;
 use serde_json::json;
 
@@ -21,10 +21,10 @@ async fn revocations_staleness_and_reauthentication_are_logged_and_counted() {
     let addr = serve_router(Router::new().route("/ws", any(echo)).route_layer(layer)).await;
 
     // Two entries; the same token again (from another node) changes nothing.
-    connections.revoke(Revocation::token("t1"));
-    connections.revoke(Revocation::user(Some(ISSUER), "mallory"));
+    connections.revoke(Selector::token("t1"));
+    connections.revoke(Selector::user(Some(ISSUER), "mallory"));
     connections.apply_revocation(
-        Revocation::token("t1"),
+        Selector::token("t1"),
         SystemTime::now() - Duration::from_secs(60),
     );
 
@@ -51,11 +51,11 @@ async fn revocations_staleness_and_reauthentication_are_logged_and_counted() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(
-        connections.reauthenticate(ConnectionSelector::All, Duration::from_secs(30)),
+        connections.reauthenticate(Selector::All, Duration::from_secs(30)),
         1
     );
     assert_eq!(next_json(&mut bob).await["type"], "auth.expiring");
-    assert_eq!(connections.revoke(Revocation::user(Some(ISSUER), "bob")), 1);
+    assert_eq!(connections.revoke(Selector::user(Some(ISSUER), "bob")), 1);
     assert_eq!(expect_close(&mut bob).await.0, 4403);
     tokio::time::sleep(Duration::from_millis(100)).await;
 

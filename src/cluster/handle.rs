@@ -13,7 +13,7 @@ use super::local::Mirror;
 use super::message::{Command, Envelope, duration_ms, millis};
 use super::store::Store;
 use super::telemetry;
-use crate::revocation::{ConnectionSelector, Revocation};
+use crate::revocation::Selector;
 
 /// Revocations and re-authentication requests shared by every node of a
 /// cluster through Redis.
@@ -30,7 +30,7 @@ use crate::revocation::{ConnectionSelector, Revocation};
 ///
 /// ```no_run
 /// use axum_ws_auth::cluster::Cluster;
-/// use axum_ws_auth::{revocation::{Revocation, StalePolicy}};
+/// use axum_ws_auth::{revocation::{Selector, StalePolicy}};
 /// # async fn run(layer: axum_ws_auth::WsAuthLayer<serde_json::Value>) -> Result<(), axum_ws_auth::cluster::ClusterError> {
 /// let cluster = Cluster::builder("redis://127.0.0.1:6379/", layer.connections())
 ///     .prefix("chat-prod")
@@ -38,7 +38,7 @@ use crate::revocation::{ConnectionSelector, Revocation};
 ///     .start()?;
 /// // On any node: closes alice's sockets here and on every other node.
 /// let issued = cluster
-///     .revoke(Revocation::user(Some("https://issuer.example"), "alice"))
+///     .revoke(Selector::user(Some("https://issuer.example"), "alice"))
 ///     .await;
 /// println!("{} closed here, published: {}", issued.local, issued.published);
 /// # Ok(()) }
@@ -52,8 +52,8 @@ pub struct Cluster {
 ///
 /// ```no_run
 /// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
-/// use axum_ws_auth::revocation::Revocation;
-/// let issued = cluster.revoke(Revocation::token("t-1")).await;
+/// use axum_ws_auth::revocation::Selector;
+/// let issued = cluster.revoke(Selector::token("t-1")).await;
 /// if !issued.published {
 ///     // Applied here; the other nodes hear of it once Redis is back.
 ///     tracing::warn!(queued = cluster.queued(), "revocation not yet published");
@@ -161,7 +161,17 @@ impl Shared {
     }
 
     /// Applies `command` here, then stores and publishes it (or queues it).
+    /// A command about one connection is applied here only: connection ids
+    /// are this node's own, and the same number names another connection
+    /// on another node.
     async fn issue(&self, command: Command, now: SystemTime) -> Issued {
+        if !command.is_cluster_wide() {
+            let local = self.mirror.apply(&command, now);
+            return Issued {
+                local,
+                published: false,
+            };
+        }
         let envelope = Envelope::new(&self.node, command, now);
         let entry = Entry::new(&envelope.command, envelope.to_json().as_bytes());
         let local = self.mirror.apply(&envelope.command, now);
@@ -247,24 +257,26 @@ impl Cluster {
     /// publishes it. Waits at most the
     /// [`command_timeout`](super::ClusterBuilder::command_timeout) for Redis.
     ///
+    /// [`Selector::Connection`] names a connection of this node (ids are
+    /// each node's own): it is applied here only, never published
+    /// (`published` is false, and nothing is queued).
+    ///
     /// ```no_run
     /// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
-    /// use axum_ws_auth::revocation::Revocation;
-    /// cluster.revoke(Revocation::token("5f2b...")).await;
+    /// use axum_ws_auth::revocation::Selector;
+    /// cluster.revoke(Selector::token("5f2b...")).await;
     /// # }
     /// ```
-    pub async fn revoke(&self, revocation: Revocation) -> Issued {
+    pub async fn revoke(&self, revocation: Selector) -> Issued {
         let now = SystemTime::now();
-        // The layer's rule: tokens issued up to `before` live on after it.
-        let from = match &revocation {
-            Revocation::IssuedBefore { before, .. } => millis(now).max(before.saturating_mul(1000)),
-            _ => millis(now),
-        };
-        let retention = self.inner.shared.settings.retention;
+        // The layer's retention rule, with the cluster's retention.
+        let drop_at_ms = revocation
+            .expires_at(now, self.inner.shared.settings.retention)
+            .map_or(u64::MAX, millis);
         let command = Command::Revoke {
             revocation,
             revoked_at_ms: millis(now),
-            drop_at_ms: from.saturating_add(duration_ms(retention)),
+            drop_at_ms,
         };
         self.inner.shared.issue(command, now).await
     }
@@ -273,16 +285,18 @@ impl Cluster {
     /// (an early `auth.expiring`; 4401 without a renewal by then). The
     /// deadline is absolute: a node that was cut off and hears of the
     /// request late gives what is left of it, and none after it passed.
+    /// [`Selector::Connection`] is applied here only, as in
+    /// [`revoke`](Self::revoke).
     ///
     /// ```no_run
     /// # async fn f(cluster: axum_ws_auth::cluster::Cluster) {
-    /// use axum_ws_auth::revocation::ConnectionSelector;
+    /// use axum_ws_auth::revocation::Selector;
     /// use std::time::Duration;
-    /// let selector = ConnectionSelector::user(Some("https://issuer.example"), "alice");
+    /// let selector = Selector::user(Some("https://issuer.example"), "alice");
     /// cluster.reauthenticate(selector, Duration::from_secs(30)).await;
     /// # }
     /// ```
-    pub async fn reauthenticate(&self, selector: ConnectionSelector, grace: Duration) -> Issued {
+    pub async fn reauthenticate(&self, selector: Selector, grace: Duration) -> Issued {
         let now = SystemTime::now();
         let command = Command::Reauthenticate {
             selector,

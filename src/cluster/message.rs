@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::revocation::{ConnectionSelector, Revocation};
+use crate::revocation::Selector;
 
 /// The envelope's format version; a node ignores (with a warning) the
 /// versions it does not know.
@@ -33,19 +33,33 @@ pub(super) enum Command {
     /// Store the revocation with its original instant and close the
     /// matching sockets (4403).
     Revoke {
-        revocation: Revocation,
+        revocation: Selector,
         revoked_at_ms: u64,
         /// When every node may forget it (the Redis entry's score).
         drop_at_ms: u64,
     },
     /// Ask the matching sockets to renew before `deadline_ms`.
     Reauthenticate {
-        selector: ConnectionSelector,
+        selector: Selector,
         deadline_ms: u64,
     },
 }
 
 impl Command {
+    /// Who it is about.
+    pub(super) fn selector(&self) -> &Selector {
+        match self {
+            Command::Revoke { revocation, .. } => revocation,
+            Command::Reauthenticate { selector, .. } => selector,
+        }
+    }
+
+    /// Whether it may travel between nodes: not when it names one
+    /// connection, whose id is one node's own.
+    pub(super) fn is_cluster_wide(&self) -> bool {
+        !matches!(self.selector(), Selector::Connection { .. })
+    }
+
     /// A label for metrics and events.
     pub(super) fn kind(&self) -> &'static str {
         match self {
@@ -143,7 +157,7 @@ mod tests {
         Envelope::new(
             "node-a",
             Command::Revoke {
-                revocation: Revocation::Token { jti: "j1".into() },
+                revocation: Selector::Token { jti: "j1".into() },
                 revoked_at_ms: 1_000,
                 drop_at_ms: 2_000,
             },

@@ -245,6 +245,11 @@ impl Shared {
             telemetry::ignored("own");
             return false;
         }
+        if !envelope.command.is_cluster_wide() {
+            // No node publishes one; another connection has this id here.
+            telemetry::ignored("malformed");
+            return false;
+        }
         let keep_until = envelope.command.keep_until_ms();
         if keep_until <= millis(now) {
             telemetry::ignored("expired");
@@ -274,7 +279,7 @@ mod tests {
     use crate::cluster::local::Mirror;
     use crate::cluster::message::{Command, instant};
     use crate::cluster::store::{Keys, Store};
-    use crate::revocation::{Revocation, StalePolicy};
+    use crate::revocation::{Selector, StalePolicy};
 
     #[derive(Default)]
     struct Recorder(Mutex<Vec<Command>>);
@@ -303,7 +308,7 @@ mod tests {
 
     fn envelope(node: &str, drop_at_ms: u64) -> Envelope {
         let command = Command::Revoke {
-            revocation: Revocation::token("t-1"),
+            revocation: Selector::token("t-1"),
             revoked_at_ms: 1_000,
             drop_at_ms,
         };

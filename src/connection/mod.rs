@@ -2,7 +2,7 @@
 //! drives it: who is on the other end ([`Identity`]), what happened to its
 //! authentication ([`AuthEvent`]), why it ended ([`EndReason`]), the set of
 //! a layer's live connections ([`Connections`]) and the revocations it
-//! enforces ([`Revocation`]).
+//! enforces ([`Selector`]).
 
 mod end;
 mod event;
@@ -18,6 +18,6 @@ pub use identity::Identity;
 pub use registry::Connections;
 pub(crate) use registry::{Closable, LiveGuard};
 pub(crate) use revocation::DEFAULT_RETENTION;
-pub use revocation::{Revocation, RevocationEntry, StalePolicy};
-pub use selector::ConnectionSelector;
+pub use revocation::{RevocationEntry, StalePolicy};
+pub use selector::Selector;
 pub(crate) use store::Report;

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
 use super::store::{Applied, Report, RevocationStore, RevocationsStale};
-use super::{ConnectionSelector, EndReason, Identity, Revocation, RevocationEntry, StalePolicy};
+use super::{EndReason, Identity, RevocationEntry, Selector, StalePolicy};
 use crate::protocol::CloseReason;
 use crate::token::{RegisteredClaims, TokenError};
 
@@ -158,23 +158,23 @@ impl Connections {
     /// its own list; clones share it.
     ///
     /// ```
-    /// use axum_ws_auth::{JwtValidator, WsAuthLayer, revocation::Revocation};
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer, revocation::Selector};
     ///
     /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
     /// let connections = layer.connections();
     /// // The user's account was locked: every token issued so far.
-    /// let closed = connections.revoke(Revocation::user(Some("https://issuer.example"), "alice"));
+    /// let closed = connections.revoke(Selector::user(Some("https://issuer.example"), "alice"));
     /// assert_eq!(closed, 0, "no socket was open");
     /// assert_eq!(connections.revocations().len(), 1);
     /// # Ok::<_, axum_ws_auth::ConfigError>(())
     /// ```
-    pub fn revoke(&self, revocation: Revocation) -> usize {
+    pub fn revoke(&self, revocation: Selector) -> usize {
         self.apply_revocation(revocation, SystemTime::now())
     }
 
     /// Applies a revocation made at `revoked_at`, e.g. on another node of a
     /// cluster: it is stored with that instant (for
-    /// [`Revocation::User`], the cutoff for `iat`), and matching live
+    /// [`Selector::User`], the cutoff for `iat`), and matching live
     /// sockets are closed with `4403`, as by [`revoke`](Self::revoke).
     /// Returns how many sockets this call closed.
     ///
@@ -189,32 +189,29 @@ impl Connections {
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
-    /// use axum_ws_auth::{JwtValidator, WsAuthLayer, revocation::Revocation};
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer, revocation::Selector};
     ///
     /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
     /// let connections = layer.connections();
     /// let revoked_at = SystemTime::now() - Duration::from_secs(5);
     /// // Delivered twice by the message bus: applied once.
-    /// connections.apply_revocation(Revocation::token("t-1"), revoked_at);
-    /// connections.apply_revocation(Revocation::token("t-1"), revoked_at);
+    /// connections.apply_revocation(Selector::token("t-1"), revoked_at);
+    /// connections.apply_revocation(Selector::token("t-1"), revoked_at);
     /// let entries = connections.revocations();
     /// assert_eq!(entries.len(), 1);
     /// assert_eq!(entries[0].revoked_at, revoked_at);
     /// # Ok::<_, axum_ws_auth::ConfigError>(())
     /// ```
-    pub fn apply_revocation(&self, revocation: Revocation, revoked_at: SystemTime) -> usize {
+    pub fn apply_revocation(&self, revocation: Selector, revoked_at: SystemTime) -> usize {
         let store = &self.inner.revocations;
         let applied = store.apply(&revocation, revoked_at, SystemTime::now());
         let mut closed = 0;
         if applied == Applied::Changed {
             // Stored first, then the live sockets: a socket registering
             // meanwhile checks the store itself (see `register`).
-            let identity = revocation.identity();
-            let candidates = self.matching(|connection| {
-                identity.is_none_or(|(iss, sub)| connection.is_same(iss, Some(sub)))
-            });
             let matches = |claims: &RegisteredClaims| revocation.matches(revoked_at, claims);
-            closed = candidates
+            closed = self
+                .candidates(&revocation)
                 .iter()
                 .filter(|connection| connection.close_if(&matches, EndReason::Revoked))
                 .count();
@@ -331,25 +328,30 @@ impl Connections {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use axum_ws_auth::{JwtValidator, WsAuthLayer, revocation::ConnectionSelector};
+    /// use axum_ws_auth::{JwtValidator, WsAuthLayer, revocation::Selector};
     ///
     /// let layer = WsAuthLayer::<serde_json::Value>::builder(JwtValidator::hs256([42u8; 32])?).build()?;
     /// let asked = layer
     ///     .connections()
-    ///     .reauthenticate(ConnectionSelector::user(Some("https://issuer.example"), "alice"), Duration::from_secs(30));
+    ///     .reauthenticate(Selector::user(Some("https://issuer.example"), "alice"), Duration::from_secs(30));
     /// assert_eq!(asked, 0, "no socket was open");
     /// # Ok::<_, axum_ws_auth::ConfigError>(())
     /// ```
-    pub fn reauthenticate(&self, selector: ConnectionSelector, grace: Duration) -> usize {
-        let candidates = match selector {
-            ConnectionSelector::Connection { id } => self.connection(id).into_iter().collect(),
-            _ => self.matching(|identity| selector.may_select(identity)),
-        };
+    pub fn reauthenticate(&self, selector: Selector, grace: Duration) -> usize {
         let selects = |claims: &RegisteredClaims| selector.selects(claims);
-        candidates
+        self.candidates(&selector)
             .iter()
             .filter(|connection| connection.reauthenticate_if(&selects, grace))
             .count()
+    }
+
+    /// The live connections `selector` may pick, before their current
+    /// token is read: one by its id, the others by identity.
+    fn candidates(&self, selector: &Selector) -> Vec<Arc<dyn Closable>> {
+        match selector {
+            Selector::Connection { id } => self.connection(*id).into_iter().collect(),
+            _ => self.matching(|identity| selector.may_select(identity)),
+        }
     }
 
     /// The revocation gate of every handshake and renewal.
@@ -546,11 +548,11 @@ mod tests {
         let (alice_laptop, _g2) = open(&connections, 2, claims(Some("i"), "alice", "2", 0));
         let (bob, _g3) = open(&connections, 3, claims(None, "bob", "3", 0));
         // A user is (iss, sub): each issuer's alice is revoked on her own.
-        assert_eq!(connections.revoke(Revocation::user(None, "alice")), 1);
-        assert_eq!(connections.revoke(Revocation::user(Some("i"), "alice")), 1);
-        assert_eq!(connections.revoke(Revocation::user(None, "nobody")), 0);
+        assert_eq!(connections.revoke(Selector::user(None, "alice")), 1);
+        assert_eq!(connections.revoke(Selector::user(Some("i"), "alice")), 1);
+        assert_eq!(connections.revoke(Selector::user(None, "nobody")), 0);
         // Already closing: not counted again.
-        assert_eq!(connections.revoke(Revocation::user(None, "alice")), 0);
+        assert_eq!(connections.revoke(Selector::user(None, "alice")), 0);
         for alice in [&alice_phone, &alice_laptop] {
             assert_eq!(alice.closes(), [EndReason::Revoked]);
         }
@@ -569,19 +571,19 @@ mod tests {
         // Carol renewed: her current token is c2, issued later.
         *carol.claims.lock().unwrap() = claims(Some("i"), "carol", "c2", t + 5);
 
-        assert_eq!(connections.revoke(Revocation::user(Some("i"), "alice")), 1);
+        assert_eq!(connections.revoke(Selector::user(Some("i"), "alice")), 1);
         assert_eq!(alice.closes(), [EndReason::Revoked]);
         assert!(alice_other_issuer.closes().is_empty());
-        assert_eq!(connections.revoke(Revocation::token("c1")), 0);
+        assert_eq!(connections.revoke(Selector::token("c1")), 0);
         assert_eq!(
-            connections.revoke(Revocation::issued_before(Some("i"), "carol", t)),
+            connections.revoke(Selector::issued_before(Some("i"), "carol", t)),
             0,
             "c2 was issued after the cutoff"
         );
-        assert_eq!(connections.revoke(Revocation::token("c2")), 1);
+        assert_eq!(connections.revoke(Selector::token("c2")), 1);
         assert_eq!(carol.closes(), [EndReason::Revoked]);
         assert_eq!(
-            connections.revoke(Revocation::issued_before(Some("i"), "bob", t - 9)),
+            connections.revoke(Selector::issued_before(Some("i"), "bob", t - 9)),
             1
         );
         assert_eq!(bob.closes(), [EndReason::Revoked]);
@@ -608,13 +610,13 @@ mod tests {
         let (three, _g3) = open(&connections, 3, claims(None, "bob", "b1", t));
         let grace = Duration::from_secs(7);
         let asked = |selector| connections.reauthenticate(selector, grace);
-        assert_eq!(asked(ConnectionSelector::All), 3);
-        assert_eq!(asked(ConnectionSelector::user(Some("i"), "alice")), 2);
-        assert_eq!(asked(ConnectionSelector::user(None, "alice")), 0);
-        assert_eq!(asked(ConnectionSelector::token("b1")), 1);
-        assert_eq!(asked(ConnectionSelector::issued_before(t)), 1);
-        assert_eq!(asked(ConnectionSelector::connection(2)), 1);
-        assert_eq!(asked(ConnectionSelector::connection(99)), 0);
+        assert_eq!(asked(Selector::All), 3);
+        assert_eq!(asked(Selector::user(Some("i"), "alice")), 2);
+        assert_eq!(asked(Selector::user(None, "alice")), 0);
+        assert_eq!(asked(Selector::token("b1")), 1);
+        assert_eq!(asked(Selector::all_issued_before(t)), 1);
+        assert_eq!(asked(Selector::connection(2)), 1);
+        assert_eq!(asked(Selector::connection(99)), 0);
         assert_eq!(one.reauths.lock().unwrap().len(), 3);
         assert_eq!(two.reauths.lock().unwrap().len(), 3);
         assert_eq!(three.reauths.lock().unwrap().len(), 2);
@@ -629,5 +631,46 @@ mod tests {
             }]
         );
         assert!(one.closes().is_empty() && three.closes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_selector_revokes_as_its_docs_say_and_one_connection_stores_nothing() {
+        let connections = connections();
+        let t = now();
+        let with_sid = |mut claims: RegisteredClaims, sid: &str| {
+            claims.sid = Some(sid.to_owned());
+            claims
+        };
+        let (one, _g1) = open(
+            &connections,
+            1,
+            with_sid(claims(Some("i"), "alice", "a1", t - 100), "s-1"),
+        );
+        let (two, _g2) = open(
+            &connections,
+            2,
+            with_sid(claims(Some("i"), "alice", "a2", t), "s-2"),
+        );
+        let (three, _g3) = open(&connections, 3, claims(None, "bob", "b1", t - 100));
+        let (four, _g4) = open(&connections, 4, claims(None, "carol", "c1", t));
+        // A session: only its own connection, and the entry is kept.
+        assert_eq!(connections.revoke(Selector::session("s-2")), 1);
+        assert_eq!(two.closes(), [EndReason::Revoked]);
+        // One connection: closed, nothing stored (its token stays usable).
+        assert_eq!(connections.revoke(Selector::connection(4)), 1);
+        assert_eq!(four.closes(), [EndReason::Revoked]);
+        assert_eq!(connections.revocations().len(), 1);
+        assert!(!connections.is_revoked(&claims(None, "carol", "c1", t)));
+        // Everyone's tokens issued before t: one and three.
+        assert_eq!(connections.revoke(Selector::all_issued_before(t)), 2);
+        assert_eq!(one.closes(), [EndReason::Revoked]);
+        assert_eq!(three.closes(), [EndReason::Revoked]);
+        assert!(connections.is_revoked(&claims(None, "dave", "d1", t - 1)));
+        assert!(!connections.is_revoked(&claims(None, "dave", "d1", t)));
+        // Everyone up to now: a token issued this second is refused too.
+        assert_eq!(connections.revoke(Selector::all()), 0);
+        assert!(connections.is_revoked(&claims(None, "erin", "e1", t)));
+        assert!(!connections.is_revoked(&claims(None, "erin", "e1", t + 2)));
+        assert_eq!(connections.revocations().len(), 3);
     }
 }

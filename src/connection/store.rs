@@ -1,9 +1,10 @@
 //! A layer's revocations: the bounded store every handshake and renewal
 //! consults, and the staleness switch.
 //!
-//! The store answers "is this token revoked?" with two hash lookups and,
+//! The store answers "is this token revoked?" with three hash lookups and,
 //! for a user with dated revocations, one ordered-map lookup: it is indexed
-//! by `jti` and by (`iss`, `sub`). Entries leave it once their retention has
+//! by `jti`, by `sid` and by (`iss`, `sub`); revocations of everyone's
+//! tokens are one more set of cutoffs. Entries leave it once their retention has
 //! passed; expired entries are found through a queue ordered by expiry, so
 //! pruning costs in proportion to what it drops, never a scan of the set.
 
@@ -15,7 +16,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 use super::revocation::seconds;
-use super::{Revocation, RevocationEntry, StalePolicy};
+use super::{RevocationEntry, Selector, StalePolicy};
 use crate::token::{RegisteredClaims, TokenError};
 
 /// New handshakes are refused while the revocation list is stale
@@ -30,7 +31,7 @@ pub(crate) struct Report {
     /// The number of entries changed by this much.
     pub(crate) entries: fn(i64),
     /// A revocation was applied: is it new here, how many sockets closed.
-    pub(crate) applied: fn(&Revocation, bool, usize),
+    pub(crate) applied: fn(&Selector, bool, usize),
     /// The staleness switch changed from the first to the second.
     pub(crate) stale: fn(Option<StalePolicy>, Option<StalePolicy>),
 }
@@ -125,6 +126,11 @@ impl Users {
 struct State {
     /// `jti` → when it was revoked (the latest, if revoked more than once).
     tokens: HashMap<String, SystemTime>,
+    /// `sid` → when the session was revoked.
+    sessions: HashMap<String, SystemTime>,
+    /// Everyone's dated revocations ([`Selector::All`],
+    /// [`Selector::AllIssuedBefore`]).
+    everyone: Cutoffs,
     /// `iss` → `sub` → that user's dated revocations.
     users: Users,
     /// Entries by expiry, earliest first: one item per entry, at or before
@@ -135,12 +141,13 @@ struct State {
     next_seq: u64,
 }
 
-/// One user's dated revocations.
+/// One user's dated revocations, or everyone's.
 #[derive(Debug, Default)]
 struct Cutoffs {
-    /// The latest [`Revocation::User`].
+    /// The latest [`Selector::User`] (or [`Selector::All`]).
     user: Option<SystemTime>,
-    /// [`Revocation::IssuedBefore`] entries: `before` → revoked at.
+    /// [`Selector::IssuedBefore`] (or [`Selector::AllIssuedBefore`])
+    /// entries: `before` → revoked at.
     before: BTreeMap<u64, SystemTime>,
 }
 
@@ -169,7 +176,7 @@ impl Cutoffs {
 struct Expiry {
     at: SystemTime,
     seq: u64,
-    revocation: Revocation,
+    revocation: Selector,
 }
 
 impl PartialEq for Expiry {
@@ -194,13 +201,17 @@ impl Ord for Expiry {
 
 impl State {
     /// When the entry `revocation` was revoked, if it is stored.
-    fn revoked_at(&self, revocation: &Revocation) -> Option<SystemTime> {
+    fn revoked_at(&self, revocation: &Selector) -> Option<SystemTime> {
         match revocation {
-            Revocation::Token { jti } => self.tokens.get(jti).copied(),
-            Revocation::User { iss, sub } => self.cutoffs(iss, sub)?.user,
-            Revocation::IssuedBefore { iss, sub, before } => {
+            Selector::Token { jti } => self.tokens.get(jti).copied(),
+            Selector::Session { sid } => self.sessions.get(sid).copied(),
+            Selector::User { iss, sub } => self.cutoffs(iss, sub)?.user,
+            Selector::IssuedBefore { iss, sub, before } => {
                 self.cutoffs(iss, sub)?.before.get(before).copied()
             }
+            Selector::All => self.everyone.user,
+            Selector::AllIssuedBefore { before } => self.everyone.before.get(before).copied(),
+            Selector::Connection { .. } => None,
         }
     }
 
@@ -209,15 +220,20 @@ impl State {
     }
 
     /// Stores the entry, or moves a stored one's instant later.
-    fn upsert(&mut self, revocation: &Revocation, revoked_at: SystemTime) -> Upsert {
+    fn upsert(&mut self, revocation: &Selector, revoked_at: SystemTime) -> Upsert {
         let slot = match revocation {
-            Revocation::Token { jti } => self.tokens.get_mut(jti.as_str()),
-            Revocation::User { iss, sub } => self
+            Selector::Token { jti } => self.tokens.get_mut(jti.as_str()),
+            Selector::Session { sid } => self.sessions.get_mut(sid.as_str()),
+            Selector::All => self.everyone.user.as_mut(),
+            Selector::AllIssuedBefore { before } => self.everyone.before.get_mut(before),
+            // Names no token: never stored (`apply` does not get here).
+            Selector::Connection { .. } => return Upsert::Known,
+            Selector::User { iss, sub } => self
                 .users
                 .subjects_mut(iss.as_deref())
                 .and_then(|subjects| subjects.get_mut(sub.as_str()))
                 .and_then(|cutoffs| cutoffs.user.as_mut()),
-            Revocation::IssuedBefore { iss, sub, before } => self
+            Selector::IssuedBefore { iss, sub, before } => self
                 .users
                 .subjects_mut(iss.as_deref())
                 .and_then(|subjects| subjects.get_mut(sub.as_str()))
@@ -231,17 +247,25 @@ impl State {
             return Upsert::Known;
         }
         match revocation {
-            Revocation::Token { jti } => {
+            Selector::Token { jti } => {
                 self.tokens.insert(jti.clone(), revoked_at);
             }
-            Revocation::User { iss, sub } | Revocation::IssuedBefore { iss, sub, .. } => {
+            Selector::Session { sid } => {
+                self.sessions.insert(sid.clone(), revoked_at);
+            }
+            Selector::All => self.everyone.user = Some(revoked_at),
+            Selector::AllIssuedBefore { before } => {
+                self.everyone.before.insert(*before, revoked_at);
+            }
+            Selector::Connection { .. } => return Upsert::Known,
+            Selector::User { iss, sub } | Selector::IssuedBefore { iss, sub, .. } => {
                 let cutoffs = self
                     .users
                     .subjects_entry(iss.as_deref())
                     .entry(sub.clone())
                     .or_default();
                 match revocation {
-                    Revocation::IssuedBefore { before, .. } => {
+                    Selector::IssuedBefore { before, .. } => {
                         cutoffs.before.insert(*before, revoked_at);
                     }
                     _ => cutoffs.user = Some(revoked_at),
@@ -252,10 +276,14 @@ impl State {
         Upsert::New
     }
 
-    fn remove(&mut self, revocation: &Revocation) {
+    fn remove(&mut self, revocation: &Selector) {
         let removed = match revocation {
-            Revocation::Token { jti } => self.tokens.remove(jti).is_some(),
-            Revocation::User { iss, sub } | Revocation::IssuedBefore { iss, sub, .. } => {
+            Selector::Token { jti } => self.tokens.remove(jti).is_some(),
+            Selector::Session { sid } => self.sessions.remove(sid).is_some(),
+            Selector::All => self.everyone.user.take().is_some(),
+            Selector::AllIssuedBefore { before } => self.everyone.before.remove(before).is_some(),
+            Selector::Connection { .. } => false,
+            Selector::User { iss, sub } | Selector::IssuedBefore { iss, sub, .. } => {
                 let Some(subjects) = self.users.subjects_mut(iss.as_deref()) else {
                     return;
                 };
@@ -263,7 +291,7 @@ impl State {
                     return;
                 };
                 let removed = match revocation {
-                    Revocation::IssuedBefore { before, .. } => {
+                    Selector::IssuedBefore { before, .. } => {
                         cutoffs.before.remove(before).is_some()
                     }
                     _ => cutoffs.user.take().is_some(),
@@ -280,7 +308,7 @@ impl State {
         }
     }
 
-    fn queue(&mut self, revocation: &Revocation, at: SystemTime) {
+    fn queue(&mut self, revocation: &Selector, at: SystemTime) {
         self.next_seq += 1;
         self.expiries.push(Reverse(Expiry {
             at,
@@ -332,6 +360,14 @@ impl State {
         {
             return true;
         }
+        if let Some(sid) = &claims.sid
+            && self.sessions.contains_key(sid.as_str())
+        {
+            return true;
+        }
+        if !self.everyone.is_empty() && self.everyone.matches(claims.iat) {
+            return true;
+        }
         claims.sub.as_deref().is_some_and(|sub| {
             self.users
                 .subjects(claims.iss.as_deref())
@@ -344,7 +380,25 @@ impl State {
         let mut entries = Vec::with_capacity(self.len);
         for (jti, at) in &self.tokens {
             entries.push(RevocationEntry {
-                revocation: Revocation::Token { jti: jti.clone() },
+                revocation: Selector::Token { jti: jti.clone() },
+                revoked_at: *at,
+            });
+        }
+        for (sid, at) in &self.sessions {
+            entries.push(RevocationEntry {
+                revocation: Selector::Session { sid: sid.clone() },
+                revoked_at: *at,
+            });
+        }
+        if let Some(at) = self.everyone.user {
+            entries.push(RevocationEntry {
+                revocation: Selector::All,
+                revoked_at: at,
+            });
+        }
+        for (before, at) in &self.everyone.before {
+            entries.push(RevocationEntry {
+                revocation: Selector::AllIssuedBefore { before: *before },
                 revoked_at: *at,
             });
         }
@@ -353,7 +407,7 @@ impl State {
             for (sub, cutoffs) in subjects {
                 if let Some(at) = cutoffs.user {
                     entries.push(RevocationEntry {
-                        revocation: Revocation::User {
+                        revocation: Selector::User {
                             iss: iss.clone(),
                             sub: sub.clone(),
                         },
@@ -362,7 +416,7 @@ impl State {
                 }
                 for (before, at) in &cutoffs.before {
                     entries.push(RevocationEntry {
-                        revocation: Revocation::IssuedBefore {
+                        revocation: Selector::IssuedBefore {
                             iss: iss.clone(),
                             sub: sub.clone(),
                             before: *before,
@@ -417,10 +471,14 @@ impl RevocationStore {
     /// changes nothing.
     pub(crate) fn apply(
         &self,
-        revocation: &Revocation,
+        revocation: &Selector,
         revoked_at: SystemTime,
         now: SystemTime,
     ) -> Applied {
+        if !revocation.is_stored() {
+            // One connection: closed by the caller, nothing to keep.
+            return Applied::Changed;
+        }
         let expires = revocation.expires_at(revoked_at, self.retention);
         let mut state = self.write();
         let pruned = state.prune(now, self.retention);
@@ -501,7 +559,7 @@ impl RevocationStore {
         self.read().len
     }
 
-    pub(crate) fn report_applied(&self, revocation: &Revocation, new: bool, closed: usize) {
+    pub(crate) fn report_applied(&self, revocation: &Selector, new: bool, closed: usize) {
         (self.report.applied)(revocation, new, closed);
     }
 
@@ -576,26 +634,35 @@ mod tests {
         u64::MAX,
     ];
 
+    const SIDS: [Option<&str>; 3] = [None, Some("s1"), Some("s2")];
+
     fn random_claims(rng: &mut Rng) -> RegisteredClaims {
         let iat = match rng.next() % 4 {
             0 => None,
             _ => Some(rng.pick(&TIMES)),
         };
-        revocable(
-            rng.pick(&ISSUERS),
-            rng.pick(&SUBJECTS),
-            rng.pick(&JTIS),
-            iat,
-        )
+        RegisteredClaims {
+            sid: rng.pick(&SIDS).map(str::to_owned),
+            ..revocable(
+                rng.pick(&ISSUERS),
+                rng.pick(&SUBJECTS),
+                rng.pick(&JTIS),
+                iat,
+            )
+        }
     }
 
-    fn random_revocation(rng: &mut Rng) -> Revocation {
+    fn random_revocation(rng: &mut Rng) -> Selector {
         let iss = rng.pick(&ISSUERS);
         let sub = rng.pick(&SUBJECTS).unwrap_or("alice");
-        match rng.next() % 3 {
-            0 => Revocation::user(iss, sub),
-            1 => Revocation::token(rng.pick(&JTIS).unwrap_or("t1")),
-            _ => Revocation::issued_before(iss, sub, rng.pick(&TIMES)),
+        // Everyone's revocations rarer: they match most claims.
+        match rng.next() % 14 {
+            0..=3 => Selector::user(iss, sub),
+            4..=6 => Selector::token(rng.pick(&JTIS).unwrap_or("t1")),
+            7..=9 => Selector::issued_before(iss, sub, rng.pick(&TIMES)),
+            10 | 11 => Selector::session(rng.pick(&SIDS).unwrap_or("s1")),
+            12 => Selector::all(),
+            _ => Selector::all_issued_before(rng.pick(&TIMES)),
         }
     }
 
@@ -608,7 +675,7 @@ mod tests {
         for seed in 1..=300u64 {
             let mut rng = Rng(seed);
             let store = store();
-            let mut applied: Vec<(Revocation, SystemTime)> = Vec::new();
+            let mut applied: Vec<(Selector, SystemTime)> = Vec::new();
             let mut now = BASE;
             for _ in 0..(rng.next() % 12) {
                 now += rng.next() % 2000;
@@ -618,7 +685,7 @@ mod tests {
                 applied.push((revocation, revoked_at));
             }
             now += rng.next() % 4000;
-            let live = |(revocation, revoked_at): &&(Revocation, SystemTime)| {
+            let live = |(revocation, revoked_at): &&(Selector, SystemTime)| {
                 revocation
                     .expires_at(*revoked_at, RETENTION)
                     .is_none_or(|expires| expires > at(now))
@@ -654,11 +721,11 @@ mod tests {
     fn pruning_drops_only_entries_past_their_retention() {
         let store = store();
         let t = BASE;
-        let old = Revocation::token("old");
-        let young = Revocation::token("young");
-        let later = Revocation::user(None, "alice");
+        let old = Selector::token("old");
+        let young = Selector::token("young");
+        let later = Selector::user(None, "alice");
         // A cutoff in the future keeps its entry until then plus retention.
-        let future = Revocation::issued_before(None, "bob", t + 7200);
+        let future = Selector::issued_before(None, "bob", t + 7200);
         store.apply(&old, at(t), at(t));
         store.apply(&young, at(t + 10), at(t + 10));
         store.apply(&later, at(t), at(t));
@@ -699,7 +766,7 @@ mod tests {
     #[test]
     fn applying_is_idempotent_and_keeps_the_latest_instant() {
         let store = store();
-        let revocation = Revocation::user(Some("i"), "alice");
+        let revocation = Selector::user(Some("i"), "alice");
         let now = at(BASE + 100);
         assert_eq!(
             store.apply(&revocation, at(BASE + 50), now),
@@ -726,14 +793,14 @@ mod tests {
             }]
         );
         // An entry already past its retention is not stored at all.
-        let ancient = Revocation::token("ancient");
+        let ancient = Selector::token("ancient");
         assert_eq!(
             store.apply(&ancient, now - RETENTION, now),
             Applied::Unchanged
         );
         assert_eq!(store.len(), 1);
         // Beyond any representable time: kept, never queued.
-        let forever = Revocation::issued_before(None, "x", u64::MAX);
+        let forever = Selector::issued_before(None, "x", u64::MAX);
         assert_eq!(store.apply(&forever, now, now), Applied::Changed);
         assert!(store.is_revoked_at(
             &revocable(None, Some("x"), None, Some(u64::MAX - 1)),
@@ -747,8 +814,8 @@ mod tests {
     #[test]
     fn revoking_one_entry_again_and_again_does_not_grow_the_queue() {
         let store = store();
-        let alice = Revocation::user(None, "alice");
-        let before = Revocation::issued_before(None, "bob", BASE);
+        let alice = Selector::user(None, "alice");
+        let before = Selector::issued_before(None, "bob", BASE);
         for n in 0..1000 {
             store.apply(&alice, at(BASE + n), at(BASE + n));
             store.apply(&before, at(BASE + n), at(BASE + n));

@@ -79,6 +79,9 @@ pub struct RegisteredClaims {
     pub iat: Option<u64>,
     /// `jti`: the token's unique identifier.
     pub jti: Option<String>,
+    /// `sid`: the OpenID Connect session the token belongs to (what
+    /// [`Selector::Session`](crate::revocation::Selector::Session) matches).
+    pub sid: Option<String>,
 }
 
 impl RegisteredClaims {
@@ -94,6 +97,7 @@ impl RegisteredClaims {
             nbf: raw.nbf.map(|date| date.0),
             iat: raw.iat.map(|date| date.0),
             jti: raw.jti,
+            sid: raw.sid,
         })
     }
 
@@ -109,6 +113,7 @@ impl RegisteredClaims {
             nbf: None,
             iat: None,
             jti: None,
+            sid: None,
         }
     }
 }
@@ -132,6 +137,9 @@ struct Raw {
     iat: Option<NumericDate>,
     #[serde(default)]
     jti: Option<String>,
+    /// OpenID Connect Front- and Back-Channel Logout: a string.
+    #[serde(default)]
+    sid: Option<String>,
 }
 
 /// RFC 7519 section 4.1.3: one string or a list of strings.
@@ -203,7 +211,7 @@ mod tests {
     #[test]
     fn every_claim_is_read_with_its_type() {
         let claims = read(
-            r#"{"iss":"i","sub":"s","aud":"a","exp":10.5,"nbf":2,"iat":3.4,"jti":"j","x":[1]}"#,
+            r#"{"iss":"i","sub":"s","aud":"a","exp":10.5,"nbf":2,"iat":3.4,"jti":"j","sid":"d","x":[1]}"#,
         )
         .unwrap();
         assert_eq!(
@@ -216,12 +224,15 @@ mod tests {
                 nbf: Some(2),
                 iat: Some(3),
                 jti: Some("j".into()),
+                sid: Some("d".into()),
             }
         );
-        let bare = read(r#"{"exp":1,"iss":null,"sub":null,"nbf":null,"iat":null,"jti":null}"#);
+        let bare =
+            read(r#"{"exp":1,"iss":null,"sub":null,"nbf":null,"iat":null,"jti":null,"sid":null}"#);
         assert_eq!(bare, Some(RegisteredClaims::for_tests(None, None, 1)));
         for bad in [
             r#"{"exp":1,"jti":7}"#,
+            r#"{"exp":1,"sid":7}"#,
             r#"{"exp":1,"iat":-1}"#,
             r#"{"exp":1,"iat":1e300}"#,
             r#"{"exp":1,"iat":"1"}"#,

@@ -360,7 +360,7 @@ impl<C> WsAuthLayerBuilder<C> {
     /// leeway). A token an entry matches is refused while the entry is
     /// kept; after that, every token issued up to the revocation has
     /// expired anyway, so the list stays bounded. Tokens without `iat`
-    /// (which [`Revocation::User`](crate::revocation::Revocation::User) matches
+    /// (which [`Selector::User`](crate::revocation::Selector::User) matches
     /// whenever they were issued) are accepted again once the entry is
     /// gone. Zero is refused.
     ///

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::routing::any;
 use axum_ws_auth::Connections;
 use axum_ws_auth::cluster::Cluster;
-use axum_ws_auth::revocation::{Revocation, StalePolicy};
+use axum_ws_auth::revocation::{Selector, StalePolicy};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -115,8 +115,8 @@ pub async fn closed_within(client: &mut Client, since: Instant) -> (u16, Duratio
     (code, lag)
 }
 
-pub fn user(sub: &str) -> Revocation {
-    Revocation::User {
+pub fn user(sub: &str) -> Selector {
+    Selector::User {
         iss: Some(ISSUER.to_owned()),
         sub: sub.to_owned(),
     }

@@ -6,7 +6,7 @@
 
 use super::support::Backpressure;
 use super::*;
-use crate::connection::ConnectionSelector;
+use crate::connection::Selector;
 use crate::protocol::CloseReason;
 use crate::testing::MetricsProbe;
 
@@ -88,7 +88,7 @@ async fn an_unanswered_reauthentication_records_lateness_against_its_deadline() 
     let app = App::run(socket);
     layer
         .connections()
-        .reauthenticate(ConnectionSelector::All, Duration::from_secs(10));
+        .reauthenticate(Selector::All, Duration::from_secs(10));
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
     let deadline = app.deadline();
     assert_eq!(peer.expect_close().await.0, 4401);

@@ -286,10 +286,9 @@ async fn a_reauthentication_request_during_the_check_refuses_the_older_token() {
     let app = App::run(socket);
     peer.renew(&sign(SECRET, "alice", exp + 60, 0), "r");
     sleep(Duration::from_secs(1)).await;
-    let asked = layer.connections().reauthenticate(
-        crate::revocation::ConnectionSelector::All,
-        Duration::from_secs(30),
-    );
+    let asked = layer
+        .connections()
+        .reauthenticate(crate::revocation::Selector::All, Duration::from_secs(30));
     assert_eq!(asked, 1);
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
     assert_eq!(
@@ -389,7 +388,7 @@ async fn the_policys_check_is_not_called_under_the_connections_lock() {
                 std::thread::spawn(move || {
                     // Visits every live connection (it selects none).
                     connections.reauthenticate(
-                        crate::revocation::ConnectionSelector::token("nobody"),
+                        crate::revocation::Selector::token("nobody"),
                         Duration::from_secs(1),
                     );
                     let _ = done.send(());
@@ -438,10 +437,9 @@ async fn a_check_passing_after_a_reauthentication_deadline_ends_as_not_reauthent
     peer.renew(&sign(SECRET, "alice", exp + 60, 0), "r");
     sleep(Duration::from_millis(100)).await;
     assert_eq!(
-        layer.connections().reauthenticate(
-            crate::revocation::ConnectionSelector::All,
-            Duration::from_secs(2)
-        ),
+        layer
+            .connections()
+            .reauthenticate(crate::revocation::Selector::All, Duration::from_secs(2)),
         1
     );
     sleep(Duration::from_secs(11)).await;

@@ -598,10 +598,9 @@ async fn a_push_only_handler_answers_a_reauthentication_request() {
         mut socket,
         mut peer,
     } = open(&layer, &sign(SECRET, "alice", exp, 0), Backpressure::ROOMY);
-    let asked = layer.connections().reauthenticate(
-        crate::revocation::ConnectionSelector::All,
-        Duration::from_secs(20),
-    );
+    let asked = layer
+        .connections()
+        .reauthenticate(crate::revocation::Selector::All, Duration::from_secs(20));
     assert_eq!(asked, 1);
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
     let fresh = jsonwebtoken::encode(
@@ -628,10 +627,9 @@ async fn kept_frames_refused_after_a_reauthentication_deadline_end_it_as_not_rea
         let layer = layer(defaults);
         let exp = wall_now() + 600;
         let (mut socket, mut peer, half) = open_alice(&layer, exp);
-        let asked = layer.connections().reauthenticate(
-            crate::revocation::ConnectionSelector::All,
-            Duration::from_secs(20),
-        );
+        let asked = layer
+            .connections()
+            .reauthenticate(crate::revocation::Selector::All, Duration::from_secs(20));
         assert_eq!(asked, 1);
         assert_eq!(peer.next_json().await["type"], "auth.expiring");
         for n in 0..3 {

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::connection::{AuthEvent, ConnectionSelector, EndReason, Revocation};
+use crate::connection::{AuthEvent, EndReason, Selector};
 use crate::protocol::CloseReason;
 
 /// A token for `sub` with `exp` and, when given, `iat` and `jti`.
@@ -63,9 +63,7 @@ async fn the_early_notice_sets_the_deadline_and_no_renewal_closes_at_it() {
 
     let grace = Duration::from_secs(10);
     let earliest = wall_ceil(grace);
-    let asked = layer
-        .connections()
-        .reauthenticate(ConnectionSelector::All, grace);
+    let asked = layer.connections().reauthenticate(Selector::All, grace);
     let latest = wall_ceil(grace);
     assert_eq!(asked, 1);
     let requested = Instant::now();
@@ -122,7 +120,7 @@ async fn a_token_issued_since_the_request_answers_it_and_the_connection_lives_on
     assert_eq!(
         layer
             .connections()
-            .reauthenticate(ConnectionSelector::user(None, "alice"), grace),
+            .reauthenticate(Selector::user(None, "alice"), grace),
         1
     );
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
@@ -167,7 +165,7 @@ async fn the_old_token_or_one_minted_before_the_request_does_not_answer_it() {
     assert_eq!(
         layer
             .connections()
-            .reauthenticate(ConnectionSelector::token("t1"), Duration::from_secs(20)),
+            .reauthenticate(Selector::token("t1"), Duration::from_secs(20)),
         1
     );
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
@@ -205,7 +203,7 @@ async fn grace_beyond_the_token_does_not_extend_it_and_a_later_request_never_doe
     let connections = layer.connections();
     // Ten minutes of grace for a token with 20 s left: its own exp.
     assert_eq!(
-        connections.reauthenticate(ConnectionSelector::All, Duration::from_secs(600)),
+        connections.reauthenticate(Selector::All, Duration::from_secs(600)),
         1
     );
     let notice = peer.next_json().await;
@@ -214,12 +212,12 @@ async fn grace_beyond_the_token_does_not_extend_it_and_a_later_request_never_doe
 
     // A shorter request moves it earlier; a longer one after it does not
     // move it back.
-    connections.reauthenticate(ConnectionSelector::All, Duration::from_secs(5));
+    connections.reauthenticate(Selector::All, Duration::from_secs(5));
     let shorter = peer.next_json().await["exp"].as_u64().unwrap();
     assert!(shorter < exp);
     let deadline = app.deadline();
     assert!(deadline < own_deadline);
-    connections.reauthenticate(ConnectionSelector::All, Duration::from_secs(15));
+    connections.reauthenticate(Selector::All, Duration::from_secs(15));
     assert_eq!(peer.next_json().await["exp"], shorter);
     assert_eq!(app.deadline(), deadline);
     assert_eq!(peer.expect_close().await.0, 4401);
@@ -242,30 +240,27 @@ async fn the_connection_is_selected_by_its_current_token() {
     assert_eq!(peer.next_json().await["type"], "auth.renewed");
     let connections = layer.connections();
     let grace = Duration::from_secs(30);
+    assert_eq!(connections.reauthenticate(Selector::token("old"), grace), 0);
     assert_eq!(
-        connections.reauthenticate(ConnectionSelector::token("old"), grace),
+        connections.reauthenticate(Selector::all_issued_before(now - 50), grace),
+        0
+    );
+    assert_eq!(connections.revoke(Selector::token("old")), 0);
+    assert_eq!(
+        connections.revoke(Selector::issued_before(None, "alice", now - 50)),
         0
     );
     assert_eq!(
-        connections.reauthenticate(ConnectionSelector::issued_before(now - 50), grace),
-        0
-    );
-    assert_eq!(connections.revoke(Revocation::token("old")), 0);
-    assert_eq!(
-        connections.revoke(Revocation::issued_before(None, "alice", now - 50)),
+        connections.reauthenticate(Selector::connection(id + 1), grace),
         0
     );
     assert_eq!(
-        connections.reauthenticate(ConnectionSelector::connection(id + 1), grace),
-        0
-    );
-    assert_eq!(
-        connections.reauthenticate(ConnectionSelector::connection(id), grace),
+        connections.reauthenticate(Selector::connection(id), grace),
         1
     );
     assert_eq!(peer.next_json().await["type"], "auth.expiring");
     // Revoking the current token closes it at once, with 4403.
-    assert_eq!(connections.revoke(Revocation::token("new")), 1);
+    assert_eq!(connections.revoke(Selector::token("new")), 1);
     assert_eq!(peer.expect_close().await, (4403, "forbidden".to_owned()));
     assert_eq!(app.sender.end_reason(), Some(EndReason::Revoked));
 }
@@ -281,7 +276,7 @@ async fn a_revoked_renewal_is_rejected_and_changes_nothing() {
         Backpressure::ROOMY,
     );
     let app = App::run(socket);
-    layer.connections().revoke(Revocation::token("t2"));
+    layer.connections().revoke(Selector::token("t2"));
     peer.renew(&token("alice", exp + 60, Some(now), Some("t2")), "r");
     assert_eq!(
         peer.next_json().await,
@@ -304,7 +299,7 @@ async fn a_token_revoked_between_the_handshake_and_the_start_is_closed_at_once()
         ))
         .unwrap();
     // The handshake passed; the revocation lands before the socket starts.
-    assert_eq!(layer.connections().revoke(Revocation::token("t1")), 0);
+    assert_eq!(layer.connections().revoke(Selector::token("t1")), 0);
     let Setup { socket, mut peer } = open_authenticated(
         Authenticated {
             claims: Arc::new(valid.claims),
@@ -381,7 +376,7 @@ async fn the_notice_goes_out_while_the_application_writes_at_full_speed() {
     assert_eq!(
         layer
             .connections()
-            .reauthenticate(ConnectionSelector::All, Duration::from_secs(3)),
+            .reauthenticate(Selector::All, Duration::from_secs(3)),
         1
     );
     let mut application_frames = 0;

@@ -344,4 +344,25 @@ mod tests {
             }
         ));
     }
+
+    #[test]
+    fn a_command_about_one_connection_from_another_node_is_never_applied() {
+        let recorder = Arc::new(Recorder::default());
+        let shared = shared(&recorder);
+        for command in [
+            Command::Revoke {
+                revocation: Selector::connection(7),
+                revoked_at_ms: 1_000,
+                drop_at_ms: 10_000,
+            },
+            Command::Reauthenticate {
+                selector: Selector::connection(7),
+                deadline_ms: 10_000,
+            },
+        ] {
+            let payload = Envelope::new("other-node", command, instant(1_000)).to_json();
+            assert!(!shared.receive(payload.as_bytes(), Via::Channel, instant(2_000)));
+        }
+        assert!(recorder.0.lock().unwrap().is_empty());
+    }
 }

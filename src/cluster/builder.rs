@@ -5,24 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ClusterError;
-use super::handle::{Cluster, Shared};
+use super::handle::Cluster;
 use super::local::Mirror;
 use super::message::random_id;
+use super::shared::{Settings, Shared};
 use super::store::{Keys, Store};
 use crate::{Connections, revocation::StalePolicy};
 
 /// The key prefix when none is set.
 pub const DEFAULT_PREFIX: &str = "axum-ws-auth";
-
-/// The settings the background task reads.
-#[derive(Debug, Clone)]
-pub(super) struct Settings {
-    pub(super) stale_policy: StalePolicy,
-    pub(super) retention: Duration,
-    pub(super) reconnect_base: Duration,
-    pub(super) reconnect_max: Duration,
-    pub(super) health_check: Duration,
-}
 
 /// Builds a [`Cluster`]; start one with [`Cluster::builder`].
 ///

@@ -1,18 +1,14 @@
 //! The handle an application holds: issue a command (applied here at once,
 //! then published), watch freshness, stop the task.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::builder::Settings;
-use super::known::{Entry, Known};
-use super::local::Mirror;
-use super::message::{Command, Envelope, duration_ms, millis};
-use super::store::Store;
-use super::telemetry;
+use super::message::{Command, duration_ms, millis};
+use super::shared::{Shared, lock};
 use crate::revocation::Selector;
 
 /// Revocations and re-authentication requests shared by every node of a
@@ -79,160 +75,6 @@ struct Inner {
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// What the handle and the background task share.
-pub(super) struct Shared {
-    /// This process's node id: its own messages are already applied.
-    pub(super) node: String,
-    pub(super) store: Store,
-    pub(super) mirror: Arc<dyn Mirror>,
-    pub(super) settings: Settings,
-    /// Every command issued or applied here, as Redis stores it.
-    known: Mutex<Known>,
-    outbox: Mutex<Vec<Envelope>>,
-    pub(super) outbox_ready: Notify,
-    fresh: watch::Sender<bool>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("node", &self.node)
-            .field("keys", &self.store.keys)
-            .field("fresh", &*self.fresh.borrow())
-            .finish_non_exhaustive()
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every holder does one insert, scan or swap: the data stays whole.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Shared {
-    pub(super) fn new(
-        node: String,
-        store: Store,
-        mirror: Arc<dyn Mirror>,
-        settings: Settings,
-    ) -> Self {
-        Self {
-            node,
-            store,
-            mirror,
-            settings,
-            known: Mutex::default(),
-            outbox: Mutex::default(),
-            outbox_ready: Notify::new(),
-            fresh: watch::Sender::new(false),
-        }
-    }
-
-    pub(super) fn known(&self) -> MutexGuard<'_, Known> {
-        lock(&self.known)
-    }
-
-    pub(super) fn prune(&self, now: SystemTime) {
-        self.known().prune(now);
-        let now = millis(now);
-        lock(&self.outbox).retain(|envelope| envelope.command.keep_until_ms() > now);
-    }
-
-    /// Marks the mirror fresh; true if it was stale. The layer first, then
-    /// the watchers: whoever sees `fresh` finds the layer taking handshakes.
-    /// (Only the task calls this and [`mark_stale`](Self::mark_stale).)
-    pub(super) fn mark_fresh(&self) -> bool {
-        let was_fresh = *self.fresh.borrow();
-        if !was_fresh {
-            self.mirror.set_stale(None);
-            self.fresh.send_replace(true);
-        }
-        !was_fresh
-    }
-
-    /// Marks the mirror stale; true if it was fresh. The layer first, as in
-    /// [`mark_fresh`](Self::mark_fresh).
-    pub(super) fn mark_stale(&self) -> bool {
-        let was_fresh = *self.fresh.borrow();
-        if was_fresh {
-            self.mirror.set_stale(Some(self.settings.stale_policy));
-            self.fresh.send_replace(false);
-        }
-        was_fresh
-    }
-
-    /// Applies `command` here, then stores and publishes it (or queues it).
-    /// A command about one connection is applied here only: connection ids
-    /// are this node's own, and the same number names another connection
-    /// on another node.
-    async fn issue(&self, command: Command, now: SystemTime) -> Issued {
-        if !command.is_cluster_wide() {
-            let local = self.mirror.apply(&command, now);
-            return Issued {
-                local,
-                published: false,
-            };
-        }
-        let envelope = Envelope::new(&self.node, command, now);
-        let entry = Entry::new(&envelope.command, envelope.to_json().as_bytes());
-        let local = self.mirror.apply(&envelope.command, now);
-        let published = self.publish(&envelope, now).await;
-        // Known once stored or queued: a resync reading Redis while the
-        // publication is under way must not count it as lost.
-        let id = envelope.id.clone();
-        if !published {
-            lock(&self.outbox).push(envelope);
-            self.outbox_ready.notify_one();
-        }
-        self.known().insert(&id, entry);
-        Issued { local, published }
-    }
-
-    /// The entries this node knows that Redis lacks (`stored` is what a
-    /// resync read), leaving out what the outbox will publish and what
-    /// stops mattering within `margin`.
-    pub(super) fn missing(
-        &self,
-        mark: u64,
-        stored: &[Vec<u8>],
-        now: SystemTime,
-        margin: Duration,
-    ) -> Vec<Entry> {
-        let stored = stored.iter().map(Vec::as_slice).collect();
-        let outbox = lock(&self.outbox);
-        let unpublished = outbox.iter().map(|envelope| envelope.id.as_str()).collect();
-        let not_before = millis(now).saturating_add(duration_ms(margin));
-        self.known()
-            .missing(mark, &stored, &unpublished, not_before)
-    }
-
-    async fn publish(&self, envelope: &Envelope, now: SystemTime) -> bool {
-        let kind = envelope.command.kind();
-        match self.store.publish(envelope, now).await {
-            Ok(()) => {
-                telemetry::published(kind, &envelope.id);
-                true
-            }
-            Err(error) => {
-                telemetry::publish_failed(kind, &envelope.id, &error);
-                false
-            }
-        }
-    }
-
-    /// Publishes what could not be published when it was issued; what
-    /// fails again stays queued.
-    pub(super) async fn flush_outbox(&self) {
-        let queued = std::mem::take(&mut *lock(&self.outbox));
-        let now = SystemTime::now();
-        for envelope in queued {
-            if envelope.command.keep_until_ms() > millis(now) && !self.publish(&envelope, now).await
-            {
-                lock(&self.outbox).push(envelope);
-            }
-        }
-    }
-}
-
 impl Cluster {
     pub(super) fn spawn(shared: Shared) -> Self {
         let shared = Arc::new(shared);
@@ -278,7 +120,7 @@ impl Cluster {
             revoked_at_ms: millis(now),
             drop_at_ms,
         };
-        self.inner.shared.issue(command, now).await
+        self.issue(command, now).await
     }
 
     /// Asks the matching sockets on every node to renew within `grace`
@@ -302,7 +144,12 @@ impl Cluster {
             selector,
             deadline_ms: millis(now).saturating_add(duration_ms(grace)),
         };
-        self.inner.shared.issue(command, now).await
+        self.issue(command, now).await
+    }
+
+    async fn issue(&self, command: Command, now: SystemTime) -> Issued {
+        let (local, published) = self.inner.shared.issue(command, now).await;
+        Issued { local, published }
     }
 
     /// Whether the local mirror is fresh: subscribed, and resynced since the
@@ -315,7 +162,7 @@ impl Cluster {
     /// # }
     /// ```
     pub fn is_fresh(&self) -> bool {
-        *self.inner.shared.fresh.borrow()
+        *self.inner.shared.fresh().borrow()
     }
 
     /// Resolves once the local mirror is fresh.
@@ -328,7 +175,7 @@ impl Cluster {
     /// # }
     /// ```
     pub async fn fresh(&self) {
-        let mut fresh = self.inner.shared.fresh.subscribe();
+        let mut fresh = self.inner.shared.fresh().subscribe();
         let _ = fresh.wait_for(|fresh| *fresh).await;
     }
 
@@ -339,7 +186,7 @@ impl Cluster {
 
     /// How many issued commands wait for Redis to publish them.
     pub fn queued(&self) -> usize {
-        lock(&self.inner.shared.outbox).len()
+        self.inner.shared.queued()
     }
 
     /// Stops the background task and waits for it. The mirror is then
@@ -353,7 +200,7 @@ impl Cluster {
         }
         let shared = &self.inner.shared;
         shared.mirror.set_stale(Some(shared.settings.stale_policy));
-        shared.fresh.send_replace(false);
+        shared.fresh().send_replace(false);
     }
 }
 

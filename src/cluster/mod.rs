@@ -168,6 +168,7 @@ mod handle;
 mod known;
 mod local;
 mod message;
+mod shared;
 mod store;
 mod task;
 mod telemetry;

@@ -14,9 +14,9 @@ use tokio::sync::watch;
 
 use super::ClusterError;
 use super::epoch::{Epoch, Loss, Observed, Step};
-use super::handle::Shared;
 use super::known::Entry;
 use super::message::{Envelope, duration_ms, millis, random_id};
+use super::shared::Shared;
 use super::telemetry::{self, Via};
 use crate::backoff::Backoff;
 
@@ -274,10 +274,10 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::cluster::builder::Settings;
     use crate::cluster::known::Set;
     use crate::cluster::local::Mirror;
     use crate::cluster::message::{Command, instant};
+    use crate::cluster::shared::Settings;
     use crate::cluster::store::{Keys, Store};
     use crate::revocation::{Selector, StalePolicy};
 

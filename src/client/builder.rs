@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::session::Config;
+use super::config::Config;
 use super::{AuthClient, Backoff, ClientEvent, TokenPlacement, TokenProvider, rustls};
 use crate::protocol::PROTOCOL_V1;
 

@@ -10,7 +10,7 @@ use tokio::time::timeout;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
-use super::session::{Config, Outcome};
+use super::config::{Config, Outcome};
 use super::timing::parse_http_date;
 use super::{ClientError, TokenPlacement};
 use crate::protocol::BEARER_PROTOCOL_PREFIX;

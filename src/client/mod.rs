@@ -47,6 +47,7 @@
 //! ```
 
 mod builder;
+mod config;
 mod connect;
 mod error;
 mod session;
@@ -298,7 +299,7 @@ impl Drop for AuthClient {
     }
 }
 
-fn spawn(config: session::Config) -> AuthClient {
+fn spawn(config: config::Config) -> AuthClient {
     let (outbound_tx, outbound_rx) = mpsc::channel(64);
     let (events_tx, events_rx) = mpsc::channel(64);
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -11,10 +11,11 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use super::config::{Config, Outcome};
 use super::connect::{Connected, Socket, connect};
-use super::timing::{FAR_FUTURE, ServerClock, WallClock, notice_delay, renewal_delay};
-use super::token::{self, Fetch, Usage, unverified_exp};
-use super::{Backoff, ClientError, ClientEvent, EventCallback, TokenPlacement, TokenProvider};
+use super::timing::{FAR_FUTURE, ServerClock, notice_delay, renewal_delay};
+use super::token::{Fetch, Usage, unverified_exp};
+use super::{Backoff, ClientError, ClientEvent, EventCallback, TokenPlacement};
 use crate::jitter::unit_random;
 use crate::protocol::{ClientMessage, CloseReason, ServerMessage, control_object};
 
@@ -31,74 +32,6 @@ const RENEW_MARGIN: Duration = Duration::from_secs(1);
 /// server of the contract always answers): an error event, and notices are
 /// answered again (one that came meanwhile at once).
 const RENEW_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub(super) struct Config {
-    pub(super) url: String,
-    pub(super) protocols: Vec<String>,
-    pub(super) placement: TokenPlacement,
-    pub(super) renew_before: Duration,
-    pub(super) renew_jitter: Duration,
-    pub(super) backoff: Backoff,
-    pub(super) backoff_reset_after: Duration,
-    pub(super) max_refused_handshakes: u32,
-    pub(super) token_timeout: Duration,
-    pub(super) connect_timeout: Duration,
-    pub(super) handshake_timeout: Duration,
-    pub(super) close_timeout: Duration,
-    pub(super) tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-    pub(super) provider: TokenProvider,
-    pub(super) wall_clock: WallClock,
-    pub(super) on_event: Option<EventCallback>,
-}
-
-impl Config {
-    fn fetch(&self, usage: Usage) -> Fetch {
-        token::fetch(&self.provider, self.token_timeout, usage)
-    }
-}
-
-/// How a session or a connection attempt ended.
-pub(super) enum Outcome {
-    /// Reconnect after a backoff delay.
-    Retry {
-        code: Option<u16>,
-        reason: String,
-        error: Option<ClientError>,
-    },
-    /// Stop for good.
-    Stop {
-        code: Option<u16>,
-        reason: String,
-        error: Option<ClientError>,
-    },
-    /// The application closed the client (or dropped it).
-    Closed,
-}
-
-impl Outcome {
-    pub(super) fn retry_on(error: ClientError) -> Self {
-        Outcome::Retry {
-            code: status_of(&error),
-            reason: error.to_string(),
-            error: Some(error),
-        }
-    }
-
-    pub(super) fn stop_on(error: ClientError) -> Self {
-        Outcome::Stop {
-            code: status_of(&error),
-            reason: error.to_string(),
-            error: Some(error),
-        }
-    }
-}
-
-fn status_of(error: &ClientError) -> Option<u16> {
-    match error {
-        ClientError::Refused(status) => Some(*status),
-        _ => None,
-    }
-}
 
 /// Where events go: the application's callback, or the channel it reads.
 pub(super) struct Events {

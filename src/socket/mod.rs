@@ -13,6 +13,76 @@
 //! application's behalf once it has dropped its receiver, or, between a
 //! notice and its renewal, while it holds its receiver without reading it
 //! (`ahead.rs`). An idle connection owns no task.
+//!
+//! # Invariants
+//!
+//! Read this section first: every file of this module keeps these, and the
+//! seeded property test (`tests/property.rs`) checks them under random
+//! interleavings of writers, renewals, invalid control messages, clock
+//! jumps, backpressure and the application letting go.
+//!
+//! One connection's state is [`core::Core`], behind one mutex; the
+//! deadline ([`clock::SharedDeadline`]) is the only state read without it.
+//! By owner:
+//!
+//! | concern | fields | owner |
+//! | --- | --- | --- |
+//! | the current token | `claims`, `registered`, `claims_watch`, the deadline | `renew.rs` (an accepted renewal replaces all at once) |
+//! | reading | `receiver`, `parked_reader`, `read_ahead` | `read.rs`, `ahead.rs` |
+//! | writing | `outbox`, `control_unflushed`, `flushing` | `write.rs` |
+//! | renewal | `renewals`, `invalid_controls`, `renewal_check`, `notice_sent` | `renew.rs`, `expiry.rs` |
+//! | the timer | `armed_at` | `core.rs` (`arm`), `expiry.rs` (`fire`) |
+//! | ending | `ending`, `on_end`, `live` | `core.rs` (`end`, `finish`), `close.rs` |
+//!
+//! 1. **No application frame after the deadline.** The deadline is
+//!    `exp + leeway` (or an earlier re-authentication deadline) on the
+//!    monotonic clock. Every path that hands a frame over checks it under
+//!    the lock first: a frame read after it is dropped and ends the
+//!    connection (`read.rs`); `start_write` refuses to hand one to the
+//!    transport (`write.rs`); frames read ahead are never handed over after
+//!    it (`ahead.rs`). A frame the transport accepted before the deadline
+//!    goes out ahead of the close frame.
+//! 2. **Expiry never depends on the application.** The layer's timer task
+//!    fires each connection at `min(notice point, deadline)` (`arm` keeps
+//!    `armed_at` the earliest pending entry); it never waits for a
+//!    connection's lock (`try_lock`, and a busy connection is fired again
+//!    shortly). The application's reading or writing only ever brings the
+//!    end earlier.
+//! 3. **One notice per token.** `notice_sent` is set when `auth.expiring`
+//!    is queued and cleared only when a renewal is accepted (a new token):
+//!    a token gets at most one notice, the one that expires exactly one,
+//!    before the close. A re-authentication request sends its own, with its
+//!    earlier `exp`.
+//! 4. **Someone reads while a renewal is due.** From a notice until a
+//!    renewal lands (`notice_sent`), either the application is parked in
+//!    `recv` (`receiver == Reading`), or its receiver is dropped and a task
+//!    reads in its place, or a renewal reader runs (`ensure_reading`); frames
+//!    read for the application are kept in order, bounded
+//!    (`STASH_FRAMES`, `max_message_bytes`), and handed to its next `recv`.
+//! 5. **Control frames never wait behind the application's.** Notices and
+//!    renewal answers go to the `outbox` and are written before any
+//!    application frame (`poll_write_ready` drains it first); a control
+//!    frame the transport had no room for is flushed by one task at a time
+//!    (`flushing`), and `control_unflushed` says one was handed over but
+//!    not yet flushed.
+//! 6. **One renewal is checked at a time.** `renewal_check` holds the
+//!    policy check of the renewal in flight; another `auth.renew` meanwhile
+//!    is answered `invalid_request`. The policy runs outside the lock; the
+//!    deadline holds while it runs (a check still running at the deadline
+//!    ends the connection with 4401).
+//! 7. **When `ending` is set, the connection is over.** The first decision
+//!    wins and gives the close code (`end`): every parked half is woken,
+//!    the renewal check aborted, frames kept for the application dropped
+//!    (unless the peer closed first), every writer fails from then on, and
+//!    one closing task (`close.rs`) sends the close frame and waits, at
+//!    most `close_timeout`, for the peer's. `closed()` futures complete.
+//!    The registry entry (`live`) is released when that task is done, so
+//!    `Connections::closed` resolves only when every closing handshake is
+//!    over.
+//! 8. **Nothing hangs, and nothing leaks.** Every task the connection
+//!    starts ends with it; a writer that gives up leaves no waker parked;
+//!    the last half dropped, on any thread, ends the connection (on the
+//!    runtime it started on).
 
 mod ahead;
 mod clock;

@@ -14,61 +14,19 @@
 //! unread frames is answered once the application reads (or the
 //! connection expires, as it would have without the renewal).
 //!
-//! An idle connection pays one pointer for this: the state below is
+//! An idle connection pays one pointer for this: the state (`stash.rs`) is
 //! allocated when the renewal reader starts, and freed once it has ended and
 //! the application has taken every frame it kept.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use axum::extract::ws::Message;
 use serde::de::DeserializeOwned;
 
-use super::close;
 use super::core::{Core, Receiver, Shared};
+use super::stash::{Frame, ReadAhead};
 use super::transport::{Reader, Readers};
 use crate::connection::EndReason;
-
-/// Application frames the renewal reader keeps, at most.
-pub(crate) const STASH_FRAMES: usize = 32;
-
-type Frame = Result<Message, axum::Error>;
-
-/// Frames read ahead for the application, and the renewal reader's wakers
-/// while it runs.
-#[derive(Debug, Default)]
-pub(crate) struct ReadAhead {
-    frames: VecDeque<Frame>,
-    /// The payload bytes of `frames`.
-    bytes: usize,
-    /// While the renewal reader runs: the fan-out the transport is polled
-    /// with, and the waker made of it.
-    readers: Option<(Arc<Readers>, Waker)>,
-}
-
-impl ReadAhead {
-    fn is_full(&self, max_bytes: usize) -> bool {
-        self.frames.len() >= STASH_FRAMES || self.bytes >= max_bytes
-    }
-
-    fn clear(&mut self) {
-        self.frames.clear();
-        self.bytes = 0;
-    }
-
-    /// The read fan-out while the renewal reader runs.
-    pub(super) fn readers(&self) -> Option<&(Arc<Readers>, Waker)> {
-        self.readers.as_ref()
-    }
-
-    /// Wakes whoever is parked on the fan-out.
-    pub(super) fn wake_readers(&self) {
-        if let Some((readers, _)) = &self.readers {
-            readers.wake_all();
-        }
-    }
-}
 
 impl<C> Shared<C>
 where
@@ -113,7 +71,7 @@ where
         // renewal reader polls: the fan-out wakes that one too.
         let readers = Readers::new(core.parked_reader.clone());
         core.read_ahead.get_or_insert_default().readers = Some(readers);
-        self.runtime.spawn(close::read_for_renewal(me));
+        self.start_renewal_reader(me);
     }
 
     /// The application's read: frames read ahead for it first, in order,

@@ -20,13 +20,40 @@ use crate::connection::EndReason;
 use crate::protocol::CloseReason;
 use crate::telemetry;
 
+/// Each task starts on the connection's own runtime, whichever thread asks
+/// (the application may drop its last half anywhere).
+impl<C> Shared<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    /// The closing handshake ([`run`]); once per connection.
+    pub(super) fn start_closing(&self, me: Arc<Self>) {
+        self.runtime.spawn(run(me));
+    }
+
+    /// Reading in place of a receiver the application dropped.
+    pub(super) fn start_reading_for_dropped_receiver(&self, me: Arc<Self>) {
+        self.runtime.spawn(read_for_dropped_receiver(me));
+    }
+
+    /// Reading for a renewal the application does not read (`ahead.rs`).
+    pub(super) fn start_renewal_reader(&self, me: Arc<Self>) {
+        self.runtime.spawn(read_for_renewal(me));
+    }
+
+    /// Flushing control frames the transport had no room for.
+    pub(super) fn start_flushing(&self, me: Arc<Self>) {
+        self.runtime.spawn(flush(me));
+    }
+}
+
 /// Sends the goodbye (after any control frames still queued), reads until
 /// the peer's close or the close timeout, then drops the socket and the
 /// connection's registry entry, whatever the application still holds.
 ///
 /// The server's close is reported once its frame is flushed (or could not
 /// be): a close at the connection's deadline with how late it left.
-pub(crate) async fn run<C>(shared: Arc<Shared<C>>)
+async fn run<C>(shared: Arc<Shared<C>>)
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
@@ -90,7 +117,7 @@ where
 
 /// Reads for a push-only application: control messages are still answered
 /// and the peer's close still noticed; application frames are dropped.
-pub(crate) async fn read_for_dropped_receiver<C>(shared: Arc<Shared<C>>)
+async fn read_for_dropped_receiver<C>(shared: Arc<Shared<C>>)
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
@@ -110,7 +137,7 @@ where
 /// Reads for an application that holds its receiver but is not reading,
 /// from a notice until its renewal lands or the connection ends; keeps the
 /// application's frames for its next `recv` (`ahead.rs`).
-pub(crate) async fn read_for_renewal<C>(shared: Arc<Shared<C>>)
+async fn read_for_renewal<C>(shared: Arc<Shared<C>>)
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
@@ -120,7 +147,7 @@ where
 }
 
 /// Sends queued control frames as soon as the transport takes them.
-pub(crate) async fn flush<C>(shared: Arc<Shared<C>>)
+async fn flush<C>(shared: Arc<Shared<C>>)
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {

@@ -21,9 +21,8 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::ahead::ReadAhead;
 use super::clock::{RenewLimiter, SharedDeadline};
-use super::close;
+use super::stash::ReadAhead;
 use super::transport::{Io, Slot, Transport, Writers};
 use crate::config::Settings;
 use crate::connection::{AuthEvent, Closable, EndReason, Identity, LiveGuard};
@@ -245,7 +244,7 @@ where
         if !self.closing_started.swap(true, Ordering::AcqRel)
             && let Some(me) = self.me.upgrade()
         {
-            self.runtime.spawn(close::run(me));
+            self.start_closing(me);
         }
     }
 
@@ -462,7 +461,7 @@ where
         if !self.half_dropped()
             && let Some(me) = self.me.upgrade()
         {
-            self.runtime.spawn(close::read_for_dropped_receiver(me));
+            self.start_reading_for_dropped_receiver(me);
         }
     }
 }

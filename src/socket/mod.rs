@@ -28,11 +28,16 @@
 //! | concern | fields | owner |
 //! | --- | --- | --- |
 //! | the current token | `claims`, `registered`, `claims_watch`, the deadline | `renew.rs` (an accepted renewal replaces all at once) |
-//! | reading | `receiver`, `parked_reader`, `read_ahead` | `read.rs`, `ahead.rs` |
+//! | reading | `receiver`, `parked_reader`, `read_ahead` | `read.rs`, `ahead.rs` (its state in `stash.rs`) |
 //! | writing | `outbox`, `control_unflushed`, `flushing` | `write.rs` |
 //! | renewal | `renewals`, `invalid_controls`, `renewal_check`, `notice_sent` | `renew.rs`, `expiry.rs` |
 //! | the timer | `armed_at` | `core.rs` (`arm`), `expiry.rs` (`fire`) |
-//! | ending | `ending`, `on_end`, `live` | `core.rs` (`end`, `finish`), `close.rs` |
+//! | ending | `ending`, `on_end`, `live` | `core.rs` (`end`, `finish`), `close.rs` (the tasks) |
+//!
+//! The files form a DAG: `core.rs` holds the state and its transitions and
+//! imports none of the others; `close.rs` starts the connection's tasks
+//! (`start_closing`, `start_flushing`, ...), which the others call as
+//! methods.
 //!
 //! 1. **No application frame after the deadline.** The deadline is
 //!    `exp + leeway` (or an earlier re-authentication deadline) on the
@@ -93,6 +98,7 @@ mod read;
 mod reauth;
 mod renew;
 mod send;
+mod stash;
 #[cfg(test)]
 mod tests;
 mod transport;

@@ -8,8 +8,8 @@ use axum::extract::ws::Message;
 use futures_core::Stream;
 use serde::de::DeserializeOwned;
 
-use super::ahead::ReadAhead;
 use super::core::{Core, Shared};
+use super::stash::ReadAhead;
 use super::transport::Reader;
 use crate::connection::EndReason;
 use crate::protocol::{Classified, classify};

@@ -10,7 +10,6 @@ use axum::extract::ws::Message;
 use futures_sink::Sink;
 use serde::de::DeserializeOwned;
 
-use super::close;
 use super::closed;
 use super::core::{Core, Shared};
 use super::transport::Slot;
@@ -41,7 +40,7 @@ where
                     && let Some(me) = self.me.upgrade()
                 {
                     core.flushing = true;
-                    self.runtime.spawn(close::flush(me));
+                    self.start_flushing(me);
                 }
             }
         }

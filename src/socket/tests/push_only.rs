@@ -15,7 +15,7 @@ use super::super::core::Half;
 use super::support::Backpressure;
 use super::*;
 use crate::connection::EndReason;
-use crate::socket::ahead::STASH_FRAMES;
+use crate::socket::stash::STASH_FRAMES;
 
 const HANG: Duration = Duration::from_secs(600);
 

@@ -16,7 +16,7 @@ pub(crate) fn client_herd() {
 }
 
 #[cfg(not(feature = "client"))]
-pub(crate) async fn client_herd_worker(_: &crate::worker::Records) {
+pub(crate) async fn client_herd_worker(_: &crate::records::Records) {
     unreachable!("the client herd starts no worker without the client feature")
 }
 
@@ -31,10 +31,10 @@ mod with_client {
 
     use crate::fleet::{Role, ServerFleet, Worker, all_connected, finish_all};
     use crate::plot;
+    use crate::records::{Records, env, epoch_ms, stopped};
     use crate::scale::{HerdRecords, connections};
     use crate::server::ServerSpec;
     use crate::stats::millis;
-    use crate::worker::{Records, env, epoch_ms, stopped};
     use crate::{Mode, SMALL_READ_BUFFER, env_or, hs256_token_until, now};
 
     /// `LOAD_COUNT` clients on `LOAD_TOKEN` until each has connected once;

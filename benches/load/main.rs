@@ -35,6 +35,7 @@ mod fleet;
 mod keys;
 mod lateness;
 mod plot;
+mod records;
 mod scale;
 mod server;
 mod single;

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::fleet::{Role, ServerFleet, Worker, all_connected, finish_all};
 use crate::plot::{self, Series};
+use crate::records::epoch_ms;
 use crate::server::ServerSpec;
 use crate::stats::{median, millis, percentile, round_order, summary};
-use crate::worker::epoch_ms;
 use crate::{Mode, SMALL_READ_BUFFER, hs256_token, hs256_token_until, now};
 
 /// `LOAD_CONNECTIONS`, or the scenario's own count.

@@ -14,7 +14,7 @@ pub(crate) fn storm() {
 }
 
 #[cfg(not(feature = "client"))]
-pub(crate) async fn storm_worker(_: &crate::worker::Records) {
+pub(crate) async fn storm_worker(_: &crate::records::Records) {
     unreachable!("the storm scenario starts no worker without the client feature")
 }
 
@@ -28,9 +28,9 @@ mod with_client {
     use tokio::sync::mpsc;
 
     use crate::fleet::{Role, ServerFleet, Worker, all_connected, finish_all};
+    use crate::records::{Records, env, epoch_ms, stopped};
     use crate::server::ServerSpec;
     use crate::stats::{millis, percentile};
-    use crate::worker::{Records, env, epoch_ms, stopped};
     use crate::{Mode, SECRET, SMALL_READ_BUFFER, claims, keys};
 
     /// One client's reconnection, as its events tell it.

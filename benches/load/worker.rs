@@ -8,10 +8,9 @@
 //! milliseconds since the Unix epoch, so records of several processes line
 //! up.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -19,48 +18,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use crate::client::{Client, try_connect_from};
 use crate::env_or;
 use crate::fleet::{Role, source_address};
-
-pub(crate) fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
-}
-
-/// Milliseconds since the Unix epoch, with a fraction.
-pub(crate) fn epoch_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-        * 1000.0
-}
-
-/// What a worker's tasks record, written out when it stops.
-#[derive(Clone, Default)]
-pub(crate) struct Records(Arc<Mutex<Vec<String>>>);
-
-impl Records {
-    pub(crate) fn push(&self, record: String) {
-        self.0.lock().unwrap().push(record);
-    }
-
-    pub(crate) fn write(&self) {
-        let records = self.0.lock().unwrap();
-        let mut text = records.join("\n");
-        text.push('\n');
-        std::fs::write(env("LOAD_OUT"), text).unwrap();
-    }
-}
-
-/// Waits for the parent's next line (`go`, `pause`, `stop`) or its end on
-/// stdin, and returns it (empty at the end).
-pub(crate) async fn stopped() -> String {
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut line);
-        line.trim().to_owned()
-    })
-    .await
-    .unwrap()
-}
+use crate::records::{Records, env, epoch_ms, stopped};
 
 fn say(line: &str) {
     let mut stdout = std::io::stdout().lock();

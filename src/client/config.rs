@@ -1,5 +1,5 @@
-//! What the client's task runs on: its configuration, and how a session
-//! or one connection attempt ended. Both the connection attempt
+//! What the client's task runs on: its configuration, where its events
+//! go, and how a session or one connection attempt ended. Both the connection attempt
 //! (`connect.rs`) and the session (`session.rs`) read them.
 
 use std::sync::Arc;
@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use super::timing::WallClock;
 use super::token::{self, Fetch, Usage};
-use super::{Backoff, ClientError, EventCallback, TokenPlacement, TokenProvider};
+use tokio::sync::mpsc;
+
+use super::{Backoff, ClientError, ClientEvent, EventCallback, TokenPlacement, TokenProvider};
 
 /// Everything the builder set.
 pub(super) struct Config {
@@ -75,5 +77,24 @@ fn status_of(error: &ClientError) -> Option<u16> {
     match error {
         ClientError::Refused(status) => Some(*status),
         _ => None,
+    }
+}
+
+/// Where events go: the application's callback, or the channel it reads.
+pub(super) struct Events {
+    pub(super) channel: mpsc::Sender<ClientEvent>,
+    pub(super) callback: Option<EventCallback>,
+}
+
+impl Events {
+    /// Delivers one event; `false` once the application has gone.
+    pub(super) async fn send(&self, event: ClientEvent) -> bool {
+        match &self.callback {
+            Some(callback) => {
+                callback(event);
+                true
+            }
+            None => self.channel.send(event).await.is_ok(),
+        }
     }
 }

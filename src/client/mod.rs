@@ -303,7 +303,7 @@ fn spawn(config: config::Config) -> AuthClient {
     let (outbound_tx, outbound_rx) = mpsc::channel(64);
     let (events_tx, events_rx) = mpsc::channel(64);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let events = session::Events {
+    let events = config::Events {
         channel: events_tx,
         callback: config.on_event.clone(),
     };

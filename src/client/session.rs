@@ -11,46 +11,18 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::config::{Config, Outcome};
+use super::config::{Config, Events, Outcome};
 use super::connect::{Connected, Socket, connect};
-use super::timing::{FAR_FUTURE, ServerClock, notice_delay, renewal_delay};
+use super::timing::{FAR_FUTURE, ServerClock, at_or_far, notice_delay, renewal_delay, retry_at};
 use super::token::{Fetch, Usage, unverified_exp};
-use super::{Backoff, ClientError, ClientEvent, EventCallback, TokenPlacement};
+use super::{ClientError, ClientEvent, TokenPlacement};
 use crate::jitter::unit_random;
 use crate::protocol::{ClientMessage, CloseReason, ServerMessage, control_object};
-
-/// Renewals the server may reject per token before the client lets the
-/// connection expire and reconnects (each one counts against the server's
-/// rate limit); also the attempts per token when its deadline is unknown.
-const MAX_RENEW_RETRIES: u32 = 3;
-
-/// Renewal attempts stop this close to the deadline: the connection then
-/// ends with 4401 and the client reconnects with a fresh token.
-const RENEW_MARGIN: Duration = Duration::from_secs(1);
 
 /// A renewal the server has not answered within this long is given up (a
 /// server of the contract always answers): an error event, and notices are
 /// answered again (one that came meanwhile at once).
 const RENEW_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where events go: the application's callback, or the channel it reads.
-pub(super) struct Events {
-    pub(super) channel: mpsc::Sender<ClientEvent>,
-    pub(super) callback: Option<EventCallback>,
-}
-
-impl Events {
-    /// Delivers one event; `false` once the application has gone.
-    async fn send(&self, event: ClientEvent) -> bool {
-        match &self.callback {
-            Some(callback) => {
-                callback(event);
-                true
-            }
-            None => self.channel.send(event).await.is_ok(),
-        }
-    }
-}
 
 /// Completes once the application asked to stop (or dropped the client).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -522,54 +494,6 @@ fn read_control(control: serde_json::Map<String, serde_json::Value>) -> Control 
     }
 }
 
-/// When to try a renewal again after `failures` failed attempts, given the
-/// token's `deadline`: with capped, jittered backoff (`unit` in `[0, 1)`
-/// picks the point), each wait at most a quarter of the time left, until
-/// `RENEW_MARGIN` before the deadline. A `counted` failure (a rejection by
-/// the server) is retried at most `MAX_RENEW_RETRIES` times per token, the
-/// attempts spread over the time left. Without a known deadline, at most
-/// `MAX_RENEW_RETRIES` attempts. Never panics, whatever the backoff.
-fn retry_at(
-    now: Instant,
-    deadline: Option<Instant>,
-    failures: u32,
-    counted: bool,
-    backoff: Backoff,
-    unit: f64,
-) -> Option<Instant> {
-    let unit = if (0.0..1.0).contains(&unit) {
-        unit
-    } else {
-        0.0
-    };
-    let Some(deadline) = deadline else {
-        return (failures < MAX_RENEW_RETRIES)
-            .then(|| at_or_far(now, backoff.ceiling(failures).mul_f64(unit)));
-    };
-    if counted && failures >= MAX_RENEW_RETRIES {
-        return None;
-    }
-    let budget = deadline
-        .checked_duration_since(now)?
-        .checked_sub(RENEW_MARGIN)?;
-    let spread = if counted {
-        budget / (MAX_RENEW_RETRIES - failures + 1)
-    } else {
-        Duration::ZERO
-    };
-    // Equal jitter: at least half the step, so that retries never bunch up.
-    let step = backoff.ceiling(failures).max(spread).min(budget / 4);
-    let delay = step / 2 + (step / 2).mul_f64(unit);
-    (!budget.is_zero()).then(|| at_or_far(now, delay))
-}
-
-/// `now + delay`, or a far-future instant where that does not fit.
-fn at_or_far(now: Instant, delay: Duration) -> Instant {
-    now.checked_add(delay)
-        .or_else(|| now.checked_add(FAR_FUTURE))
-        .unwrap_or(now)
-}
-
 fn lost(error: &tungstenite::Error) -> Outcome {
     Outcome::retry_on(ClientError::ConnectionLost(error.to_string()))
 }
@@ -616,65 +540,6 @@ mod tests {
         assert_eq!(
             ClientError::UnreadableControl("auth.renewed").to_string(),
             "the server's auth.renewed message could not be read"
-        );
-    }
-
-    #[test]
-    fn renewal_retries_spread_over_the_remaining_life_until_the_deadline() {
-        let now = Instant::now();
-        let backoff = Backoff {
-            base: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-        };
-        let deadline = Some(now + Duration::from_secs(60));
-        // Provider failures: retried with capped backoff as long as life is left.
-        for failures in [1, 5, 50, u32::MAX] {
-            for unit in [0.0, 0.5, 0.999] {
-                let at = retry_at(now, deadline, failures, false, backoff, unit).expect("a retry");
-                assert!(
-                    at > now && at <= now + Duration::from_secs(15),
-                    "{failures} {unit}"
-                );
-            }
-        }
-        // Not within the last second.
-        let close = Some(now + Duration::from_millis(900));
-        assert_eq!(retry_at(now, close, 1, false, backoff, 0.5), None);
-        assert_eq!(retry_at(now, Some(now), 1, false, backoff, 0.5), None);
-        // Server rejections: three per token, spread out (not all in ~3 s).
-        let first = retry_at(now, deadline, 1, true, backoff, 0.0).expect("a retry");
-        assert!(first >= now + Duration::from_secs(7), "{:?}", first - now);
-        assert!(retry_at(now, deadline, 2, true, backoff, 0.0).is_some());
-        assert_eq!(retry_at(now, deadline, 3, true, backoff, 0.0), None);
-        // No deadline known: a few attempts.
-        assert!(retry_at(now, None, 2, false, backoff, 0.5).is_some());
-        assert_eq!(retry_at(now, None, 3, false, backoff, 0.5), None);
-    }
-
-    #[test]
-    fn an_extreme_backoff_never_overflows_the_retry_instant() {
-        let now = Instant::now();
-        let backoff = Backoff {
-            base: Duration::MAX,
-            max: Duration::MAX,
-        };
-        for deadline in [
-            None,
-            Some(now + Duration::from_secs(60)),
-            Some(at_or_far(now, Duration::MAX)),
-        ] {
-            for failures in [0, 1, 2, 31, u32::MAX] {
-                for counted in [false, true] {
-                    if let Some(at) = retry_at(now, deadline, failures, counted, backoff, 0.999) {
-                        assert!(at >= now);
-                    }
-                }
-            }
-        }
-        assert!(at_or_far(now, Duration::MAX) > now);
-        assert_eq!(
-            at_or_far(now, Duration::from_secs(1)),
-            now + Duration::from_secs(1)
         );
     }
 }

@@ -15,6 +15,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::time::Instant;
+
+use super::Backoff;
+
 /// The wall clock the client reads (injectable, for tests and for
 /// applications with a better time source).
 pub(super) type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -153,6 +157,63 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
+}
+
+/// Renewals the server may reject per token before the client lets the
+/// connection expire and reconnects (each one counts against the server's
+/// rate limit); also the attempts per token when its deadline is unknown.
+pub(super) const MAX_RENEW_RETRIES: u32 = 3;
+
+/// Renewal attempts stop this close to the deadline: the connection then
+/// ends with 4401 and the client reconnects with a fresh token.
+pub(super) const RENEW_MARGIN: Duration = Duration::from_secs(1);
+
+/// When to try a renewal again after `failures` failed attempts, given the
+/// token's `deadline`: with capped, jittered backoff (`unit` in `[0, 1)`
+/// picks the point), each wait at most a quarter of the time left, until
+/// `RENEW_MARGIN` before the deadline. A `counted` failure (a rejection by
+/// the server) is retried at most `MAX_RENEW_RETRIES` times per token, the
+/// attempts spread over the time left. Without a known deadline, at most
+/// `MAX_RENEW_RETRIES` attempts. Never panics, whatever the backoff.
+pub(super) fn retry_at(
+    now: Instant,
+    deadline: Option<Instant>,
+    failures: u32,
+    counted: bool,
+    backoff: Backoff,
+    unit: f64,
+) -> Option<Instant> {
+    let unit = if (0.0..1.0).contains(&unit) {
+        unit
+    } else {
+        0.0
+    };
+    let Some(deadline) = deadline else {
+        return (failures < MAX_RENEW_RETRIES)
+            .then(|| at_or_far(now, backoff.ceiling(failures).mul_f64(unit)));
+    };
+    if counted && failures >= MAX_RENEW_RETRIES {
+        return None;
+    }
+    let budget = deadline
+        .checked_duration_since(now)?
+        .checked_sub(RENEW_MARGIN)?;
+    let spread = if counted {
+        budget / (MAX_RENEW_RETRIES - failures + 1)
+    } else {
+        Duration::ZERO
+    };
+    // Equal jitter: at least half the step, so that retries never bunch up.
+    let step = backoff.ceiling(failures).max(spread).min(budget / 4);
+    let delay = step / 2 + (step / 2).mul_f64(unit);
+    (!budget.is_zero()).then(|| at_or_far(now, delay))
+}
+
+/// `now + delay`, or a far-future instant where that does not fit.
+pub(super) fn at_or_far(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -298,5 +359,64 @@ mod tests {
         ] {
             assert_eq!(parse_http_date(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn renewal_retries_spread_over_the_remaining_life_until_the_deadline() {
+        let now = Instant::now();
+        let backoff = Backoff {
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        };
+        let deadline = Some(now + Duration::from_secs(60));
+        // Provider failures: retried with capped backoff as long as life is left.
+        for failures in [1, 5, 50, u32::MAX] {
+            for unit in [0.0, 0.5, 0.999] {
+                let at = retry_at(now, deadline, failures, false, backoff, unit).expect("a retry");
+                assert!(
+                    at > now && at <= now + Duration::from_secs(15),
+                    "{failures} {unit}"
+                );
+            }
+        }
+        // Not within the last second.
+        let close = Some(now + Duration::from_millis(900));
+        assert_eq!(retry_at(now, close, 1, false, backoff, 0.5), None);
+        assert_eq!(retry_at(now, Some(now), 1, false, backoff, 0.5), None);
+        // Server rejections: three per token, spread out (not all in ~3 s).
+        let first = retry_at(now, deadline, 1, true, backoff, 0.0).expect("a retry");
+        assert!(first >= now + Duration::from_secs(7), "{:?}", first - now);
+        assert!(retry_at(now, deadline, 2, true, backoff, 0.0).is_some());
+        assert_eq!(retry_at(now, deadline, 3, true, backoff, 0.0), None);
+        // No deadline known: a few attempts.
+        assert!(retry_at(now, None, 2, false, backoff, 0.5).is_some());
+        assert_eq!(retry_at(now, None, 3, false, backoff, 0.5), None);
+    }
+
+    #[test]
+    fn an_extreme_backoff_never_overflows_the_retry_instant() {
+        let now = Instant::now();
+        let backoff = Backoff {
+            base: Duration::MAX,
+            max: Duration::MAX,
+        };
+        for deadline in [
+            None,
+            Some(now + Duration::from_secs(60)),
+            Some(at_or_far(now, Duration::MAX)),
+        ] {
+            for failures in [0, 1, 2, 31, u32::MAX] {
+                for counted in [false, true] {
+                    if let Some(at) = retry_at(now, deadline, failures, counted, backoff, 0.999) {
+                        assert!(at >= now);
+                    }
+                }
+            }
+        }
+        assert!(at_or_far(now, Duration::MAX) > now);
+        assert_eq!(
+            at_or_far(now, Duration::from_secs(1)),
+            now + Duration::from_secs(1)
+        );
     }
 }

@@ -4,12 +4,14 @@
 //! a layer's live connections ([`Connections`]) and the revocations it
 //! enforces ([`Selector`]).
 
+mod cutoffs;
 mod end;
 mod event;
 mod identity;
 mod registry;
 mod revocation;
 mod selector;
+mod stale;
 mod store;
 
 pub use end::EndReason;

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 
-use super::store::{Applied, Report, RevocationStore, RevocationsStale};
+use super::stale::RevocationsStale;
+use super::store::{Applied, Report, RevocationStore};
 use super::{EndReason, Identity, RevocationEntry, Selector, StalePolicy};
 use crate::protocol::CloseReason;
 use crate::token::{RegisteredClaims, TokenError};

@@ -1,5 +1,5 @@
 //! A layer's revocations: the bounded store every handshake and renewal
-//! consults, and the staleness switch.
+//! consults, with the staleness switch (`stale.rs`) beside it.
 //!
 //! The store answers "is this token revoked?" with three hash lookups and,
 //! for a user with dated revocations, one ordered-map lookup: it is indexed
@@ -9,20 +9,14 @@
 //! pruning costs in proportion to what it drops, never a scan of the set.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::ops::Bound;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
-use super::revocation::seconds;
+use super::cutoffs::{Cutoffs, Users};
+use super::stale::{RevocationsStale, Staleness};
 use super::{RevocationEntry, Selector, StalePolicy};
 use crate::token::{RegisteredClaims, TokenError};
-
-/// New handshakes are refused while the revocation list is stale
-/// ([`StalePolicy::FailClosed`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RevocationsStale;
 
 /// How the store reports changes to telemetry, which sits above this
 /// module: the layer installs `telemetry`'s functions.
@@ -51,75 +45,8 @@ impl Report {
 pub(crate) struct RevocationStore {
     retention: Duration,
     state: RwLock<State>,
-    stale: AtomicU8,
+    stale: Staleness,
     report: Report,
-}
-
-const FRESH: u8 = 0;
-const STALE_OPEN: u8 = 1;
-const STALE_CLOSED: u8 = 2;
-
-fn policy_of(value: u8) -> Option<StalePolicy> {
-    match value {
-        STALE_OPEN => Some(StalePolicy::FailOpen),
-        STALE_CLOSED => Some(StalePolicy::FailClosed),
-        _ => None,
-    }
-}
-
-/// Users' revocations by `iss`, then `sub`. Tokens with an issuer are
-/// keyed by it and tokens without one kept apart, so that every lookup
-/// (each handshake and renewal) borrows the token's own strings: an
-/// `Option<String>` key would need the token's `iss` copied into one.
-#[derive(Debug, Default)]
-struct Users {
-    by_issuer: HashMap<String, HashMap<String, Cutoffs>>,
-    no_issuer: HashMap<String, Cutoffs>,
-}
-
-impl Users {
-    fn subjects(&self, iss: Option<&str>) -> Option<&HashMap<String, Cutoffs>> {
-        match iss {
-            Some(iss) => self.by_issuer.get(iss),
-            None => Some(&self.no_issuer),
-        }
-    }
-
-    fn subjects_mut(&mut self, iss: Option<&str>) -> Option<&mut HashMap<String, Cutoffs>> {
-        match iss {
-            Some(iss) => self.by_issuer.get_mut(iss),
-            None => Some(&mut self.no_issuer),
-        }
-    }
-
-    /// The issuer's subjects, made if it has none yet.
-    fn subjects_entry(&mut self, iss: Option<&str>) -> &mut HashMap<String, Cutoffs> {
-        match iss {
-            Some(iss) => self.by_issuer.entry(iss.to_owned()).or_default(),
-            None => &mut self.no_issuer,
-        }
-    }
-
-    /// Forgets an issuer with no subject left.
-    fn prune(&mut self, iss: Option<&str>) {
-        if let Some(iss) = iss
-            && self.by_issuer.get(iss).is_some_and(HashMap::is_empty)
-        {
-            self.by_issuer.remove(iss);
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (Option<&str>, &HashMap<String, Cutoffs>)> {
-        self.by_issuer
-            .iter()
-            .map(|(iss, subjects)| (Some(iss.as_str()), subjects))
-            .chain(std::iter::once((None, &self.no_issuer)))
-    }
-
-    #[cfg(test)]
-    fn is_empty(&self) -> bool {
-        self.by_issuer.is_empty() && self.no_issuer.is_empty()
-    }
 }
 
 #[derive(Debug, Default)]
@@ -139,37 +66,6 @@ struct State {
     expiries: BinaryHeap<Reverse<Expiry>>,
     len: usize,
     next_seq: u64,
-}
-
-/// One user's dated revocations, or everyone's.
-#[derive(Debug, Default)]
-struct Cutoffs {
-    /// The latest [`Selector::User`] (or [`Selector::All`]).
-    user: Option<SystemTime>,
-    /// [`Selector::IssuedBefore`] (or [`Selector::AllIssuedBefore`])
-    /// entries: `before` → revoked at.
-    before: BTreeMap<u64, SystemTime>,
-}
-
-impl Cutoffs {
-    fn is_empty(&self) -> bool {
-        self.user.is_none() && self.before.is_empty()
-    }
-
-    /// Whether a token of this user issued at `iat` is revoked; the
-    /// struct only exists with at least one entry, which matches a token
-    /// without `iat`.
-    fn matches(&self, iat: Option<u64>) -> bool {
-        let Some(iat) = iat else {
-            return !self.is_empty();
-        };
-        self.user.is_some_and(|at| iat <= seconds(at))
-            || self
-                .before
-                .range((Bound::Excluded(iat), Bound::Unbounded))
-                .next()
-                .is_some()
-    }
 }
 
 #[derive(Debug)]
@@ -452,7 +348,7 @@ impl RevocationStore {
         Self {
             retention,
             state: RwLock::default(),
-            stale: AtomicU8::new(FRESH),
+            stale: Staleness::default(),
             report,
         }
     }
@@ -564,28 +460,19 @@ impl RevocationStore {
     }
 
     pub(crate) fn set_stale(&self, policy: Option<StalePolicy>) {
-        let value = match policy {
-            None => FRESH,
-            Some(StalePolicy::FailOpen) => STALE_OPEN,
-            Some(StalePolicy::FailClosed) => STALE_CLOSED,
-        };
-        let was = self.stale.swap(value, Ordering::AcqRel);
-        if was != value {
-            (self.report.stale)(policy_of(was), policy);
+        let was = self.stale.set(policy);
+        if was != policy {
+            (self.report.stale)(was, policy);
         }
     }
 
     pub(crate) fn stale(&self) -> Option<StalePolicy> {
-        policy_of(self.stale.load(Ordering::Acquire))
+        self.stale.get()
     }
 
     /// Whether a new handshake may proceed.
     pub(crate) fn check_fresh(&self) -> Result<(), RevocationsStale> {
-        if self.stale.load(Ordering::Acquire) == STALE_CLOSED {
-            Err(RevocationsStale)
-        } else {
-            Ok(())
-        }
+        self.stale.check_fresh()
     }
 }
 

@@ -95,7 +95,7 @@ fn open(layer: &WsAuthLayer<Claims>, token: &str, shape: Backpressure) -> Setup 
 fn open_authenticated(authenticated: Authenticated<Claims>, shape: Backpressure) -> Setup {
     let (transport, peer) = pipe(shape);
     let socket = spawn(transport, authenticated);
-    let half: Arc<dyn super::core::Half> = Arc::clone(&socket.receiver.half);
+    let half: Arc<dyn super::half::Half> = Arc::clone(&socket.receiver.half);
     peer.probe.watch(Arc::downgrade(&half));
     Setup { socket, peer }
 }

@@ -11,7 +11,7 @@ use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::time::{Instant, timeout};
 
-use super::super::core::Half;
+use super::super::half::Half;
 use super::support::Backpressure;
 use super::*;
 use crate::connection::EndReason;

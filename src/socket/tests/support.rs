@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::protocol::is_control_message;
-use crate::socket::core::Half;
+use crate::socket::half::Half;
 
 /// How the server-to-peer direction behaves.
 #[derive(Debug, Clone, Copy)]

@@ -5,15 +5,17 @@
 //! one definition. The contract itself is versioned as [`PROTOCOL_V1`]; a
 //! breaking change gets a new protocol name.
 
+mod classify;
 mod close;
-mod control;
+mod messages;
 
+pub use classify::is_control_message;
 pub use close::CloseReason;
-pub use control::{ClientMessage, RenewRejection, ServerMessage, is_control_message};
+pub use messages::{ClientMessage, RenewRejection, ServerMessage};
 
 #[cfg(feature = "client")]
-pub(crate) use control::control_object;
-pub(crate) use control::{Classified, InvalidControl, classify};
+pub(crate) use classify::control_object;
+pub(crate) use classify::{Classified, InvalidControl, classify};
 
 /// The subprotocol a client offers to say "I speak the control messages of
 /// this crate's wire contract, version 1".

@@ -5,9 +5,11 @@
 //! run on the handshake; the validator runs again for every in-band renewal.
 
 mod claims;
+pub(crate) mod conceal;
 mod error;
 #[cfg(feature = "jwks")]
 mod jwks;
+pub(crate) mod offered;
 pub(crate) mod source;
 pub(crate) mod validator;
 

@@ -8,12 +8,12 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, COOKIE, SEC_WEBSOCKET_PROTOCOL};
+use http::header::{AUTHORIZATION, COOKIE};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Uri};
+use http::{HeaderMap, Uri};
 
 use super::InvalidRequest;
-use crate::protocol::BEARER_PROTOCOL_PREFIX;
+use super::offered::OfferedProtocols;
 
 /// Where the token of a connection came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,73 +94,6 @@ impl Default for SourceConfig {
     }
 }
 
-/// The parsed `Sec-WebSocket-Protocol` list. Its `Debug` never shows the
-/// token.
-#[derive(Default)]
-pub(crate) struct OfferedProtocols<'a> {
-    /// The token of the single `bearer.` entry, if any.
-    pub(crate) bearer: Option<&'a str>,
-    /// Every other entry, in the client's order.
-    pub(crate) protocols: Vec<&'a str>,
-}
-
-impl<'a> OfferedProtocols<'a> {
-    pub(crate) fn parse(headers: &'a HeaderMap) -> Result<Self, InvalidRequest> {
-        let mut offered = OfferedProtocols::default();
-        for value in headers.get_all(SEC_WEBSOCKET_PROTOCOL) {
-            let list = value
-                .to_str()
-                .map_err(|_| InvalidRequest::MalformedSubprotocols)?;
-            for entry in list.split(',').map(|entry| entry.trim_matches([' ', '\t'])) {
-                if entry.is_empty() || !entry.bytes().all(is_tchar) {
-                    return Err(InvalidRequest::MalformedSubprotocols);
-                }
-                match entry.strip_prefix(BEARER_PROTOCOL_PREFIX) {
-                    Some(_) if offered.bearer.is_some() => {
-                        return Err(InvalidRequest::DuplicateBearerSubprotocol);
-                    }
-                    Some("") => return Err(InvalidRequest::MalformedSubprotocols),
-                    Some(token) => offered.bearer = Some(token),
-                    None => offered.protocols.push(entry),
-                }
-            }
-        }
-        Ok(offered)
-    }
-
-    /// Picks the first of the server's `supported` protocols the client
-    /// offered. A client that offered anything must get an answer (Chromium
-    /// fails the connection otherwise), so no match is an error; a client
-    /// that offered nothing gets no `Sec-WebSocket-Protocol` back.
-    pub(crate) fn select(
-        &self,
-        supported: &[Arc<HeaderValue>],
-    ) -> Result<Option<Arc<HeaderValue>>, InvalidRequest> {
-        if self.bearer.is_none() && self.protocols.is_empty() {
-            return Ok(None);
-        }
-        supported
-            .iter()
-            .find(|candidate| {
-                self.protocols
-                    .iter()
-                    .any(|p| p.as_bytes() == candidate.as_bytes())
-            })
-            .cloned()
-            .map(Some)
-            .ok_or(InvalidRequest::NoAcceptableSubprotocol)
-    }
-}
-
-impl std::fmt::Debug for OfferedProtocols<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OfferedProtocols")
-            .field("bearer", &self.bearer.map(|_| "<redacted>"))
-            .field("protocols", &self.protocols)
-            .finish()
-    }
-}
-
 /// A token and where it was found. Its `Debug` never shows the token.
 pub(crate) struct FoundToken<'a> {
     pub(crate) source: TokenSource,
@@ -174,96 +107,6 @@ impl std::fmt::Debug for FoundToken<'_> {
             .field("token", &"<redacted>")
             .finish()
     }
-}
-
-/// Takes the tokens out of sight of everything behind the layer, once a
-/// request has been authenticated: the inner services, their extractors,
-/// and any `Debug` or tracing of the request.
-///
-/// - `Authorization` values are marked sensitive (`Debug` prints
-///   `Sensitive`), and so are `Cookie` values when the cookie source is on;
-/// - the `bearer.` entry is removed from every `Sec-WebSocket-Protocol`
-///   value, the other entries kept in order (a value left empty goes). The
-///   layer has already chosen the protocol to select, so axum's
-///   `WebSocketUpgrade` no longer needs to see the entry;
-/// - with the query source on, `access_token` parameters leave the URI.
-pub(crate) fn conceal_tokens(config: &SourceConfig, headers: &mut HeaderMap, uri: &mut Uri) {
-    for (name, value) in headers.iter_mut() {
-        if name == AUTHORIZATION || (name == COOKIE && config.cookie.is_some()) {
-            value.set_sensitive(true);
-        }
-    }
-    let offered: Vec<HeaderValue> = headers
-        .get_all(SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .cloned()
-        .collect();
-    if offered.iter().any(|value| without_bearer(value).is_some()) {
-        headers.remove(SEC_WEBSOCKET_PROTOCOL);
-        for value in offered {
-            let kept = match without_bearer(&value) {
-                None => Some(value),
-                Some(rest) => rest,
-            };
-            if let Some(kept) = kept {
-                headers.append(SEC_WEBSOCKET_PROTOCOL, kept);
-            }
-        }
-    }
-    if config.query {
-        conceal_query(uri);
-    }
-}
-
-/// `None` when `value` holds no `bearer.` entry; otherwise the value
-/// without it, `Some(None)` when nothing else is left (or the value cannot
-/// be read, which the layer has already refused).
-fn without_bearer(value: &HeaderValue) -> Option<Option<HeaderValue>> {
-    let Ok(list) = value.to_str() else {
-        return Some(None);
-    };
-    let entries = || list.split(',').map(|entry| entry.trim_matches([' ', '\t']));
-    if !entries().any(|entry| entry.starts_with(BEARER_PROTOCOL_PREFIX)) {
-        return None;
-    }
-    let rest = entries()
-        .filter(|entry| !entry.starts_with(BEARER_PROTOCOL_PREFIX))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Some(
-        HeaderValue::try_from(rest)
-            .ok()
-            .filter(|rest| !rest.is_empty()),
-    )
-}
-
-fn conceal_query(uri: &mut Uri) {
-    let is_token =
-        |pair: &&str| pair.split_once('=').map_or(*pair, |(key, _)| key) == "access_token";
-    let Some(query) = uri.query() else {
-        return;
-    };
-    if !query.split('&').any(|pair| is_token(&pair)) {
-        return;
-    }
-    let kept = query
-        .split('&')
-        .filter(|pair| !is_token(pair))
-        .collect::<Vec<_>>()
-        .join("&");
-    let path = uri.path().to_owned();
-    let path_and_query = if kept.is_empty() {
-        path.clone()
-    } else {
-        format!("{path}?{kept}")
-    };
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = http::uri::PathAndQuery::try_from(path_and_query).ok();
-    // Rebuilding from a valid URI's own pieces cannot fail; if it did, the
-    // path alone is still better than a URI holding the token.
-    *uri = Uri::from_parts(parts)
-        .or_else(|_| Uri::try_from(path))
-        .unwrap_or_default();
 }
 
 /// Finds the token of highest precedence among the enabled sources; the
@@ -391,11 +234,6 @@ fn percent_decode(text: &str) -> Option<Cow<'_, str>> {
     String::from_utf8(bytes).ok().map(Cow::Owned)
 }
 
-/// RFC 7230 `tchar`.
-fn is_tchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-}
-
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
@@ -406,15 +244,15 @@ fn is_b64token(token: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    pub(in crate::token) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
             map.append(
                 http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
             );
         }
         map
@@ -440,7 +278,7 @@ mod tests {
         Ok(find_token(config, &parts, &offered)?.map(|f| (f.source, f.token.into_owned())))
     }
 
-    fn all_sources() -> SourceConfig {
+    pub(in crate::token) fn all_sources() -> SourceConfig {
         SourceConfig {
             header: true,
             subprotocol: true,
@@ -623,81 +461,6 @@ mod tests {
             find(&config, &HeaderMap::new(), "/ws?x=1&access_token=a%2Eb.c").unwrap(),
             Some((TokenSource::Query, "a.b.c".into()))
         );
-    }
-
-    #[test]
-    fn selection_follows_server_preference_and_never_picks_bearer() {
-        let supported = [
-            Arc::new(HeaderValue::from_static("graphql-transport-ws")),
-            Arc::new(HeaderValue::from_static("wsauth.v1")),
-        ];
-        let select = |list: &str| {
-            let map = headers(&[("sec-websocket-protocol", list)]);
-            let selected = OfferedProtocols::parse(&map)?.select(&supported)?;
-            Ok::<_, InvalidRequest>(selected.map(|protocol| protocol.to_str().unwrap().to_owned()))
-        };
-        assert_eq!(
-            select("wsauth.v1, bearer.x, graphql-transport-ws")
-                .unwrap()
-                .unwrap(),
-            "graphql-transport-ws"
-        );
-        assert_eq!(select("bearer.x, wsauth.v1").unwrap().unwrap(), "wsauth.v1");
-        assert_eq!(
-            select("bearer.x").unwrap_err(),
-            InvalidRequest::NoAcceptableSubprotocol
-        );
-        assert_eq!(
-            select("soap, bearer.x").unwrap_err(),
-            InvalidRequest::NoAcceptableSubprotocol
-        );
-        assert_eq!(
-            OfferedProtocols::parse(&HeaderMap::new())
-                .unwrap()
-                .select(&supported)
-                .unwrap(),
-            None
-        );
-    }
-
-    #[test]
-    fn concealing_removes_the_bearer_entry_and_hides_credentials() {
-        let mut map = headers(&[
-            ("authorization", "Bearer h.h.h"),
-            ("sec-websocket-protocol", "wsauth.v1, bearer.s.s.s, chat"),
-            ("sec-websocket-protocol", "bearer2"),
-            ("cookie", "a=1; jwt=c.c.c"),
-        ]);
-        let mut uri: Uri = "/ws?x=1&access_token=q.q.q&y=2".parse().unwrap();
-        conceal_tokens(&all_sources(), &mut map, &mut uri);
-        let protocols: Vec<_> = map.get_all(SEC_WEBSOCKET_PROTOCOL).iter().collect();
-        assert_eq!(protocols, ["wsauth.v1, chat", "bearer2"]);
-        assert!(map[AUTHORIZATION].is_sensitive());
-        assert!(map[COOKIE].is_sensitive());
-        assert_eq!(uri, "/ws?x=1&y=2");
-        let debug = format!("{map:?} {uri:?}");
-        for token in ["h.h.h", "s.s.s", "c.c.c", "q.q.q"] {
-            assert!(!debug.contains(token), "{debug}");
-        }
-
-        // A value left without entries goes; disabled sources stay as sent.
-        let mut map = headers(&[
-            ("sec-websocket-protocol", "bearer.s.s.s"),
-            ("sec-websocket-protocol", "wsauth.v1"),
-            ("cookie", "jwt=c.c.c"),
-        ]);
-        let mut uri: Uri = "/ws?access_token=q.q.q".parse().unwrap();
-        conceal_tokens(&SourceConfig::default(), &mut map, &mut uri);
-        let protocols: Vec<_> = map.get_all(SEC_WEBSOCKET_PROTOCOL).iter().collect();
-        assert_eq!(protocols, ["wsauth.v1"]);
-        assert!(!map[COOKIE].is_sensitive());
-        assert_eq!(uri, "/ws?access_token=q.q.q");
-
-        let mut map = headers(&[("sec-websocket-protocol", "bearer.s.s.s")]);
-        let mut uri: Uri = "http://h/ws?access_token=q.q.q".parse().unwrap();
-        conceal_tokens(&all_sources(), &mut map, &mut uri);
-        assert!(map.get(SEC_WEBSOCKET_PROTOCOL).is_none());
-        assert_eq!(uri, "http://h/ws");
     }
 
     #[test]

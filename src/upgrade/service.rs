@@ -13,7 +13,9 @@ use super::{Authenticated, ResponseFuture};
 use crate::config::Settings;
 use crate::policy::{PolicyDenial, PolicyRequest};
 use crate::token::TokenError;
-use crate::token::source::{OfferedProtocols, conceal_tokens, find_token};
+use crate::token::conceal::conceal_tokens;
+use crate::token::offered::OfferedProtocols;
+use crate::token::source::find_token;
 
 /// Middleware that authenticates WebSocket upgrade requests; made by
 /// [`WsAuthLayer`](super::WsAuthLayer).

@@ -1,5 +1,6 @@
-//! Selector and re-authentication against a real server: revoking a
-//! user, a token or every token issued before an instant closes exactly
+//! Revocation and re-authentication against a real server: revoking a
+//! user, a token, a session, everyone, or every token issued before an
+//! instant closes exactly
 //! the matching sockets with 4403 (judged by each socket's current token),
 //! revoked tokens are refused at the handshake and on renewal, one
 //! connection is closed with a chosen code, a stale revocation list fails
@@ -135,6 +136,60 @@ async fn revoke_closes_exactly_the_matching_sockets_with_4403() {
     assert_alive(&mut alice_new, "alice is still here").await;
     wait_for(&connections, 1).await;
     assert_eq!(connections.revocations().len(), 5);
+}
+
+/// A token for `sub` in the OIDC session `sid`.
+fn token_in_session(sub: &str, jti: &str, sid: &str) -> String {
+    let mut claims = claims(sub, 600);
+    claims["jti"] = json!(jti);
+    claims["sid"] = json!(sid);
+    sign(&claims)
+}
+
+#[tokio::test]
+async fn revoking_a_session_closes_its_sockets_and_refuses_its_tokens_only() {
+    let (addr, connections) = start(builder()).await;
+    let mut laptop = connect_bearer(addr, &token_in_session("alice", "l1", "s-1")).await;
+    let mut phone = connect_bearer(addr, &token_in_session("alice", "p1", "s-2")).await;
+    wait_for(&connections, 2).await;
+
+    assert_eq!(connections.revoke(Selector::session("s-1")), 1);
+    assert_eq!(
+        expect_close(&mut laptop).await,
+        (4403, "forbidden".to_owned())
+    );
+    assert_alive(&mut phone, "the other session").await;
+    let (status, ..) = refused_headers(addr, &token_in_session("alice", "l2", "s-1")).await;
+    assert_eq!(status, 401);
+    let mut again = connect_bearer(addr, &token_in_session("alice", "p2", "s-2")).await;
+    assert_alive(&mut again, "a token of the other session").await;
+    // A renewal into the revoked session is refused; the socket lives on.
+    send_text(
+        &mut phone,
+        &renew(&token_in_session("alice", "p3", "s-1"), "r"),
+    )
+    .await;
+    let answer = next_control(&mut phone).await;
+    assert_eq!(answer["type"], "auth.renew_rejected", "{answer}");
+    assert_alive(&mut phone, "still the phone").await;
+}
+
+#[tokio::test]
+async fn revoking_everyone_closes_every_socket_and_refuses_tokens_issued_up_to_then() {
+    let (addr, connections) = start(builder()).await;
+    let t = now();
+    let mut alice = connect_bearer(addr, &token_with("alice", 600, "a1", t - 10)).await;
+    let mut bob = connect_bearer(addr, &token_with("bob", 600, "b1", t)).await;
+    wait_for(&connections, 2).await;
+    assert_eq!(connections.revoke(Selector::all()), 2);
+    for client in [&mut alice, &mut bob] {
+        assert_eq!(expect_close(client).await.0, 4403);
+    }
+    let (status, ..) = refused_headers(addr, &token_with("carol", 600, "c1", t)).await;
+    assert_eq!(status, 401);
+    // Tokens issued after the revocation's second open sockets again.
+    let mut later = connect_bearer(addr, &token_with("carol", 600, "c2", now() + 2)).await;
+    assert_alive(&mut later, "a later token").await;
 }
 
 #[tokio::test]

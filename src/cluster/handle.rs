@@ -64,7 +64,9 @@ pub struct Issued {
     pub local: usize,
     /// Whether Redis took it. When it did not (Redis unreachable), it is
     /// queued, and the background task stores and publishes it once Redis
-    /// answers again; this node applied it either way.
+    /// answers again; this node applied it either way. Always false for a
+    /// command about one connection ([`Selector::Connection`]), which is
+    /// applied here only and never queued.
     pub published: bool,
 }
 

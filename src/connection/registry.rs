@@ -148,7 +148,8 @@ impl Connections {
     /// revoked") and on renewal (`auth.renew_rejected`), and every live
     /// socket whose *current* token it matches is closed with
     /// `4403 forbidden` ([`EndReason::Revoked`]). Returns how many sockets
-    /// this call closed.
+    /// this call closed. [`Selector::Connection`] names no token: that one
+    /// connection is closed, and nothing is stored.
     ///
     /// The entry is kept for the layer's
     /// [`revocation_retention`](crate::WsAuthLayerBuilder::revocation_retention)

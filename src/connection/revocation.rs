@@ -39,8 +39,8 @@ pub(crate) fn seconds(time: SystemTime) -> u64 {
 pub struct RevocationEntry {
     /// What is revoked.
     pub revocation: Selector,
-    /// When it was revoked. For [`Selector::User`] this is also the
-    /// cutoff: tokens issued up to this second match.
+    /// When it was revoked. For [`Selector::User`] and [`Selector::All`]
+    /// this is also the cutoff: tokens issued up to this second match.
     pub revoked_at: SystemTime,
 }
 

@@ -64,7 +64,10 @@ use crate::token::RegisteredClaims;
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Selector {
-    /// Everyone.
+    /// Everyone. A revocation refuses every token issued up to its second,
+    /// including those a client fetches later in that same second: clients
+    /// that reconnect at once are refused until their token endpoint mints
+    /// one dated a second later.
     All,
     /// The user (`iss`, `sub`).
     User {
@@ -94,6 +97,11 @@ pub enum Selector {
     },
     /// Every token issued strictly before `before` (`iat < before`), and
     /// those without `iat`: a signing key retired, an incident's start.
+    ///
+    /// `before` is a NumericDate in *seconds*; a date in the future (or in
+    /// milliseconds by mistake) refuses every token until then, for
+    /// everyone, and a revocation cannot be taken back: pass a moment that
+    /// has passed.
     AllIssuedBefore {
         /// A NumericDate (seconds since the Unix epoch).
         before: u64,

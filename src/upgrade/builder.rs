@@ -121,7 +121,7 @@ impl<C> WsAuthLayerBuilder<C> {
     /// The layer cannot know which part of the request the extractor read,
     /// so it cannot hide it from the services behind it as it hides the
     /// built-in locations: treat that location as sensitive (mark a header
-    /// with [`HeaderValue::set_sensitive`], keep it out of logs and traces).
+    /// with [`HeaderValue::set_sensitive`](http::HeaderValue::set_sensitive), keep it out of logs and traces).
     /// The token source of the connection is [`TokenSource::Custom`]
     /// (`custom` in logs and metrics).
     ///

@@ -174,25 +174,31 @@ async fn client_close_is_answered_and_other_connections_carry_on() {
     );
 }
 
-#[tokio::test]
-async fn a_message_over_the_size_limit_closes_1009_without_disturbing_others() {
-    let addr = serve(builder().max_message_bytes(1024)).await;
-    let mut big = connect_bearer(addr, &token("alice", 600)).await;
-    let mut other = connect_bearer(addr, &token("bob", 600)).await;
+/// With a 1 KiB limit: a 1 KiB message echoes back, one byte more closes
+/// the connection with 1009.
+async fn a_kib_passes_and_a_byte_more_closes_1009(big: &mut Client) {
     big.send(WsMessage::Binary(vec![7u8; 1024].into()))
         .await
         .unwrap();
     assert_eq!(
-        next_message(&mut big).await,
+        next_message(big).await,
         WsMessage::Binary(vec![7u8; 1024].into())
     );
     big.send(WsMessage::Binary(vec![7u8; 1025].into()))
         .await
         .unwrap();
     assert_eq!(
-        expect_close(&mut big).await,
+        expect_close(big).await,
         (1009, "message too big".to_owned())
     );
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_closes_1009_without_disturbing_others() {
+    let addr = serve(builder().max_message_bytes(1024)).await;
+    let mut big = connect_bearer(addr, &token("alice", 600)).await;
+    let mut other = connect_bearer(addr, &token("bob", 600)).await;
+    a_kib_passes_and_a_byte_more_closes_1009(&mut big).await;
     send_text(&mut other, "fine").await;
     assert_eq!(
         next_message(&mut other).await,
@@ -216,18 +222,5 @@ async fn the_layers_message_limit_holds_whatever_the_handler_asks_of_the_upgrade
     let layer = builder().max_message_bytes(1024).build().unwrap();
     let addr = serve_router(Router::new().route("/ws", any(roomy)).route_layer(layer)).await;
     let mut big = connect_bearer(addr, &token("alice", 600)).await;
-    big.send(WsMessage::Binary(vec![7u8; 1024].into()))
-        .await
-        .unwrap();
-    assert_eq!(
-        next_message(&mut big).await,
-        WsMessage::Binary(vec![7u8; 1024].into())
-    );
-    big.send(WsMessage::Binary(vec![7u8; 1025].into()))
-        .await
-        .unwrap();
-    assert_eq!(
-        expect_close(&mut big).await,
-        (1009, "message too big".to_owned())
-    );
+    a_kib_passes_and_a_byte_more_closes_1009(&mut big).await;
 }
